@@ -1,0 +1,290 @@
+"""One denoiser interface joins theory and practice: ``D(x_t, alpha_bar) -> E[x0 | x_t]``.
+
+The noise level ``t`` is passed as its ``alpha_bar_t`` (a float in (0, 1]), so one denoiser serves every
+schedule and every respaced grid; a network adapter maps ``alpha_bar`` to its own training timestep. Score and
+noise prediction are derived from the denoiser in ONE place (THEORY section 0):
+
+    score(x_t) = (sqrt(ab) D - x_t) / (1 - ab)          eps(x_t) = (x_t - sqrt(ab) D) / sqrt(1 - ab)
+    D = (x_t - sqrt(1 - ab) eps) / sqrt(ab)              D = sqrt(ab) x_t - sqrt(1 - ab) v   (v-prediction)
+
+Implementations:
+
+- :class:`ExactDenoiser` of a Gaussian or GMM prior (exact Tweedie; also exact ``Cov[x0|x_t]`` and exact draws
+  from ``p(x0 | x_t)``, which make the exact reverse kernels of THEORY 3.3);
+- :class:`ConditionalExactDenoiser`: ``E[x0 | x_t, y]`` from the exact posterior of a
+  :class:`~dptheory.LinearInverseProblem`, for one ``y`` or one ``y`` per particle;
+- :class:`NetworkDenoiser`: adapter for a network predicting ``eps``, ``x0`` or ``v`` on its own discrete
+  schedule.
+
+Every denoiser is differentiable in ``x_t`` with torch autograd (DPS back-propagates through it).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ._checks import check_alpha_bar
+from .gaussian import Gaussian
+from .linalg import sym_eig
+from .mixture import GaussianMixture
+
+__all__ = [
+    "Denoiser",
+    "ExactDenoiser",
+    "ConditionalExactDenoiser",
+    "NetworkDenoiser",
+    "score_from_x0",
+    "eps_from_x0",
+    "x0_from_eps",
+    "x0_from_v",
+]
+
+
+# ---------------------------------------------------------------------------------------------- conversions
+def score_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+    """Tweedie inverted: ``grad log p_t(x_t) = (sqrt(ab) x0_hat - x_t) / (1 - ab)`` (needs ``ab < 1``)."""
+    return (math.sqrt(alpha_bar) * x0 - x_t) / (1.0 - alpha_bar)
+
+
+def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+    """``eps_hat = (x_t - sqrt(ab) x0_hat) / sqrt(1 - ab)`` (needs ``ab < 1``)."""
+    return (x_t - math.sqrt(alpha_bar) * x0) / math.sqrt(1.0 - alpha_bar)
+
+
+def x0_from_eps(x_t: torch.Tensor, eps: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+    """``x0_hat = (x_t - sqrt(1 - ab) eps_hat) / sqrt(ab)``."""
+    return (x_t - math.sqrt(1.0 - alpha_bar) * eps) / math.sqrt(alpha_bar)
+
+
+def x0_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+    """``x0_hat = sqrt(ab) x_t - sqrt(1 - ab) v_hat`` (Salimans & Ho 2022, v = sqrt(ab) eps - sqrt(1-ab) x0)."""
+    return math.sqrt(alpha_bar) * x_t - math.sqrt(1.0 - alpha_bar) * v
+
+
+class Denoiser:
+    """Base class: subclasses implement ``__call__(x_t, alpha_bar) -> E[x0 | x_t]``.
+
+    ``score`` and ``eps`` are derived here, once. Exact denoisers also provide ``cov`` and ``sample_x0``.
+    """
+
+    def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def score(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        """``grad log p_t(x_t)`` from Tweedie's formula, for ``alpha_bar < 1``."""
+        ab = _level(alpha_bar)
+        return score_from_x0(x_t, self(x_t, ab), ab)
+
+    def eps(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        """Noise prediction ``eps_hat(x_t)``, for ``alpha_bar < 1``."""
+        ab = _level(alpha_bar)
+        return eps_from_x0(x_t, self(x_t, ab), ab)
+
+
+def _level(alpha_bar) -> float:
+    ab = check_alpha_bar(alpha_bar)
+    if ab == 1.0:
+        raise ValueError("alpha_bar must be < 1 for a score or eps prediction (no noise at alpha_bar = 1)")
+    return ab
+
+
+# ---------------------------------------------------------------------------------------------- exact
+class _MixturePosterior:
+    """``p(x0 | x_t)`` for the prior ``sum_k w_k N(mu_k, Sig_k)`` with shared eigendecomposed covariances and
+    means/log-weights that may differ per particle (broadcast over a leading batch).
+
+    For a component, ``p(x0 | x_t, k) = N(mu_k + G_k (x_t - sqrt(ab) mu_k), C_k)`` with
+    ``G_k = sqrt(ab) Sig_k (ab Sig_k + (1-ab) I)^{-1}`` and ``C_k = Sig_k (1-ab)(ab Sig_k + (1-ab) I)^{-1}``;
+    the component's weight is ``w_k N(x_t; sqrt(ab) mu_k, ab Sig_k + (1-ab) I)`` (THEORY 3.2).
+    """
+
+    def __init__(self, log_w: torch.Tensor, means: torch.Tensor, evals: torch.Tensor, evecs: torch.Tensor):
+        self.log_w, self.means, self.evals, self.evecs = log_w, means, evals, evecs  # (.., K), (.., K, d)
+
+    def parts(self, x: torch.Tensor, ab: float):
+        """Responsibilities ``(n, K)``, whitened coordinates and the per-component posterior means ``(n, K, d)``."""
+        e = ab * self.evals + (1.0 - ab)  # (K, d)
+        diff = x.unsqueeze(-2) - math.sqrt(ab) * self.means  # (n, K, d)
+        u = (diff.unsqueeze(-2) @ self.evecs).squeeze(-2)  # V_k^T (x - c_k)
+        log_joint = self.log_w - 0.5 * ((u.square() / e).sum(-1) + e.log().sum(-1))
+        gamma = torch.softmax(log_joint, dim=-1)
+        g = math.sqrt(ab) * self.evals / e
+        mu = self.means + ((u * g).unsqueeze(-2) @ self.evecs.transpose(-1, -2)).squeeze(-2)
+        return gamma, mu, e
+
+    def mean(self, x: torch.Tensor, ab: float) -> torch.Tensor:
+        gamma, mu, _ = self.parts(x, ab)
+        return (gamma.unsqueeze(-1) * mu).sum(-2)
+
+    def cov(self, x: torch.Tensor, ab: float) -> torch.Tensor:
+        gamma, mu, e = self.parts(x, ab)
+        C = (self.evecs * (self.evals * (1.0 - ab) / e).unsqueeze(-2)) @ self.evecs.transpose(-1, -2)
+        mean = (gamma.unsqueeze(-1) * mu).sum(-2)
+        second = torch.einsum("nk,kij->nij", gamma, C) + torch.einsum("nk,nki,nkj->nij", gamma, mu, mu)
+        return second - mean.unsqueeze(-1) * mean.unsqueeze(-2)
+
+    def sample_components(self, n: int, generator, like: torch.Tensor) -> torch.Tensor:
+        """``n`` draws from the mixture itself (one per row of the batch when the weights are per particle)."""
+        probs = torch.softmax(self.log_w, dim=-1).expand(n, -1)
+        k = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        means = self.means.expand(n, *self.means.shape[-2:])
+        z = torch.randn(n, means.shape[-1], generator=generator, dtype=like.dtype, device=like.device)
+        noise = ((z * self.evals[k].sqrt()).unsqueeze(-2) @ self.evecs[k].transpose(-1, -2)).squeeze(-2)
+        return means[torch.arange(n, device=like.device), k] + noise
+
+    def sample(self, x: torch.Tensor, ab: float, generator) -> torch.Tensor:
+        gamma, mu, e = self.parts(x, ab)
+        k = torch.multinomial(gamma, 1, generator=generator).squeeze(-1)  # (n,)
+        idx = torch.arange(x.shape[0], device=x.device)
+        sd = (self.evals[k] * (1.0 - ab) / e[k]).sqrt()  # (n, d)
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        return mu[idx, k] + ((z * sd).unsqueeze(-2) @ self.evecs[k].transpose(-1, -2)).squeeze(-2)
+
+
+class ExactDenoiser(Denoiser):
+    """The exact Tweedie denoiser ``E[x0 | x_t]`` of a Gaussian or GMM prior (THEORY 3.1-3.2).
+
+    Also exact: ``cov(x_t, ab) = Cov[x0 | x_t]`` and ``sample_x0(x_t, ab, generator)``, a draw from
+    ``p(x0 | x_t)``, which turns any ancestral loop into an exact sampler (THEORY 3.3).
+
+    Args:
+        prior: a :class:`~dptheory.Gaussian` or :class:`~dptheory.GaussianMixture`.
+    """
+
+    def __init__(self, prior):
+        if not isinstance(prior, (Gaussian, GaussianMixture)):
+            raise TypeError(f"prior must be a Gaussian or GaussianMixture, got {type(prior).__name__}")
+        self.prior = prior
+
+    def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        return self.prior.denoise(x_t, alpha_bar)
+
+    def score(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        """Exact diffused score (computed directly, not through Tweedie, so it is accurate near ab = 1)."""
+        ab = check_alpha_bar(alpha_bar)
+        return self.prior.diffuse(ab).score(x_t)
+
+    def cov(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        """``Cov[x0 | x_t]``, ``(n, d, d)``."""
+        return self.prior.denoise_cov(x_t, alpha_bar)
+
+    def sample_x0(self, x_t: torch.Tensor, alpha_bar: float, generator=None) -> torch.Tensor:
+        """One exact draw from ``p(x0 | x_t)`` per row of ``x_t (n, d)``."""
+        ab = check_alpha_bar(alpha_bar)
+        if ab == 1.0:
+            return x_t.clone()
+        p = self.prior
+        if isinstance(p, Gaussian):
+            C = p.denoise_cov(x_t[:1], ab)[0]
+            noise = Gaussian._trusted(torch.zeros_like(p.mean), C).sample(x_t.shape[0], generator=generator)
+            return p.denoise(x_t, ab) + noise
+        return _MixturePosterior(p.weights.log(), p.means, p.eig.evals, p.eig.evecs).sample(x_t, ab, generator)
+
+
+class ConditionalExactDenoiser(ExactDenoiser):
+    """The exact conditional denoiser ``E[x0 | x_t, y]`` of a linear inverse problem (THEORY 3.1-3.2).
+
+    Args:
+        problem: a :class:`~dptheory.LinearInverseProblem`.
+        y: ``(m,)`` for one measurement shared by all particles, or ``(n, m)`` with one measurement per particle
+            (row i of ``x_t`` is conditioned on ``y[i]``); the latter is how joint (over Y) laws are sampled.
+    """
+
+    def __init__(self, problem, y):
+        self.problem = problem
+        y = problem._y(y)
+        self.y = y
+        if y.ndim == 1:
+            super().__init__(problem.posterior(y))
+            self._batched = None
+            return
+        if y.ndim != 2:
+            raise ValueError(f"y must have shape (m,) or (n, m), got {tuple(y.shape)}")
+        upd = problem._update
+        log_w = torch.log(problem._post_weights(y))  # (n, K)
+        eig = sym_eig(upd.post_covs, "posterior covs")
+        self.prior = None
+        self._batched = _MixturePosterior(log_w, upd.post_means(y), eig.evals, eig.evecs)
+
+    def _check_batch(self, x_t: torch.Tensor) -> None:
+        if x_t.ndim != 2 or x_t.shape[0] != self.y.shape[0]:
+            raise ValueError(
+                f"x_t must have shape (n, d) with n = {self.y.shape[0]} (one row per measurement), "
+                f"got {tuple(x_t.shape)}"
+            )
+
+    def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        if self._batched is None:
+            return super().__call__(x_t, alpha_bar)
+        ab = check_alpha_bar(alpha_bar)
+        self._check_batch(x_t)
+        return x_t.clone() if ab == 1.0 else self._batched.mean(x_t, ab)
+
+    def score(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        if self._batched is None:
+            return super().score(x_t, alpha_bar)
+        return Denoiser.score(self, x_t, alpha_bar)
+
+    def cov(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        if self._batched is None:
+            return super().cov(x_t, alpha_bar)
+        ab = check_alpha_bar(alpha_bar)
+        self._check_batch(x_t)
+        return x_t.new_zeros(*x_t.shape, x_t.shape[-1]) if ab == 1.0 else self._batched.cov(x_t, ab)
+
+    def sample_posterior(self, n: int, generator=None) -> torch.Tensor:
+        """Draws from ``p(x0 | y)``: ``n`` of them for one ``y``, or one per row for ``y (n, m)``."""
+        if self._batched is None:
+            return self.prior.sample(n, generator=generator)
+        if n != self.y.shape[0]:
+            raise ValueError(f"n must equal the number of measurements {self.y.shape[0]}, got {n}")
+        return self._batched.sample_components(n, generator, self.y)
+
+    def sample_x0(self, x_t: torch.Tensor, alpha_bar: float, generator=None) -> torch.Tensor:
+        if self._batched is None:
+            return super().sample_x0(x_t, alpha_bar, generator)
+        ab = check_alpha_bar(alpha_bar)
+        self._check_batch(x_t)
+        return x_t.clone() if ab == 1.0 else self._batched.sample(x_t, ab, generator)
+
+
+# ---------------------------------------------------------------------------------------------- networks
+class NetworkDenoiser(Denoiser):
+    """Adapter: a network ``net(x_t, t) -> prediction`` trained on its own discrete VP schedule.
+
+    Args:
+        net: a callable ``(x_t, t)`` with ``t`` a ``(n,)`` long tensor of timesteps (0-based, as in DDPM/ADM
+            code: index ``i`` means ``alpha_bar = schedule.alpha_bar(i + 1)``).
+        schedule: the network's training schedule (:class:`~dptheory.VPSchedule`).
+        prediction: ``"eps"``, ``"x0"`` or ``"v"``.
+        channels: if set, keep only the first ``channels`` output channels (learned-variance ADM models output
+            6 channels: eps and the variance interpolation).
+
+    ``alpha_bar`` is mapped to the network timestep nearest in log-SNR; the prediction is converted with the
+    *network's* ``alpha_bar`` at that step, so the adapter is exact on the network's own grid.
+    """
+
+    def __init__(self, net, schedule, prediction: str = "eps", channels: int | None = None):
+        if prediction not in ("eps", "x0", "v"):
+            raise ValueError(f"prediction must be 'eps', 'x0' or 'v', got {prediction!r}")
+        self.net, self.schedule, self.prediction, self.channels = net, schedule, prediction, channels
+
+    def timestep(self, alpha_bar: float) -> int:
+        """The 0-based network timestep for ``alpha_bar``."""
+        return int(self.schedule.step_from_alpha_bar(alpha_bar)) - 1
+
+    def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        ab = _level(alpha_bar)
+        step = max(self.timestep(ab), 0)
+        ab_net = float(self.schedule.alpha_bar(step + 1))
+        t = torch.full((x_t.shape[0],), step, dtype=torch.long, device=x_t.device)
+        out = self.net(x_t, t)
+        if self.channels is not None:
+            out = out[:, : self.channels]
+        if self.prediction == "eps":
+            return x0_from_eps(x_t, out, ab_net)
+        if self.prediction == "v":
+            return x0_from_v(x_t, out, ab_net)
+        return out

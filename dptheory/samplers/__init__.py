@@ -1,0 +1,40 @@
+"""Samplers: short functions with an explicit loop and one shared signature,
+``sampler(denoiser, x, schedule, *, generator=None, callback=None, progress_bar=False, **knobs)``.
+
+``METHODS`` maps the public method names (as used by :func:`dptheory.solve` and the CLI) to the functions.
+"""
+
+from .ddpm import ddim, ddpm
+from .dps import DPSGuidedDenoiser, dps
+from .map_rps import OFFICIAL_PRIOR_WEIGHTS, bayes_prior_weight, map_rps, map_rps_stage1
+from .posterior import posterior
+from .red_diff import red_diff
+from .vml_map import vml_map
+from .vsrd import vsrd
+
+METHODS = {
+    "posterior": posterior,
+    "ddpm": ddpm,
+    "ddim": ddim,
+    "dps": dps,
+    "vsrd": vsrd,
+    "map-rps": map_rps,
+    "red-diff": red_diff,
+    "vml-map": vml_map,
+}
+
+__all__ = [
+    "METHODS",
+    "DPSGuidedDenoiser",
+    "OFFICIAL_PRIOR_WEIGHTS",
+    "bayes_prior_weight",
+    "ddim",
+    "ddpm",
+    "dps",
+    "map_rps",
+    "map_rps_stage1",
+    "posterior",
+    "red_diff",
+    "vml_map",
+    "vsrd",
+]

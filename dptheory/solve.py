@@ -1,0 +1,118 @@
+"""``dpt.solve``: the front door that runs any sampler on a :class:`~dptheory.LinearInverseProblem`.
+
+It builds what each sampler needs from the problem and validates the knobs:
+
+- the prior denoiser: ``denoiser`` if given (a network adapter, say), else the exact
+  :class:`~dptheory.denoisers.ExactDenoiser` of the prior;
+- the conditional denoiser: the exact :class:`~dptheory.denoisers.ConditionalExactDenoiser` when the denoiser is
+  exact, else the DPS-guided :class:`~dptheory.samplers.DPSGuidedDenoiser` (knob ``zeta``);
+- the start: ``x_T ~ N(0, I)`` for the diffusion samplers (``start="exact"`` draws from the exact diffused
+  posterior at ``T`` instead), ``A^+ y`` for the optimisation-based ones (map-rps, red-diff).
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+
+from .denoisers import ConditionalExactDenoiser, ExactDenoiser
+from .samplers import METHODS, DPSGuidedDenoiser
+from .samplers._common import pinv_start
+from .schedules import VPSchedule, linear_schedule
+
+__all__ = ["solve", "METHOD_NAMES"]
+
+METHOD_NAMES = tuple(METHODS)
+
+# knobs that solve() fills in itself, per sampler
+_SUPPLIED = {"operator", "y", "sigma_y", "generator", "callback", "progress_bar", "posterior_denoiser"}
+
+
+def _allowed_knobs(fn) -> set[str]:
+    params = inspect.signature(fn).parameters.values()
+    return {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY} - _SUPPLIED
+
+
+def solve(problem, y, method: str, *, n_samples: int = 1, generator: torch.Generator | None = None,
+          denoiser=None, schedule: VPSchedule | None = None, start: str = "noise", zeta: float = 1.0,
+          callback=None, progress: bool = False, **knobs) -> torch.Tensor:
+    """Solve ``y = A x + noise`` with ``method`` and return the reconstructions.
+
+    Args:
+        problem: a :class:`~dptheory.LinearInverseProblem`.
+        y: ``(m,)`` (then ``n_samples`` draws are returned, ``(n_samples, d)``), or ``(n, m)`` with one
+            reconstruction per measurement (``n_samples`` must be 1), ``(n, d)``.
+        method: one of ``"posterior"``, ``"ddpm"``, ``"ddim"``, ``"dps"``, ``"vsrd"``, ``"map-rps"``,
+            ``"red-diff"``, ``"vml-map"``.
+        denoiser: a prior denoiser (default: exact). With a non-exact denoiser, ``"posterior"`` is unavailable
+            and the conditional samplers use DPS guidance with weight ``zeta``.
+        schedule: VP schedule (default: linear, T = 1000).
+        start: ``"noise"`` (x_T ~ N(0, I)) or ``"exact"`` (x_T from the exact diffused posterior; exact problems).
+        knobs: the sampler's own keyword arguments, e.g. ``lam`` (vsrd), ``t0`` (map-rps), ``steps``, ``eta``.
+
+    Raises:
+        ValueError: unknown method, a knob out of range (lam outside [0,1], t0 outside [0, T], ...), or shapes.
+        TypeError: a knob the method does not take.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHOD_NAMES)}; got {method!r}")
+    fn = METHODS[method]
+    allowed = _allowed_knobs(fn)
+    unknown = set(knobs) - allowed
+    if unknown:
+        raise TypeError(
+            f"method {method!r} does not take knob(s) {sorted(unknown)}; its knobs are {sorted(allowed)}"
+        )
+    schedule = linear_schedule() if schedule is None else schedule
+    if start not in ("noise", "exact"):
+        raise ValueError(f"start must be 'noise' or 'exact', got {start!r}")
+    y = problem._y(y)
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    if y.ndim == 2 and n_samples != 1:
+        raise ValueError("with a batch of measurements y (n, m), n_samples must be 1 (one draw per measurement)")
+    n = n_samples if y.ndim == 1 else y.shape[0]
+    d = problem.dim
+    dtype, device = problem.A.dtype, problem.A.device
+
+    exact = denoiser is None
+    prior_den = ExactDenoiser(problem.prior) if exact else denoiser
+    if exact:
+        cond_den = ConditionalExactDenoiser(problem, y)
+    else:
+        cond_den = DPSGuidedDenoiser(prior_den, problem.operator, y, problem.sigma_y, zeta)
+    if method == "posterior" and not exact:
+        raise ValueError("method 'posterior' needs the exact denoiser (denoiser=None)")
+
+    common = dict(generator=generator, callback=callback, progress_bar=progress)
+    if method in ("map-rps", "red-diff"):
+        x_init = pinv_start(problem.operator, y).expand(n, d).clone()
+    elif start == "exact":
+        if not exact:
+            raise ValueError("start='exact' needs the exact denoiser")
+        t_start = knobs.get("t_start") or schedule.T
+        ab = float(schedule.alpha_bar(t_start))
+        x0 = cond_den.sample_posterior(n, generator)
+        x_init = math.sqrt(ab) * x0 + math.sqrt(1.0 - ab) * torch.randn(x0.shape, generator=generator,
+                                                                       dtype=dtype, device=device)
+    else:
+        x_init = torch.randn(n, d, generator=generator, dtype=dtype, device=device)
+
+    cond = dict(operator=problem.operator, y=y, sigma_y=problem.sigma_y)
+    if method in ("posterior", "ddpm", "ddim"):
+        return fn(cond_den, x_init, schedule, **common, **knobs)
+    if method == "vsrd":
+        knobs.setdefault("kernel", "exact" if exact else "small")
+        return fn(cond_den, x_init, schedule, **common, **knobs)
+    if method == "dps":
+        return fn(prior_den, x_init, schedule, **cond, zeta=knobs.pop("zeta", zeta), **common, **knobs)
+    if method == "map-rps":
+        if "t0" not in knobs:
+            raise ValueError("method 'map-rps' needs the knob t0 (an integer step in [0, T])")
+        knobs.setdefault("stage2", "posterior" if exact else "dps")
+        return fn(prior_den, x_init, schedule, **cond, posterior_denoiser=cond_den if exact else None,
+                  **common, **knobs)
+    return fn(prior_den, x_init, schedule, **cond, **common, **knobs)
+
