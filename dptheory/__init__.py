@@ -55,6 +55,9 @@ _EXPORTS = {
     "NetworkDenoiser": "denoisers",
     "DPSGuidedDenoiser": "samplers",
     "solve": "solve",
+    "traverse": "traverse",
+    "Traversal": "traverse",
+    "DPPoint": "traverse",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

@@ -195,5 +195,5 @@ def joint_optimal_estimator(problem, P: float) -> GaussianOptimalEstimator:
     M = S_half @ problem.mmse_law().cov @ S_half
     M_eig = sym_eig(0.5 * (M + M.T), "S^1/2 S* S^1/2")
     T = S_half @ M_eig.pinv_sqrt() @ S_half
-    Q = S_half @ (eye - M_eig.range_projector()) @ S_half
+    Q = S_half @ M_eig.null_projector() @ S_half  # exactly 0 when S* is SPD
     return GaussianOptimalEstimator(problem, P, c, (1.0 - c) * eye + c * T, c**2 * 0.5 * (Q + Q.T))

@@ -43,9 +43,8 @@ class Gaussian:
         >>> p = dpt.Gaussian([0.0, 0.0], [[1.0, 0.0], [0.0, 4.0]])
         >>> p.log_prob(torch.zeros(2, dtype=torch.float64)).item()  # -log(2 pi) - log(2)
         -2.5310242469692907
-        >>> p.diffuse(0.5).cov
-        tensor([[1.0000, 0.0000],
-                [0.0000, 2.5000]], dtype=torch.float64)
+        >>> p.diffuse(0.5).cov.tolist()
+        [[1.0, 0.0], [0.0, 2.5]]
     """
 
     def __init__(self, mean, cov):

@@ -72,6 +72,10 @@ class SymmetricEig:
         """Orthogonal projector onto ``range(S)``."""
         return self.matrix_function((self.evals > self.tol).to(self.evals.dtype))
 
+    def null_projector(self) -> torch.Tensor:
+        """Orthogonal projector onto the null space of ``S`` (exactly zero when ``S`` is nonsingular)."""
+        return self.matrix_function((self.evals <= self.tol).to(self.evals.dtype))
+
     def require_nonsingular(self, what: str, name: str = "cov") -> None:
         """Raise ``ValueError`` if the matrix is singular, saying that ``what`` needs it to be SPD."""
         if self.is_singular:

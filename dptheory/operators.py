@@ -29,8 +29,8 @@ class MatrixOperator:
     Examples:
         >>> import torch
         >>> op = MatrixOperator(torch.tensor([[1.0, 0.5]], dtype=torch.float64))
-        >>> op.A(torch.tensor([2.0, 2.0], dtype=torch.float64))
-        tensor([3.], dtype=torch.float64)
+        >>> op.A(torch.tensor([2.0, 2.0], dtype=torch.float64)).tolist()
+        [3.0]
     """
 
     def __init__(self, M):

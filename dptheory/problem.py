@@ -36,8 +36,8 @@ class LinearInverseProblem:
     Examples:
         >>> import dptheory as dpt
         >>> prob = dpt.LinearInverseProblem(dpt.Gaussian([0.0], [[1.0]]), [[1.0]], 1.0)
-        >>> prob.mmse([2.0])          # S / (S + s^2) * y
-        tensor([1.], dtype=torch.float64)
+        >>> prob.mmse([2.0]).tolist()   # S / (S + s^2) * y
+        [1.0]
         >>> prob.mmse_error().value   # tr Sigma = 1/2
         0.5
     """

@@ -7,7 +7,7 @@ import torch
 from hypothesis import HealthCheck, settings
 
 torch.set_default_dtype(torch.float64)
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+torch.set_num_threads(1)  # xdist runs one worker per core; BLAS threads would oversubscribe
 
 settings.register_profile(
     "dptheory",

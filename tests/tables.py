@@ -167,8 +167,8 @@ def grid_moments(logf, lo, hi, n: int = 401, n_check: int = 281):
 
     Trapezoid rule on a uniform grid: for a smooth integrand that is negligible at the box edge it converges
     faster than any power of h (error ~ exp(-2 pi^2 sd^2 / h^2) for a Gaussian bump of width sd). Its error is
-    *measured* here, by repeating on a coarser grid (n_check points per axis); the helper asserts the two agree
-    to 1e-11, which bounds the error of the finer grid well below that.
+    *measured* here, by repeating on a coarser grid (n_check points per axis); the helper asserts that the
+    two agree to 1e-11, which bounds the error of the finer grid well below that.
     """
 
     def moments(n_pts):
@@ -198,13 +198,37 @@ def np_gaussian_condition(m, S, A, sigma, y):
 
 
 def bures_w2_squared(m1, S1, m2, S2) -> float:
-    """W2^2 between N(m1, S1) and N(m2, S2) with scipy.linalg.sqrtm (the THEORY 9.2 reference)."""
+    """W2^2 between N(m1, S1) and N(m2, S2) with scipy.linalg.sqrtm (the THEORY 9.2 reference).
+
+    SPD S1, S2 only: sqrtm warns on singular input, and a square root amplifies round-off eigenvalues ~1e-16
+    to ~1e-8.
+    """
     from scipy.linalg import sqrtm
 
     S1, S2 = np.asarray(S1, dtype=float), np.asarray(S2, dtype=float)
     r1 = np.real(sqrtm(S1))
     cross = np.real(sqrtm(r1 @ S2 @ r1))
-    return float(np.sum((np.asarray(m1) - np.asarray(m2)) ** 2) + np.trace(S1) + np.trace(S2) - 2 * np.trace(cross))
+    return float(
+        np.sum((np.asarray(m1) - np.asarray(m2)) ** 2) + np.trace(S1) + np.trace(S2) - 2 * np.trace(cross)
+    )
+
+
+def psd_factor(S, rank: int) -> np.ndarray:
+    """A factor L (d, rank) with L L^T = S for a PSD S whose rank is known from the problem's structure."""
+    lam, V = np.linalg.eigh(np.asarray(S, dtype=float))
+    lam, V = lam[::-1][:rank], V[:, ::-1][:, :rank]
+    assert np.all(lam > 1e-10), f"S has rank < {rank}"
+    return V * np.sqrt(lam)
+
+
+def bures_w2_squared_factors(m1, L1, m2, L2) -> float:
+    """W2^2 between N(m1, L1 L1^T) and N(m2, L2 L2^T) from factors: tr (S1^1/2 S2 S1^1/2)^1/2 = ||L2^T L1||_*
+    (nuclear norm, numpy SVD). Exact-rank factors avoid taking square roots of round-off eigenvalues, so this
+    reference is accurate to ~1e-15 for singular covariances too."""
+    L1, L2 = np.asarray(L1, dtype=float), np.asarray(L2, dtype=float)
+    nuc = np.linalg.svd(L2.T @ L1, compute_uv=False).sum()
+    dm = np.asarray(m1, dtype=float) - np.asarray(m2, dtype=float)
+    return float(dm @ dm + np.sum(L1**2) + np.sum(L2**2) - 2 * nuc)
 
 
 # ---------------------------------------------------------------------------------------------- strategies

@@ -61,9 +61,14 @@ def test_log_prob_and_responsibilities_match_scipy_mixture(name, ab, gen):
     x = _points(name, 11, gen)
     xn = x.numpy()
     # different algebra (eigh + logsumexp vs scipy's cholesky): float64 round-off
-    np.testing.assert_allclose(q.log_prob(x).numpy(), np_mixture_logpdf(xn, w, means, covs), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        q.log_prob(x).numpy(), np_mixture_logpdf(xn, w, means, covs), rtol=0, atol=1e-12
+    )
     comp = np.stack(
-        [np.log(wk) + np.atleast_1d(stats.multivariate_normal(m, S).logpdf(xn)) for wk, m, S in zip(w, means, covs)],
+        [
+            np.log(wk) + np.atleast_1d(stats.multivariate_normal(m, S).logpdf(xn))
+            for wk, m, S in zip(w, means, covs, strict=True)
+        ],
         -1,
     )
     np.testing.assert_allclose(q.component_log_probs(x).numpy(), comp, rtol=0, atol=1e-12)
@@ -214,7 +219,10 @@ def test_sampling_goodness_of_fit(name, gen):
     for j in range(q.dim):
 
         def cdf(t, j=j):
-            return sum(wk * stats.norm.cdf(t, m[j], math.sqrt(S[j, j])) for wk, m, S in zip(w, means, covs))
+            return sum(
+                wk * stats.norm.cdf(t, m[j], math.sqrt(S[j, j]))
+                for wk, m, S in zip(w, means, covs, strict=True)
+            )
 
         assert stats.kstest(x[:, j].numpy(), cdf).pvalue > 1e-3
     g2 = torch.Generator().manual_seed(20261124)
@@ -238,7 +246,7 @@ def test_condition_matches_numpy_closed_form(name, A, sigma, y):
     An, yn = np.array(A), np.array(y)
     log_ev = [
         np.log(wk) + stats.multivariate_normal(An @ m, An @ S @ An.T + sigma**2 * np.eye(len(y))).logpdf(yn)
-        for wk, m, S in zip(w, means, covs)
+        for wk, m, S in zip(w, means, covs, strict=True)
     ]
     w_post = np.exp(np.array(log_ev) - logsumexp(log_ev))
     np.testing.assert_allclose(post.weights.numpy(), w_post, rtol=0, atol=1e-12)  # closed forms, round-off
@@ -297,11 +305,11 @@ def test_tweedie_property(case, ab):
 
 @pytest.mark.parametrize("name", MIXTURES_1D)
 def test_one_dimensional_score_matches_scipy_pdf_derivative(name, gen):
-    """An oracle with no log-sum-exp: d/dx log sum_k w_k phi_k(x) = sum_k w_k phi_k'(x) / sum_k w_k phi_k(x)."""
+    """An oracle without log-sum-exp: d/dx log sum_k w_k phi_k = sum_k w_k phi_k' / sum_k w_k phi_k."""
     w, means, covs = prior_params(name)
     x = _points(name, 9, gen).numpy()[:, 0]
     sd = np.sqrt(covs[:, 0, 0])
-    pdf = np.stack([wk * stats.norm.pdf(x, m[0], s) for wk, m, s in zip(w, means, sd)], -1)
+    pdf = np.stack([wk * stats.norm.pdf(x, m[0], s) for wk, m, s in zip(w, means, sd, strict=True)], -1)
     dpdf = pdf * (means[:, 0] - x[:, None]) / sd**2
     ref = dpdf.sum(-1) / pdf.sum(-1)
     got = mixture(name).score(torch.from_numpy(x[:, None])).numpy()[:, 0]

@@ -1,5 +1,166 @@
-"""RED-Diff placeholder (being written)."""
+"""RED-Diff: variational posterior mean by stochastic optimisation against the denoiser (Mardani, Song,
+Kautz & Vahdat, ICLR 2024, arXiv 2305.04391, Algorithm 1; official code NVlabs/RED-diff ``algos/reddiff.py``;
+THEORY 7).
+
+Start at ``mu = A^+ y``. For each level ``t`` of a descending sweep (the code, and the paper's best ablation)
+or ``t ~ U{1..T}`` (the paper's theory), draw ``eps ~ N(0, I)`` and take one optimiser step on the surrogate
+loss
+
+    L(mu) = obs_weight ||y - A mu||^2 / (2 sigma_y^2) + lam_t <stopgrad(eps_hat(x_t) - eps), mu>,
+    x_t = sqrt(ab_t) mu + sqrt(1 - ab_t) eps,     lam_t = lam sqrt((1 - ab_t) / ab_t) = lam / sqrt(SNR_t),
+
+with Adam (lr 0.1, betas (0.9, 0.99), no weight decay, as in the code). One denoiser call per step.
+
+**Reductions.** Both terms are SUMS here (over pixels and particles; each particle's gradient is its own). The
+official code MEAN-reduces both, ``mean((y - H mu)^2) / 2`` and ``mean((eps_hat - eps) * mu)``, and has no
+``sigma_y``; since Adam is invariant to a global gradient scale, the official balance is ours with
+``obs_weight = sigma_y^2 dim(x) / dim(y)``, which depends on ``dim(y) / dim(x)`` (THEORY 7.1).
+
+**Expected gradient and fixed point** (THEORY 7.2). For any prior
+``E_eps[eps_hat(x_t) - eps] = -tau_t grad g_tau(mu)`` (``g_tau`` the log of the prior blurred at
+``tau_t = sqrt((1 - ab_t)/ab_t)``). For a Gaussian prior N(m, S), with ``S_t = ab S + (1 - ab) I``:
+``E[eps_hat - eps] = sqrt(ab (1 - ab)) S_t^{-1} (mu - m)``, so the expected regulariser gradient is
+``lam (1 - ab_t) S_t^{-1} (mu - m)``. With ``t ~ U{1..T}`` the expected total gradient is
+``obs_weight A^T (A mu - y) / sigma_y^2 + P_eff (mu - m)`` with ``P_eff = lam mean_t[(1 - ab_t) S_t^{-1}]``.
+Its zero (:func:`red_diff_fixed_point`) is the posterior mean under the prior ``N(m, P_eff^{-1})`` with noise
+variance ``sigma_y^2 / obs_weight``: a MAP of a different, weaker prior, not the MAP of ``p``. Plain SGD
+(``optimizer="sgd"``) makes every step affine in ``mu`` with an expected drift toward that point, so the
+stationary mean of the iterates IS the fixed point; Adam's normalisation is nonlinear, so only approximately.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import torch
+
+from ..gaussian import Gaussian
+from ._common import apply_A, pinv_start, progress, randn_like
+
+__all__ = ["red_diff", "red_diff_effective_precision", "red_diff_fixed_point", "default_start"]
 
 
-def red_diff(*args, **kwargs):  # pragma: no cover
-    raise NotImplementedError("red_diff is being written")
+def _check_knobs(sigma_y, lam, lr, betas, t_order, obs_weight, optimizer):
+    if sigma_y is None or not float(sigma_y) > 0:
+        raise ValueError(
+            f"red_diff needs sigma_y > 0 (the data term is ||y - A mu||^2 / (2 sigma_y^2)), got {sigma_y}"
+        )
+    for name, v in (("lam", lam), ("obs_weight", obs_weight)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not 0.0 <= float(v) < math.inf:
+            raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+    if isinstance(lr, bool) or not isinstance(lr, numbers.Real) or not 0.0 < float(lr) < math.inf:
+        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    if (
+        not isinstance(betas, (tuple, list))
+        or len(betas) != 2
+        or not all(isinstance(b, numbers.Real) and 0.0 <= float(b) < 1.0 for b in betas)
+    ):
+        raise ValueError(f"betas must be a pair (beta1, beta2) in [0, 1), got {betas!r}")
+    if t_order not in ("descending", "random"):
+        raise ValueError(f"t_order must be 'descending' or 'random', got {t_order!r}")
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+
+
+def _levels(schedule, steps, t_order, generator, device):
+    """The ``t`` of each iteration: a descending grid ``T .. >= 1`` or i.i.d. ``U{1..T}`` draws."""
+    n = schedule.T if steps is None else steps
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"steps must be a positive integer (number of iterations), got {steps!r}")
+    if t_order == "descending":
+        return schedule.timesteps(steps)[:-1]  # drop the final 0 (no noise, no eps prediction)
+    return (
+        int(torch.randint(1, schedule.T + 1, (1,), generator=generator, device=device)) for _ in range(int(n))
+    )
+
+
+def red_diff(denoiser, x, schedule, *, operator, y, sigma_y, lam=0.25, lr=0.1, betas=(0.9, 0.99), steps=None,
+             t_order="descending", obs_weight=1.0, optimizer="adam", generator=None, callback=None,
+             progress_bar=False):
+    """RED-Diff (Mardani et al. 2024, Algorithm 1; module docstring). Returns the final ``mu``, ``(n, ...)``.
+
+    Args:
+        denoiser: the PRIOR denoiser ``D(x_t, ab)``; only ``denoiser.eps`` is used (no gradient through it).
+        x: the start ``mu_0``, usually ``A^+ y`` (one row per particle; each particle draws its own noise, the
+            levels ``t`` are shared).
+        schedule: :class:`~dptheory.VPSchedule`.
+        operator: forward operator with ``A``/``A_adjoint``.
+        y: the measurement (shared, or one per particle).
+        sigma_y: noise std, > 0.
+        lam: regulariser weight ``lam`` of ``lam_t = lam / sqrt(SNR_t)`` (official ``grad_term_weight`` 0.25).
+        lr, betas: optimiser settings (official Adam: 0.1, (0.9, 0.99)); ``betas`` is ignored by SGD.
+        steps: iterations: the number of levels of the descending grid (default every ``t = T..1``), or of
+            ``U{1..T}`` draws (default ``T``).
+        t_order: ``"descending"`` (official) or ``"random"`` (``t ~ U{1..T}``, drawn from ``generator``).
+        obs_weight: weight of the data term (official ``obs_weight`` 1 with MEAN reductions corresponds to
+            ``sigma_y^2 dim(x) / dim(y)`` here).
+        optimizer: ``"adam"`` (official) or ``"sgd"`` (plain SGD: the theory's fixed point is exact in mean).
+        callback: called as ``callback(i, t, mu, None)`` after each step.
+    """
+    _check_knobs(sigma_y, lam, lr, betas, t_order, obs_weight, optimizer)
+    s2 = float(sigma_y) ** 2
+    mu = x.detach().clone().requires_grad_(True)
+    if optimizer == "adam":
+        opt = torch.optim.Adam([mu], lr=float(lr), betas=tuple(float(b) for b in betas), weight_decay=0.0)
+    else:
+        opt = torch.optim.SGD([mu], lr=float(lr))
+    levels = _levels(schedule, steps, t_order, generator, x.device)
+    total = len(levels) if isinstance(levels, list) else (schedule.T if steps is None else steps)
+    for i, t in enumerate(progress(levels, progress_bar, "red-diff", total=total)):
+        ab = float(schedule.alpha_bar(t))
+        lam_t = float(lam) * math.sqrt((1.0 - ab) / ab)
+        with torch.no_grad():
+            eps = randn_like(mu, generator)
+            x_t = math.sqrt(ab) * mu + math.sqrt(1.0 - ab) * eps
+            direction = denoiser.eps(x_t, ab) - eps  # stopgrad(eps_hat - eps)
+        opt.zero_grad(set_to_none=True)
+        with torch.enable_grad():
+            r = y - apply_A(operator, mu)
+            loss = float(obs_weight) * r.square().sum() / (2.0 * s2) + lam_t * (direction * mu).sum()
+            loss.backward()
+        opt.step()
+        if callback is not None:
+            callback(i, t, mu.detach(), None)
+    return mu.detach()
+
+
+def red_diff_effective_precision(prior: Gaussian, lam: float, schedule) -> torch.Tensor:
+    """``P_eff = lam mean_{t=1..T} [(1 - ab_t) S_t^{-1}]`` with ``S_t = ab_t S + (1 - ab_t) I`` (THEORY 7.2).
+
+    Returns ``(d, d)``. The expected RED-Diff regulariser gradient at a uniformly drawn level is
+    ``P_eff (mu - m)`` for the prior ``N(m, S)``. Computed exactly from the eigendecomposition
+    ``S = V diag(lam_i) V^T``: ``P_eff = V diag(lam mean_t (1 - ab_t) / (ab_t lam_i + 1 - ab_t)) V^T``.
+    """
+    if not isinstance(prior, Gaussian):
+        raise TypeError(f"red_diff_effective_precision needs a Gaussian prior, got {type(prior).__name__}")
+    ab = schedule.alpha_bars[1:].to(prior.dtype).unsqueeze(-1)  # (T, 1)
+    eig = prior.eig
+    f = ((1.0 - ab) / (ab * eig.evals + (1.0 - ab))).mean(0)  # (d,)
+    return float(lam) * eig.matrix_function(f)
+
+
+def red_diff_fixed_point(problem, y, lam: float, schedule, *, obs_weight: float = 1.0) -> torch.Tensor:
+    """The zero of the expected RED-Diff gradient for ``t ~ U{1..T}``, Gaussian prior N(m, S) (THEORY 7.2):
+
+        mu* = (P_eff + w A^T A / sigma_y^2)^{-1} (P_eff m + w A^T y / sigma_y^2),   w = obs_weight,
+
+    i.e. the posterior mean under the prior ``N(m, P_eff^{-1})`` (:func:`red_diff_effective_precision`) with
+    noise variance ``sigma_y^2 / w``. It is the exact stationary mean of ``red_diff(..., t_order="random",
+    optimizer="sgd")``. ``y (..., m)`` -> ``(..., d)``.
+    """
+    if not problem.is_gaussian:
+        raise TypeError("red_diff_fixed_point is closed-form only for a Gaussian prior")
+    if not problem.sigma_y > 0:
+        raise ValueError("red_diff_fixed_point needs sigma_y > 0")
+    y = problem._y(y)
+    P = red_diff_effective_precision(problem.prior, lam, schedule)
+    A, w, s2 = problem.A, float(obs_weight), problem.sigma_y**2
+    H = P + w * A.T @ A / s2
+    rhs = P @ problem.prior.mean + w * (y @ A) / s2  # (..., d)
+    return torch.linalg.solve(H, rhs.unsqueeze(-1)).squeeze(-1)
+
+
+def default_start(operator, y):
+    """``A^+ y``: the official initialisation."""
+    return pinv_start(operator, y)
