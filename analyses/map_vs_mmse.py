@@ -1,4 +1,4 @@
-"""Figure ``map_vs_mmse``: how far the MAP (MAP-RPS's stage-1 target) is from the MMSE, over noise level and mode separation.
+"""Figure ``map_vs_mmse``: the MSE of the MAP (MAP-RPS's stage 1) against the MMSE's, over noise and mode separation.
 
 Claim: MRPS-4 (Theorem 3.2 of MAP-RPS: for a strongly log-concave posterior the MAP is close to the MMSE, so it is
 a cheap low-distortion anchor).

@@ -159,11 +159,12 @@ def plot(d: dict):
     ps = d["posterior_sampling_point"]
     ax_w.plot(ps[1], ps[0], marker="*", markersize=12, color=c["posterior"], linestyle="none",
               label="posterior sampling: $(2D^*, 0)$")
-    for lam, x_, y_ in zip(lams, D, [p["perception"] for p in pts], strict=True):
-        ax_w.annotate(f"$\\lambda$={lam:g}", (x_, y_), textcoords="offset points", xytext=(6, 4), fontsize=7.5)
+    for i, (lam, x_, y_) in enumerate(zip(lams, D, [p["perception"] for p in pts], strict=True)):
+        ax_w.annotate(f"$\\lambda$={lam:g}", (x_, y_), textcoords="offset points", xytext=(6, 5 if i % 2 else -11),
+                      fontsize=7.5)
     ax_w.set(xlabel="MSE $E\\|X-\\hat X\\|^2$ (a.u.$^2$)", ylabel="W2$(p_{\\hat X}, p_X)$ (a.u.)",
              title="(g) joint D-P plane: W2 against MSE", ylim=(0, None))
-    ax_w.legend(loc="upper right", fontsize=7)
+    ax_w.legend(loc="lower right", bbox_to_anchor=(1.0, 0.06), fontsize=7)
     kl = [p["kl"] for p in pts]
     ok = [i for i, v in enumerate(kl) if math.isfinite(v)]
     ax_k.errorbar([D[i] for i in ok], [kl[i] for i in ok], xerr=[Derr[i] for i in ok],
@@ -172,8 +173,8 @@ def plot(d: dict):
     ax_k.plot(ps[1], 0.0, marker="*", markersize=12, color=c["posterior"], linestyle="none",
               label="posterior sampling: KL = 0")
     for i in ok:
-        ax_k.annotate(f"$\\lambda$={lams[i]:g}", (D[i], kl[i]), textcoords="offset points", xytext=(6, 4),
-                      fontsize=7.5)
+        ax_k.annotate(f"$\\lambda$={lams[i]:g}", (D[i], kl[i]), textcoords="offset points",
+                      xytext=(6, 5 if i % 2 else -11), fontsize=7.5)
     ax_k.axhline(0.0, color="k", linewidth=0.8)
     ax_k.set(xlabel="MSE $E\\|X-\\hat X\\|^2$ (a.u.$^2$)", ylabel="KL$(p_{\\hat X} \\| p_X)$ (nats)",
              title="(h) joint D-P plane: KL against MSE")

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import torch
 
-import dptheory as dpt
 from dptheory import plotting
 from dptheory.worked import b1
 

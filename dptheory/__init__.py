@@ -54,10 +54,20 @@ _EXPORTS = {
     "ConditionalExactDenoiser": "denoisers",
     "NetworkDenoiser": "denoisers",
     "DPSGuidedDenoiser": "samplers",
-    "solve": "solve",
-    "traverse": "traverse",
-    "Traversal": "traverse",
-    "DPPoint": "traverse",
+    "solve": "solver",
+    "traverse": "traversal",
+    "Traversal": "traversal",
+    "DPPoint": "traversal",
+    # exact laws of samplers on Gaussian problems
+    "SamplerLaw": "laws",
+    "sampler_law": "laws",
+    "vsrd_end_law": "laws",
+    "map_rps_stage2_law": "laws",
+    "map_rps_stage1_fixed_point": "laws",
+    # the VML objective (VML-MAP)
+    "vml": "vml",
+    "vml_s": "vml",
+    "vml_s_gradient": "vml",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

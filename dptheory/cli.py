@@ -62,7 +62,7 @@ def _cmd_check(args) -> int:
 def _cmd_traverse(args) -> int:
     import torch
 
-    from .traverse import traverse
+    from .traversal import traverse
     from .worked import WORKED, b1
 
     if args.problem == "B1":

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 
 import torch
 
-from .estimate import Estimate
 from .gaussian import Gaussian, _check_n
 from .linalg import sym_eig
 

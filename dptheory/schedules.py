@@ -131,8 +131,8 @@ class VPSchedule:
     def step_from_alpha_bar(self, alpha_bar) -> torch.Tensor:
         """The step whose ``alpha_bar_t`` is nearest to ``alpha_bar`` in log-SNR (integer tensor)."""
         ab = torch.as_tensor(alpha_bar, dtype=torch.float64)
-        if bool(((ab <= 0) | (ab > 1)).any()):
-            raise ValueError("alpha_bar must lie in (0, 1]")
+        if not bool(((ab > 0) & (ab <= 1)).all()):  # also rejects NaN
+            raise ValueError(f"alpha_bar must lie in (0, 1], got {ab.tolist()}")
         return self.step_from_snr(ab / (1.0 - ab))
 
     def step_from_snr(self, snr) -> torch.Tensor:

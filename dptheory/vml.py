@@ -21,7 +21,7 @@ one vector-Jacobian product through the denoiser. (Derivation: the gradient of
 The closed forms (:func:`vml`, :func:`vml_s`) need an exact prior (a :class:`~dptheory.LinearInverseProblem`);
 the gradient (:func:`vml_s_gradient`) needs only a denoiser and the operator protocol, so it runs on images.
 
-Source: [gutha2025] (the VE form of their Proposition 2, as transcribed in THEORY 8.1); VP form derived here.
+Source: [gutha2025vml] (the VE form of their Proposition 2, as transcribed in THEORY 8.1); VP form derived here.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def vml(problem, y, x_t, alpha_bar) -> torch.Tensor:
     Returns:
         ``(...)``, in nats (>= 0 up to round-off).
 
-    Source: [gutha2025] Proposition 2 (VE form); THEORY 8.2 (VP form, [D, V]).
+    Source: [gutha2025vml] Proposition 2 (VE form); THEORY 8.2 (VP form, [D, V]).
 
     Examples:
         >>> import dptheory as dpt

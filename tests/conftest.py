@@ -1,7 +1,5 @@
 """Test configuration: float64 everywhere, deterministic hypothesis profile."""
 
-import os
-
 import pytest
 import torch
 from hypothesis import HealthCheck, settings

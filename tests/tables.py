@@ -208,9 +208,7 @@ def bures_w2_squared(m1, S1, m2, S2) -> float:
     S1, S2 = np.asarray(S1, dtype=float), np.asarray(S2, dtype=float)
     r1 = np.real(sqrtm(S1))
     cross = np.real(sqrtm(r1 @ S2 @ r1))
-    return float(
-        np.sum((np.asarray(m1) - np.asarray(m2)) ** 2) + np.trace(S1) + np.trace(S2) - 2 * np.trace(cross)
-    )
+    return float(np.sum((np.asarray(m1) - np.asarray(m2)) ** 2) + np.trace(S1) + np.trace(S2) - 2 * np.trace(cross))
 
 
 def psd_factor(S, rank: int) -> np.ndarray:

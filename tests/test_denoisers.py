@@ -106,10 +106,7 @@ def test_cov_equals_second_order_tweedie_by_finite_differences(name, ab, gen):
     log_p = _diffused_log_prob(name, ab)
     h = 1e-5
     hess = torch.stack(
-        [
-            (_autograd_score(log_p, x + h * e) - _autograd_score(log_p, x - h * e)) / (2 * h)
-            for e in torch.eye(d)
-        ],
+        [(_autograd_score(log_p, x + h * e) - _autograd_score(log_p, x - h * e)) / (2 * h) for e in torch.eye(d)],
         dim=-1,
     )
     tweedie = (1 - ab) / ab * (torch.eye(d) + (1 - ab) * hess)

@@ -96,9 +96,7 @@ def kl_ref(m1, S1, m2, S2):
 def gmm_logpdf_1d(law, x):
     """log density of a 1-D GMM with scipy.stats (independent of dptheory's log_prob)."""
     w, m, s = np_(law.weights), np_(law.means[:, 0]), np.sqrt(np_(law.covs[:, 0, 0]))
-    return scipy.special.logsumexp(
-        np.log(w) + scipy.stats.norm.logpdf(np.asarray(x)[..., None], m, s), axis=-1
-    )
+    return scipy.special.logsumexp(np.log(w) + scipy.stats.norm.logpdf(np.asarray(x)[..., None], m, s), axis=-1)
 
 
 def kl_quad_1d(f, g):
@@ -120,9 +118,7 @@ def ot_linprog(a, b, C):
     """Discrete OT by scipy's HiGHS linear program (an LP solver independent of POT's network simplex)."""
     K, L = C.shape
     A_eq = np.vstack([np.kron(np.eye(K), np.ones(L)), np.kron(np.ones(K), np.eye(L))])
-    res = scipy.optimize.linprog(
-        C.ravel(), A_eq=A_eq, b_eq=np.concatenate([a, b]), bounds=(0, None), method="highs"
-    )
+    res = scipy.optimize.linprog(C.ravel(), A_eq=A_eq, b_eq=np.concatenate([a, b]), bounds=(0, None), method="highs")
     assert res.status == 0
     return res.fun
 
@@ -140,9 +136,7 @@ def test_gaussian_w2_matches_scipy_sqrtm_and_pot(d, gen):
         ref = bures_w2_squared_ref(np_(p.mean), np_(p.cov), np_(q.mean), np_(q.cov))
         assert ours == pytest.approx(ref, rel=EXACT, abs=EXACT)
         pot = float(ot.gaussian.bures_wasserstein_distance(np_(p.mean), np_(q.mean), np_(p.cov), np_(q.cov)))
-        assert float(gaussian_w2(p, q)) == pytest.approx(
-            pot, rel=EXACT, abs=EXACT
-        )  # POT returns W2, not W2^2
+        assert float(gaussian_w2(p, q)) == pytest.approx(pot, rel=EXACT, abs=EXACT)  # POT returns W2, not W2^2
 
 
 def test_gaussian_w2_closed_example():
@@ -150,9 +144,9 @@ def test_gaussian_w2_closed_example():
     w = gaussian_w2(dpt.Gaussian([0.0], [[1.0]]), dpt.Gaussian([10.0], [[1.0]]))
     assert w.ndim == 0 and w.dtype == torch.float64
     assert float(w) == pytest.approx(10.0, abs=1e-12)
-    assert float(
-        gaussian_w2_squared(dpt.Gaussian([0.0], [[1.0]]), dpt.Gaussian([10.0], [[1.0]]))
-    ) == pytest.approx(100.0)
+    assert float(gaussian_w2_squared(dpt.Gaussian([0.0], [[1.0]]), dpt.Gaussian([10.0], [[1.0]]))) == pytest.approx(
+        100.0
+    )
 
 
 def test_gaussian_w2_commuting_case(gen):
@@ -174,9 +168,7 @@ def test_gaussian_w2_singular_covariances():
     assert float(gaussian_w2_squared(dirac, q)) == pytest.approx(1.0 + 9.0 + 3.0, rel=EXACT)
     assert float(gaussian_w2_squared(q, dirac)) == pytest.approx(13.0, rel=EXACT)
     # Two Diracs: the squared distance between the points.
-    assert float(gaussian_w2(dirac, dpt.Gaussian([4.0, 3.0], torch.zeros(2, 2)))) == pytest.approx(
-        5.0, rel=EXACT
-    )
+    assert float(gaussian_w2(dirac, dpt.Gaussian([4.0, 3.0], torch.zeros(2, 2)))) == pytest.approx(5.0, rel=EXACT)
     # Two rank-1 laws a uu^T and b vv^T: W2^2 = a + b - 2 sqrt(a b) |u.v|   (here |u.v| = cos 60 deg = 1/2).
     u = torch.tensor([1.0, 0.0])
     v = torch.tensor([math.cos(math.pi / 3), math.sin(math.pi / 3)])
@@ -253,9 +245,7 @@ def test_monte_carlo_kl_is_reproducible_and_inf_for_singular_p(gen):
     a = gmm_kl_monte_carlo(p, q, 500, generator=torch.Generator().manual_seed(1))
     b = gmm_kl_monte_carlo(p, q, 500, generator=torch.Generator().manual_seed(1))
     assert a == b
-    dirac = dpt.GaussianMixture(
-        [0.5, 0.5], [[0.0, 0.0], [1.0, 1.0]], torch.stack([torch.eye(2), torch.zeros(2, 2)])
-    )
+    dirac = dpt.GaussianMixture([0.5, 0.5], [[0.0, 0.0], [1.0, 1.0]], torch.stack([torch.eye(2), torch.zeros(2, 2)]))
     assert gmm_kl_monte_carlo(dirac, q, 100, generator=gen).value == math.inf
 
 
@@ -266,9 +256,7 @@ def test_hershey_olsen_exact_for_single_gaussians(gen):
         kl = float(gaussian_kl(p, q))
         assert float(gmm_kl_variational(p, q)) == pytest.approx(kl, rel=EXACT, abs=EXACT)
         assert float(gmm_kl_upper_bound(p, q)) == pytest.approx(kl, rel=EXACT, abs=EXACT)
-        assert float(gmm_kl_upper_bound(as_gmm(p), as_gmm(q), iters=0)) == pytest.approx(
-            kl, rel=EXACT, abs=EXACT
-        )
+        assert float(gmm_kl_upper_bound(as_gmm(p), as_gmm(q), iters=0)) == pytest.approx(kl, rel=EXACT, abs=EXACT)
 
 
 def test_hershey_olsen_zero_for_equal_mixtures(gen):
@@ -286,9 +274,7 @@ def test_hershey_olsen_bound_vs_quadrature_in_1d(seed):
     kl = kl_quad_1d(f, g)
     bounds = [float(gmm_kl_upper_bound(f, g, iters=i)) for i in (0, 1, 3, 10, 100)]
     assert all(b >= kl - 1e-9 for b in bounds)
-    assert all(
-        b1 >= b0 - 1e-12 for b0, b1 in zip(bounds[1:], bounds[:-1], strict=True)
-    )  # never increases with iters
+    assert all(b1 >= b0 - 1e-12 for b0, b1 in zip(bounds[1:], bounds[:-1], strict=True))  # never increases with iters
     assert bounds[0] > bounds[-1]  # the updates do tighten it
     est = gmm_kl_monte_carlo(f, g, 20_000, generator=gen)
     assert est.within(kl, k=4.0)  # MC against quadrature, 4 standard errors
@@ -322,9 +308,7 @@ def test_hershey_olsen_bound_below_pairing_bound_and_survives_underflow():
 
 def test_kl_functions_reject_singular_q_and_return_inf_for_singular_p(gen):
     f = random_gmm(2, 2, gen)
-    g = dpt.GaussianMixture(
-        [0.5, 0.5], [[0.0, 0.0], [1.0, 1.0]], torch.stack([torch.eye(2), torch.zeros(2, 2)])
-    )
+    g = dpt.GaussianMixture([0.5, 0.5], [[0.0, 0.0], [1.0, 1.0]], torch.stack([torch.eye(2), torch.zeros(2, 2)]))
     for fn in (gmm_kl_variational, gmm_kl_upper_bound):
         with pytest.raises(ValueError, match="every covariance of q"):
             fn(f, g)
@@ -339,32 +323,23 @@ def test_mw2_matches_pot_gmm_ot_loss_and_an_independent_lp(K, L, d, gen):
     f, g = random_gmm(K, d, gen), random_gmm(L, d, gen)
     ours = float(gmm_mw2_squared(f, g))
     pot = float(
-        ot.gmm.gmm_ot_loss(
-            np_(f.means), np_(g.means), np_(f.covs), np_(g.covs), np_(f.weights), np_(g.weights)
-        )
+        ot.gmm.gmm_ot_loss(np_(f.means), np_(g.means), np_(f.covs), np_(g.covs), np_(f.weights), np_(g.weights))
     )
     assert ours == pytest.approx(pot, rel=EXACT, abs=EXACT)
     # cost matrix from scipy sqrtm, solved by POT's emd2 and (independently) by HiGHS
     C = np.array(
         [
-            [
-                bures_w2_squared_ref(np_(f.means[k]), np_(f.covs[k]), np_(g.means[l]), np_(g.covs[l]))
-                for l in range(L)
-            ]
+            [bures_w2_squared_ref(np_(f.means[k]), np_(f.covs[k]), np_(g.means[l]), np_(g.covs[l])) for l in range(L)]
             for k in range(K)
         ]
     )
     assert ours == pytest.approx(float(ot.emd2(np_(f.weights), np_(g.weights), C)), rel=EXACT, abs=EXACT)
-    assert ours == pytest.approx(
-        ot_linprog(np_(f.weights), np_(g.weights), C), rel=1e-8, abs=1e-8
-    )  # HiGHS tol
+    assert ours == pytest.approx(ot_linprog(np_(f.weights), np_(g.weights), C), rel=1e-8, abs=1e-8)  # HiGHS tol
 
 
 def test_mw2_of_single_gaussians_is_w2_and_of_diracs_is_discrete_ot(gen):
     p, q = random_gaussian(3, gen), random_gaussian(3, gen)
-    assert float(gmm_mw2_squared(p, q)) == pytest.approx(
-        float(gaussian_w2_squared(p, q)), rel=EXACT, abs=EXACT
-    )
+    assert float(gmm_mw2_squared(p, q)) == pytest.approx(float(gaussian_w2_squared(p, q)), rel=EXACT, abs=EXACT)
     # Mixtures of Diracs (singular components, where POT 0.9.7's gmm_ot_loss gives NaN): MW2^2 = W2^2 of the
     # weighted point sets, computed here by HiGHS on the squared distances.
     x, y = torch.randn(3, 2, generator=gen), torch.randn(4, 2, generator=gen)
@@ -392,12 +367,7 @@ def test_mw2_with_rank_one_components_matches_a_closed_form_cost(gen):
     for k in range(K):
         for l in range(L):
             T = g.covs[l]
-            C[k, l] = (
-                (f.means[k] - g.means[l]).square().sum()
-                + a[k]
-                + T.trace()
-                - 2 * (a[k] * u[k] @ T @ u[k]).sqrt()
-            )
+            C[k, l] = (f.means[k] - g.means[l]).square().sum() + a[k] + T.trace() - 2 * (a[k] * u[k] @ T @ u[k]).sqrt()
     ours = float(gmm_mw2_squared(f, g))
     assert ours == pytest.approx(float(ot.emd2(np_(f.weights), np_(g.weights), np_(C))), rel=EXACT, abs=EXACT)
     assert ours == pytest.approx(ot_linprog(np_(f.weights), np_(g.weights), np_(C)), rel=1e-8, abs=1e-8)
@@ -408,9 +378,7 @@ def test_ordering_gelbrich_empirical_mw2_in_2d():
     # wide (measured: 3.08, 3.53 +- 0.11 at n = 2000, 6.03), so a 3-seed mean at n = 700 with 3 standard
     # errors of slack on each side cannot blur them.
     f = dpt.GaussianMixture([0.5, 0.5], [[-2.0, 0.0], [2.0, 0.0]], 0.5 * torch.eye(2).expand(2, 2, 2))
-    g = dpt.GaussianMixture(
-        [0.3, 0.7], [[0.0, -1.5], [0.5, 1.5]], [[[1.5, 0.5], [0.5, 0.4]], [[0.3, 0.0], [0.0, 1.0]]]
-    )
+    g = dpt.GaussianMixture([0.3, 0.7], [[0.0, -1.5], [0.5, 1.5]], [[[1.5, 0.5], [0.5, 0.4]], [[0.3, 0.0], [0.0, 1.0]]])
     gelbrich, mw2 = float(gelbrich_w2_squared(f, g)), float(gmm_mw2_squared(f, g))
     vals = []
     for seed in range(3):
@@ -465,13 +433,9 @@ def test_empirical_w2_is_biased_upward_but_consistent(gen):
     # Two samples of the SAME law: W2^2 = 0, but every empirical value is > 0 (the upward bias), and the bias
     # shrinks with n (1-D, so the exact sorted coupling is cheap; 5 draws per n).
     p = dpt.Gaussian([0.0], [[1.0]])
-    small = [
-        float(empirical_w2_squared(p.sample(200, generator=gen), p.sample(200, generator=gen)))
-        for _ in range(5)
-    ]
+    small = [float(empirical_w2_squared(p.sample(200, generator=gen), p.sample(200, generator=gen))) for _ in range(5)]
     large = [
-        float(empirical_w2_squared(p.sample(5000, generator=gen), p.sample(5000, generator=gen)))
-        for _ in range(5)
+        float(empirical_w2_squared(p.sample(5000, generator=gen), p.sample(5000, generator=gen))) for _ in range(5)
     ]
     assert min(small + large) > 0.0
     assert np.mean(large) < np.mean(small)
@@ -479,8 +443,7 @@ def test_empirical_w2_is_biased_upward_but_consistent(gen):
     # (the bias, ~1.6e-3 by simulation, is well below the MC spread ~0.04 / sqrt(5) there).
     q = dpt.Gaussian([1.0], [[4.0]])
     vals = [
-        float(empirical_w2_squared(p.sample(20_000, generator=gen), q.sample(20_000, generator=gen)))
-        for _ in range(5)
+        float(empirical_w2_squared(p.sample(20_000, generator=gen), q.sample(20_000, generator=gen))) for _ in range(5)
     ]
     assert abs(np.mean(vals) - float(gaussian_w2_squared(p, q))) <= 4 * np.std(vals, ddof=1) / math.sqrt(5)
 
@@ -511,9 +474,7 @@ def test_empirical_w2_dtype_and_validation():
 
 
 # ---------------------------------------------------------------------------------------------- 1-D quantiles
-@pytest.mark.parametrize(
-    "m1, v1, m2, v2", [(0.0, 1.0, 1.0, 4.0), (-1.0, 0.3, 2.0, 0.05), (0.5, 2.0, 0.5, 2.0)]
-)
+@pytest.mark.parametrize("m1, v1, m2, v2", [(0.0, 1.0, 1.0, 4.0), (-1.0, 0.3, 2.0, 0.05), (0.5, 2.0, 0.5, 2.0)])
 def test_quantile_w2_matches_gaussian_formula(m1, v1, m2, v2):
     # The midpoint rule misses the tails, so it is LOW by ~1.3 (s1 - s2)^2 / N (measured); allow 2x that.
     N = 20_000
@@ -627,9 +588,7 @@ def test_property_w2_symmetric_zero_on_diagonal_and_triangle(data, d):
     # W2(p, p) = 0 up to round-off in W2^2
     assert float(gaussian_w2_squared(p, dpt.Gaussian(p.mean, p.cov))) <= 1e-11 * s
     # triangle inequality (W2 is a metric); slack: sqrt of the W2^2 round-off
-    assert float(gaussian_w2(p, r)) <= float(gaussian_w2(p, q)) + float(gaussian_w2(q, r)) + 1e-5 * math.sqrt(
-        s
-    )
+    assert float(gaussian_w2(p, r)) <= float(gaussian_w2(p, q)) + float(gaussian_w2(q, r)) + 1e-5 * math.sqrt(s)
 
 
 @given(st.data(), st.integers(1, 4))
@@ -639,6 +598,4 @@ def test_property_kl_nonnegative(data, d):
     assert kl >= -1e-12 * d  # round-off only
     assert abs(float(gaussian_kl(p, dpt.Gaussian(p.mean, p.cov)))) <= 1e-11 * d
     # W2^2 and the Gelbrich bound agree for Gaussians, and MW2^2 of 1-component mixtures is W2^2
-    assert float(gmm_mw2_squared(p, q)) == pytest.approx(
-        float(gaussian_w2_squared(p, q)), abs=1e-10 * _scale(p, q)
-    )
+    assert float(gmm_mw2_squared(p, q)) == pytest.approx(float(gaussian_w2_squared(p, q)), abs=1e-10 * _scale(p, q))

@@ -135,9 +135,7 @@ def test_joint_optimal_estimator_monte_carlo(name, gen):
     x_hat = est(y, generator=gen)
     assert x_hat.shape == x.shape
     mse = dpt.Estimate.from_samples(((x - x_hat) ** 2).sum(-1))
-    assert abs(mse.value - float(curve.distortion(P))) <= 4 * mse.stderr, (
-        f"{mse} vs {float(curve.distortion(P))}"
-    )
+    assert abs(mse.value - float(curve.distortion(P))) <= 4 * mse.stderr, f"{mse} vs {float(curve.distortion(P))}"
     C = est.law().cov.numpy()
     se_mean = np.sqrt(np.diag(C) / n)
     assert np.all(np.abs(x_hat.mean(0).numpy() - est.law().mean.numpy()) <= 4 * se_mean)
@@ -281,8 +279,6 @@ def test_shrunk_posterior_law_for_b1_goodness_of_fit(name, gen):
     x_hat = dpt.shrunk_posterior_samples(prob, y, frac * curve.w, 5000, generator=gen)[:, 0].numpy()
 
     def cdf(t):
-        return sum(
-            wk * stats.norm.cdf(t, mu + c * (m_ - mu), c * s_) for wk, m_, s_ in zip(wp, mk, sk, strict=True)
-        )
+        return sum(wk * stats.norm.cdf(t, mu + c * (m_ - mu), c * s_) for wk, m_, s_ in zip(wp, mk, sk, strict=True))
 
     assert stats.kstest(x_hat, cdf).pvalue > 1e-3

@@ -129,9 +129,7 @@ def test_tweedie_first_and_second_order(name, ab, gen):
     pt = p.diffuse(ab)
     x = _points(p.dim, 5, gen)
     tweedie = (x + (1 - ab) * pt.score(x)) / math.sqrt(ab)
-    np.testing.assert_allclose(
-        p.denoise(x, ab).numpy(), tweedie.numpy(), rtol=0, atol=1e-12
-    )  # exact identity
+    np.testing.assert_allclose(p.denoise(x, ab).numpy(), tweedie.numpy(), rtol=0, atol=1e-12)  # exact identity
     for xi in x:
         J = _fd_jacobian(lambda z: p.denoise(z, ab), xi)
         # D is affine: central differences are exact up to round-off eps |D| / h ~ 1e-10
@@ -165,9 +163,7 @@ def test_sample_moments(name, gen):
     assert np.all(np.abs(x.mean(0).numpy() - m) <= 4 * se_mean), "sample mean off by > 4 SE"
     # Var of the sample covariance entry (i,j) for a Gaussian: (S_ii S_jj + S_ij^2) / n
     se_cov = np.sqrt((np.outer(np.diag(S), np.diag(S)) + S**2) / n)
-    assert np.all(np.abs(np.cov(x.numpy().T).reshape(S.shape) - S) <= 4.5 * se_cov), (
-        "sample cov off by > 4.5 SE"
-    )
+    assert np.all(np.abs(np.cov(x.numpy().T).reshape(S.shape) - S) <= 4.5 * se_cov), "sample cov off by > 4.5 SE"
     # reproducible from the generator
     g2 = torch.Generator().manual_seed(20261124)
     assert torch.equal(x, p.sample(n, generator=g2))

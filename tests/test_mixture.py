@@ -61,9 +61,7 @@ def test_log_prob_and_responsibilities_match_scipy_mixture(name, ab, gen):
     x = _points(name, 11, gen)
     xn = x.numpy()
     # different algebra (eigh + logsumexp vs scipy's cholesky): float64 round-off
-    np.testing.assert_allclose(
-        q.log_prob(x).numpy(), np_mixture_logpdf(xn, w, means, covs), rtol=0, atol=1e-12
-    )
+    np.testing.assert_allclose(q.log_prob(x).numpy(), np_mixture_logpdf(xn, w, means, covs), rtol=0, atol=1e-12)
     comp = np.stack(
         [
             np.log(wk) + np.atleast_1d(stats.multivariate_normal(m, S).logpdf(xn))
@@ -102,10 +100,7 @@ def test_score_matches_finite_differences_and_autograd(name, ab, gen):
     s = qt.score(x)
     h = 1e-5
     fd = torch.stack(
-        [
-            (qt.log_prob(x + h * e) - qt.log_prob(x - h * e)) / (2 * h)
-            for e in torch.eye(q.dim, dtype=torch.float64)
-        ],
+        [(qt.log_prob(x + h * e) - qt.log_prob(x - h * e)) / (2 * h) for e in torch.eye(q.dim, dtype=torch.float64)],
         -1,
     )
     # truncation h^2 |f'''| / 6 with |f'''| up to ~1e3 for the sharp B1 components -> 2e-8; round-off ~1e-10
@@ -220,8 +215,7 @@ def test_sampling_goodness_of_fit(name, gen):
 
         def cdf(t, j=j):
             return sum(
-                wk * stats.norm.cdf(t, m[j], math.sqrt(S[j, j]))
-                for wk, m, S in zip(w, means, covs, strict=True)
+                wk * stats.norm.cdf(t, m[j], math.sqrt(S[j, j])) for wk, m, S in zip(w, means, covs, strict=True)
             )
 
         assert stats.kstest(x[:, j].numpy(), cdf).pvalue > 1e-3

@@ -20,7 +20,9 @@ def test_notebook_runs(path, tmp_path, monkeypatch):
     for cell in nb.cells:  # teaching notebooks use only the public API
         if cell.cell_type == "code":
             assert "dptheory._" not in cell.source and "from dptheory._" not in cell.source
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.output_type == "error"]
     assert not errors

@@ -18,12 +18,7 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 
 def _fresh_import(code: str) -> tuple[float, dict]:
     """Run ``code`` after ``import dptheory`` in a fresh interpreter; return (wall seconds, JSON output)."""
-    prog = (
-        "import time, sys, json\n"
-        "t0 = time.perf_counter()\n"
-        "import dptheory\n"
-        "dt = time.perf_counter() - t0\n" + code
-    )
+    prog = "import time, sys, json\nt0 = time.perf_counter()\nimport dptheory\ndt = time.perf_counter() - t0\n" + code
     start = time.perf_counter()
     out = subprocess.run(
         [sys.executable, "-c", prog], cwd=REPO, capture_output=True, text=True, check=True, timeout=120
@@ -51,8 +46,7 @@ def test_import_is_fast_and_lazy():
 def test_accessing_a_name_imports_only_what_it_needs():
     """Touching a torch-based name loads torch, but still not matplotlib."""
     code = (
-        "dptheory.Gaussian\n"
-        "print(json.dumps({'torch': 'torch' in sys.modules, 'mpl': 'matplotlib' in sys.modules}))\n"
+        "dptheory.Gaussian\nprint(json.dumps({'torch': 'torch' in sys.modules, 'mpl': 'matplotlib' in sys.modules}))\n"
     )
     _, info = _fresh_import(code)
     assert info == {"torch": True, "mpl": False}

@@ -77,9 +77,7 @@ def test_gaussian_posterior_matches_numpy_closed_form(name):
     An = np.asarray(A)
     R = An @ covs[0] @ An.T + sigma**2 * np.eye(len(y))
     ev = problem(name).evidence()
-    np.testing.assert_allclose(
-        ev.mean.numpy(), An @ means[0], rtol=0, atol=1e-14
-    )  # Y ~ N(A m, A S A^T + s^2)
+    np.testing.assert_allclose(ev.mean.numpy(), An @ means[0], rtol=0, atol=1e-14)  # Y ~ N(A m, A S A^T + s^2)
     np.testing.assert_allclose(ev.cov.numpy(), R, rtol=0, atol=1e-13)
     # MMSE law N(m, S - Sigma) with S - Sigma = G R G^T, G = S A^T R^-1 (a different product)
     G = np.linalg.solve(R, An @ covs[0]).T
@@ -109,8 +107,7 @@ def test_mixture_evidence_matches_scipy_quad():
 
         def f(x, w=w, means=means, covs=covs, A=A, sigma=sigma, y=y):
             prior = sum(
-                wk * stats.norm.pdf(x, m[0], math.sqrt(S[0, 0]))
-                for wk, m, S in zip(w, means, covs, strict=True)
+                wk * stats.norm.pdf(x, m[0], math.sqrt(S[0, 0])) for wk, m, S in zip(w, means, covs, strict=True)
             )
             return prior * stats.norm.pdf(y[0], A[0][0] * x, sigma)
 

@@ -68,9 +68,21 @@ def test_one_sgd_step_is_the_documented_gradient(t_order):
     lr, w = 0.05, 1.7
     gen = torch.Generator().manual_seed(3)
     state = gen.get_state()
-    mu1 = red_diff(dpt.ExactDenoiser(prob.prior), mu0, dpt.linear_schedule(), operator=prob.operator, y=y,
-                   sigma_y=sigma, lam=LAM, lr=lr, steps=1, t_order=t_order, obs_weight=w, optimizer="sgd",
-                   generator=gen)
+    mu1 = red_diff(
+        dpt.ExactDenoiser(prob.prior),
+        mu0,
+        dpt.linear_schedule(),
+        operator=prob.operator,
+        y=y,
+        sigma_y=sigma,
+        lam=LAM,
+        lr=lr,
+        steps=1,
+        t_order=t_order,
+        obs_weight=w,
+        optimizer="sgd",
+        generator=gen,
+    )
     replay = torch.Generator()
     replay.set_state(state)
     t = T if t_order == "descending" else int(torch.randint(1, T + 1, (1,), generator=replay))
@@ -89,8 +101,17 @@ def test_official_mean_reduced_loss_equals_obs_weight_sigma2_d_over_m():
     sigma, d, m = prob.sigma_y, prob.dim, prob.m
     den, sched = dpt.ExactDenoiser(prob.prior), dpt.linear_schedule()
     x = prob.operator.pinv(y).expand(4, d).clone()
-    ours = red_diff(den, x, sched, operator=prob.operator, y=y, sigma_y=sigma, steps=60,
-                    obs_weight=sigma**2 * d / m, generator=torch.Generator().manual_seed(9))
+    ours = red_diff(
+        den,
+        x,
+        sched,
+        operator=prob.operator,
+        y=y,
+        sigma_y=sigma,
+        steps=60,
+        obs_weight=sigma**2 * d / m,
+        generator=torch.Generator().manual_seed(9),
+    )
 
     gen = torch.Generator().manual_seed(9)  # the official loop, written out (algos/reddiff.py, sigma_x0 = 0)
     mu = x.clone().requires_grad_(True)
@@ -145,8 +166,9 @@ def test_effective_precision_and_fixed_point_closed_form():
     assert np.abs(expected_grad).max() < 1e-10  # float64 sum of 1000 O(1) terms
     # obs_weight w: the posterior mean with noise variance sigma^2 / w
     _, mu_w = _np_fixed_point(m, S, A, sigma, y, LAM, w=0.18)
-    np.testing.assert_allclose(red_diff_fixed_point(prob, measurement("G2"), LAM, sched, obs_weight=0.18).numpy(),
-                               mu_w, atol=1e-12)
+    np.testing.assert_allclose(
+        red_diff_fixed_point(prob, measurement("G2"), LAM, sched, obs_weight=0.18).numpy(), mu_w, atol=1e-12
+    )
 
 
 def test_fixed_point_is_not_the_map_on_g2():
@@ -172,9 +194,20 @@ def test_sgd_with_uniform_t_converges_in_mean_to_the_fixed_point(gen):
     fp = red_diff_fixed_point(prob, y, LAM, sched)
     means = []
     x = prob.operator.pinv(y).expand(100, 2).clone()
-    red_diff(dpt.ExactDenoiser(prob.prior), x, sched, operator=prob.operator, y=y, sigma_y=prob.sigma_y, lr=0.1,
-             steps=3500, t_order="random", optimizer="sgd", generator=gen,
-             callback=lambda i, t, mu, _: means.append(mu.mean(0)))
+    red_diff(
+        dpt.ExactDenoiser(prob.prior),
+        x,
+        sched,
+        operator=prob.operator,
+        y=y,
+        sigma_y=prob.sigma_y,
+        lr=0.1,
+        steps=3500,
+        t_order="random",
+        optimizer="sgd",
+        generator=gen,
+        callback=lambda i, t, mu, _: means.append(mu.mean(0)),
+    )
     blocks = torch.stack(means[500:]).reshape(10, 300, 2).mean(1)
     est, se = blocks.mean(0), blocks.std(0) / math.sqrt(10)
     assert bool(((est - fp).abs() <= 4 * se).all()), (est, fp, se)
@@ -228,12 +261,24 @@ def test_runs_on_float32_images_like_on_vectors():
     y = torch.randn(3, int(mask.sum()), generator=g, dtype=torch.float32)
     x_img = op.A_adjoint(y)
     kw = dict(y=y, sigma_y=0.2, steps=50)
-    img = red_diff(_FlatDenoiser(prior), x_img, dpt.linear_schedule(), operator=op,
-                   generator=torch.Generator().manual_seed(1), **kw)
+    img = red_diff(
+        _FlatDenoiser(prior),
+        x_img,
+        dpt.linear_schedule(),
+        operator=op,
+        generator=torch.Generator().manual_seed(1),
+        **kw,
+    )
     assert img.shape == (3, 1, 4, 4) and img.dtype == torch.float32
     flat_op = dpt.MatrixOperator(torch.eye(16)[mask.reshape(-1)])
-    vec = red_diff(dpt.ExactDenoiser(prior), x_img.reshape(3, 16), dpt.linear_schedule(), operator=flat_op,
-                   generator=torch.Generator().manual_seed(1), **kw)
+    vec = red_diff(
+        dpt.ExactDenoiser(prior),
+        x_img.reshape(3, 16),
+        dpt.linear_schedule(),
+        operator=flat_op,
+        generator=torch.Generator().manual_seed(1),
+        **kw,
+    )
     np.testing.assert_allclose(img.reshape(3, 16).numpy(), vec.numpy(), atol=1e-5)
 
 

@@ -115,9 +115,7 @@ def test_reverse_coefficients_at_t1(lin):
     assert beta == pytest.approx(1e-4, rel=1e-12)
 
 
-@pytest.mark.parametrize(
-    "t, s", [(2, None), (17, None), (500, None), (1000, None), (1000, 900), (300, 0), (40, 7)]
-)
+@pytest.mark.parametrize("t, s", [(2, None), (17, None), (500, None), (1000, None), (1000, 900), (300, 0), (40, 7)])
 def test_reverse_coefficients_are_the_forward_posterior(lin, t, s):
     """q(x_s | x_t, x0) by conditioning the jointly Gaussian (x_s, x_t) given x0 (independent derivation)."""
     s_ = t - 1 if s is None else s
@@ -142,15 +140,11 @@ def test_ddpm_mean_identity_with_exact_gaussian_score(lin, name, t, gen):
     x = torch.randn(4, p.dim, generator=gen, dtype=torch.float64)
     lhs = c1 * p.denoise(x, ab_t) + c2 * x
     rhs = (x + beta * p.diffuse(ab_t).score(x)) / math.sqrt(1 - beta)
-    torch.testing.assert_close(
-        lhs, rhs, rtol=0, atol=1e-11
-    )  # exact identity, round-off amplified by c1, c2 <= ~1
+    torch.testing.assert_close(lhs, rhs, rtol=0, atol=1e-11)  # exact identity, round-off amplified by c1, c2 <= ~1
     # E[x_{t-1} | x_t] from the joint Gaussian law: Cov(x_{t-1}, x_t) = sqrt(alpha_t) S_{t-1}
     m, S = (torch.tensor(v, dtype=torch.float64) for v in GAUSSIANS[name])
     eye = torch.eye(p.dim, dtype=torch.float64)
     S_prev = ab_prev * S + (1 - ab_prev) * eye
     S_t = ab_t * S + (1 - ab_t) * eye
-    cond = math.sqrt(ab_prev) * m + (x - math.sqrt(ab_t) * m) @ torch.linalg.solve(
-        S_t, math.sqrt(1 - beta) * S_prev
-    )
+    cond = math.sqrt(ab_prev) * m + (x - math.sqrt(ab_t) * m) @ torch.linalg.solve(S_t, math.sqrt(1 - beta) * S_prev)
     torch.testing.assert_close(lhs, cond, rtol=0, atol=1e-10)  # S_t solve, cond(S_t) <= ~1e4 at t = 1

@@ -73,9 +73,7 @@ def test_symbolic_identities(derived):
     assert sp.simplify(derived["s_star"] - (s - derived["post_var"])) == 0
     assert sp.simplify(derived["cov_x_xstar"] - derived["s_star"]) == 0
     # the evidence is the N(a m, a^2 s + sigma^2) density
-    ref = sp.exp(-((y - a * m) ** 2) / (2 * (a**2 * s + sigma**2))) / sp.sqrt(
-        2 * sp.pi * (a**2 * s + sigma**2)
-    )
+    ref = sp.exp(-((y - a * m) ** 2) / (2 * (a**2 * s + sigma**2))) / sp.sqrt(2 * sp.pi * (a**2 * s + sigma**2))
     assert sp.simplify(derived["evidence"] / ref) == 1
 
 

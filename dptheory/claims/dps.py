@@ -12,7 +12,7 @@ import torch
 from ..divergences import gaussian_kl
 from ..gaussian import Gaussian
 from ..laws import sampler_law
-from ..solve import solve
+from ..solver import solve
 from ..worked import g2
 from .foundations import agrees_with_quote, cov_z_scores, mean_cov, mean_z_scores, rng
 from .result import ClaimResult

@@ -516,7 +516,7 @@ _FND7_CONFIGS = (
 def check_fnd7(quick: bool) -> ClaimResult:
     """FND-7: the exact-law recursions of :mod:`dptheory.laws` match Monte Carlo runs of the sampler code."""
     from .. import laws
-    from ..solve import solve
+    from ..solver import solve
 
     prob, y = g2()
     steps = 50

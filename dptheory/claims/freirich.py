@@ -18,7 +18,7 @@ import torch
 from ..divergences import gaussian_w2, gaussian_w2_squared
 from ..dp_curve import joint_optimal_estimator, optimal_dp_curve, per_measurement_dp_curve
 from ..estimate import Estimate
-from ..solve import solve
+from ..solver import solve
 from ..worked import b1, g2, g2post
 from .foundations import F64, agrees_with_quote, rng
 from .result import ClaimResult

@@ -14,13 +14,12 @@ import math
 import torch
 
 from ..denoisers import ExactDenoiser
-from ..estimate import Estimate
 from ..gaussian import Gaussian
 from ..mixture import GaussianMixture
 from ..problem import LinearInverseProblem
 from ..samplers.red_diff import red_diff_effective_precision, red_diff_fixed_point
 from ..schedules import linear_schedule
-from ..solve import solve
+from ..solver import solve
 from ..worked import b1, g2
 from .foundations import F64, agrees_with_quote, max_abs, rng, t64
 from .result import ClaimResult
@@ -119,59 +118,90 @@ def _reddiff_expected_gradient_1d(prior: GaussianMixture, y: float, sigma: float
     return G
 
 
+def _sgd_time_average(problem, y, *, steps: int, lr: float, n: int, seed: int, burn_in: int):
+    """Run RED-Diff with ``t ~ U{1..T}`` and plain SGD, and average the iterates after ``burn_in`` over time and
+    particles. The level t of each iteration is SHARED by all particles, so the particles' spread underestimates
+    the run's randomness. The SE of the time average is ``sqrt(var tau_int / N)`` per coordinate, with the
+    integrated autocorrelation time ``tau_int = 1 + 2 sum_{k <= M} rho_k`` of the particle-mean trace and Sokal's
+    automatic window (the smallest M >= 5 tau_int(M))."""
+    sums = []
+
+    def callback(i, t, mu, _):
+        if i >= burn_in:
+            sums.append(mu.mean(0))
+
+    solve(problem, y, "red-diff", n_samples=n, generator=rng(seed), t_order="random", optimizer="sgd", lr=lr,
+          steps=steps, callback=callback)
+    trace = torch.stack(sums)  # (N, d)
+    N = trace.shape[0]
+    c = trace - trace.mean(0)
+    f = torch.fft.rfft(c, n=2 * N, dim=0)
+    acov = torch.fft.irfft(f * f.conj(), n=2 * N, dim=0)[:N] / N  # (N, d)
+    rho = acov / acov[0]
+    se = []
+    for j in range(trace.shape[1]):
+        tau = 1.0 + 2.0 * torch.cumsum(rho[1:, j], 0)
+        window = torch.nonzero(torch.arange(1, N, dtype=F64) >= 5.0 * tau)
+        M = int(window[0]) if window.numel() else N - 2
+        se.append(math.sqrt(max(float(acov[0, j] * tau[M]), 0.0) / N))
+    return trace.mean(0), torch.tensor(se, dtype=F64)
+
+
 def check_red2(quick: bool) -> ClaimResult:
     """RED-2: where RED-Diff converges vs problem.map(y): Gaussian (G2) and GMM (B1)."""
     from scipy.optimize import brentq
 
     sched = linear_schedule()
-    n = 128 if quick else 512
-    gen = rng(6201)
+    # relaxation times ~1/(lr h): h ~ 0.19 (P_eff, the direction A does not see) on G2 -> lr 0.05, 1/(lr h) ~ 105
+    # steps (stable: lr h_max = 0.05 x 13.9 < 2); h ~ 1/sigma^2 = 4 on B1 -> lr 0.005, ~50 steps
+    steps, burn_in = (2000, 800) if quick else (8000, 1500)
+    n = 16 if quick else 64
     prob, y = g2()
     map_g = prob.map(y)
     fp = red_diff_fixed_point(prob, y, LAM, sched)
     # the theory's setting (t ~ U, plain SGD): the stationary mean is the fixed point exactly
-    sgd_steps = 1500 if quick else 4000
-    x_sgd = solve(prob, y, "red-diff", n_samples=n, generator=gen, t_order="random", optimizer="sgd", lr=0.02,
-                  steps=sgd_steps)
-    z_fp = float(((x_sgd.mean(0) - fp) / (x_sgd.std(0) / math.sqrt(n))).abs().max())
+    avg, se = _sgd_time_average(prob, y, steps=steps, lr=0.05, n=n, seed=6201, burn_in=burn_in)
+    z_fp = float(((avg - fp) / se).abs().max())
     # the official setting (descending t, Adam lr 0.1)
-    x_off = solve(prob, y, "red-diff", n_samples=n, generator=gen)
-    off_to_map = float((x_off.mean(0) - map_g).norm())
-    off_se = float((x_off.std(0) / math.sqrt(n)).norm())
-    # GMM: B1 (sigma = .5, y = -.6) -- the zero of the expected gradient (quadrature) vs the SGD run
+    n_off = 64 if quick else 512
+    x_off = solve(prob, y, "red-diff", n_samples=n_off, generator=rng(6202))
+    off_rms = float((x_off - map_g).square().sum(-1).mean().sqrt())
+    # GMM: B1 (sigma = .5, y = -.6) -- the zero of the expected gradient (quadrature) vs the SGD time average
     gprob, gy = b1(sigma_y=0.5, y=-0.6)
     G = _reddiff_expected_gradient_1d(gprob.prior, float(gy[0]), gprob.sigma_y, LAM, sched)
     root = brentq(G, -1.5, 0.5, xtol=1e-9)
-    xg_sgd = solve(gprob, gy, "red-diff", n_samples=n, generator=gen, t_order="random", optimizer="sgd", lr=0.01,
-                   steps=sgd_steps)[:, 0]
-    est = Estimate.from_samples(xg_sgd)
-    xg_off = solve(gprob, gy, "red-diff", n_samples=n, generator=gen)[:, 0]
+    g_avg, g_se = _sgd_time_average(gprob, gy, steps=steps // 2, lr=0.005, n=n, seed=6203, burn_in=burn_in // 4)
+    g_avg, g_se = float(g_avg[0]), float(g_se[0])
+    xg_off = solve(gprob, gy, "red-diff", n_samples=n_off, generator=rng(6204))[:, 0]
     map_b1, mmse_b1 = float(gprob.map(gy)[0]), float(gprob.mmse(gy)[0])
-    # SGD with a small constant step has an O(lr) bias for a nonlinear gradient: allow 4 SE + 1e-3
-    passed = (z_fp <= 4.0 and abs(est.value - root) <= 4 * est.stderr + 1e-3 and off_to_map > 4 * off_se
+    passed = (z_fp <= 4.0 and float((fp - map_g).norm()) > 10 * float(se.norm())
+              and abs(g_avg - root) <= 4 * g_se + 1e-3 and abs(root - map_b1) > 0.1
               and abs(float(xg_off.mean()) - map_b1) > 0.1)
     return ClaimResult(
         id="RED-2",
         paper="mardani2024reddiff",
         statement="RED-Diff's optimisation converges to a mode of the posterior (its variational distribution "
         "collapses to a point: a MAP-type estimate).",
-        measured={"G2 fixed point (t~U)": [float(v) for v in fp], "G2 sgd mean": [float(v) for v in x_sgd.mean(0)],
-                  "G2 sgd max|z| vs fixed point": z_fp,
-                  "G2 official (desc, Adam) mean": [float(v) for v in x_off.mean(0)], "G2 MAP": [float(v) for v in
-                                                                                             map_g],
-                  "G2 |official - MAP|": off_to_map, "G2 official se": off_se,
-                  "B1 expected-gradient zero": root, "B1 sgd mean": est.value, "B1 sgd se": est.stderr,
-                  "B1 official mean": float(xg_off.mean()), "B1 MAP": map_b1, "B1 MMSE": mmse_b1,
-                  "B1 y": float(gy[0]), "n": n},
+        measured={"G2 fixed point (t~U)": [float(v) for v in fp], "G2 sgd time-average": [float(v) for v in avg],
+                  "G2 sgd se": [float(v) for v in se], "G2 max|z| vs fixed point": z_fp,
+                  "G2 MAP": [float(v) for v in map_g], "G2 |fixed point - MAP|": float((fp - map_g).norm()),
+                  "G2 official (desc, Adam) mean": [float(v) for v in x_off.mean(0)],
+                  "G2 official per-particle rms to MAP": off_rms,
+                  "B1 expected-gradient zero": root, "B1 sgd time-average": g_avg, "B1 sgd se": g_se,
+                  "B1 official mean": float(xg_off.mean()), "B1 official sd": float(xg_off.std()),
+                  "B1 MAP": map_b1, "B1 MMSE": mmse_b1, "B1 y": float(gy[0])},
         expected="RED-Diff converges to the zero of its EXPECTED gradient, which is not the posterior mode: on G2 "
-        "the t ~ U SGD mean is the P_eff fixed point (0.688, 0.012) and the official descending-Adam run ends "
-        "between it and the MAP; on the bimodal B1 posterior (lam = 0.25) the regulariser is so weak that the "
-        "estimate stays near A^+ y = y = -0.6 (the quadrature zero -0.577), 0.33 from the MAP -0.933",
-        tolerance="|z| <= 4 (Gaussian SGD vs fixed point); 4 SE + 1e-3 (GMM SGD vs quadrature zero: the O(lr) "
-        "bias of constant-step SGD on a nonlinear gradient); official runs: distance to the MAP > 4 SE (G2) and "
-        "> 0.1 (B1)",
+        "the t ~ U SGD average is the P_eff fixed point (0.688, 0.012), 0.069 from the MAP; on the bimodal B1 "
+        "posterior (lam = 0.25) the regulariser is so weak that the estimate stays near A^+ y = y = -0.6 (the "
+        "quadrature zero -0.577), 0.36 from the MAP -0.933. The official descending-Adam runs are reported: on "
+        "G2 their mean lands near the MAP but each particle keeps an rms error ~0.17 (constant lr 0.1)",
+        tolerance="|z| <= 4 (G2 SGD vs fixed point); 4 SE + 1e-3 (B1 SGD vs quadrature zero, the 1e-3 for the "
+        "O(lr) bias of constant-step SGD on a nonlinear gradient, measured 3e-4 at lr = 2.5e-3); distances to the "
+        "MAP > 10 SE (G2) and > 0.1 (B1)",
         reason="the Gaussian fixed point is exact for SGD with t ~ U (affine steps); for the GMM the expected "
-        "gradient is computed by 60-node Gauss-Hermite quadrature over eps at all 1000 levels",
+        "gradient is computed by 60-node Gauss-Hermite quadrature over eps at all 1000 levels; SEs of the time "
+        "averages from the trace's integrated autocorrelation time, because the level t is shared by the "
+        "particles",
         verdict="fails",
         passed=passed,
         theory="THEORY 7.1, 7.2",

@@ -8,7 +8,7 @@ from .ddpm import ddim, ddpm
 from .dps import DPSGuidedDenoiser, dps
 from .map_rps import OFFICIAL_PRIOR_WEIGHTS, bayes_prior_weight, map_rps, map_rps_stage1
 from .posterior import posterior
-from .red_diff import red_diff
+from .red_diff import red_diff, red_diff_effective_precision, red_diff_fixed_point
 from .vml_map import vml_map
 from .vsrd import vsrd
 
@@ -35,6 +35,8 @@ __all__ = [
     "map_rps_stage1",
     "posterior",
     "red_diff",
+    "red_diff_effective_precision",
+    "red_diff_fixed_point",
     "vml_map",
     "vsrd",
 ]

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import math
 
-import torch
-
 from ..denoisers import eps_from_x0
 from ._common import progress, randn_like, reverse_pairs
 

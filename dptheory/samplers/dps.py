@@ -10,7 +10,8 @@ denoiser, to the ancestral step (THEORY 1.3):
   with ``log p~ = -||y - A x0_hat||^2 / (2 sigma_y^2)`` and ``g = beta / sqrt(alpha)`` of the step (the
   coefficient that turns a score into a mean shift), so ``zeta = 1`` uses the plug-in likelihood at face value.
 
-One denoiser call per step (forward with autograd, one backward).
+One denoiser call per step (forward with autograd, one backward). The guidance is an explicit step: on coarse
+grids (e.g. 10 steps) it overshoots and can diverge, like any explicit scheme with too large a step.
 """
 
 from __future__ import annotations

@@ -121,7 +121,7 @@ def red_diff(denoiser, x, schedule, *, operator, y, sigma_y, lam=0.25, lr=0.1, b
             loss.backward()
         opt.step()
         if callback is not None:
-            callback(i, t, mu.detach(), None)
+            callback(i, t, mu.detach().clone(), None)  # a copy: Adam updates mu in place
     return mu.detach()
 
 

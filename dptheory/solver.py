@@ -92,7 +92,7 @@ def solve(problem, y, method: str, *, n_samples: int = 1, generator: torch.Gener
     elif start == "exact":
         if not exact:
             raise ValueError("start='exact' needs the exact denoiser")
-        t_start = knobs.get("t_start") or schedule.T
+        t_start = schedule.T if knobs.get("t_start") is None else knobs["t_start"]
         ab = float(schedule.alpha_bar(t_start))
         x0 = cond_den.sample_posterior(n, generator)
         x_init = math.sqrt(ab) * x0 + math.sqrt(1.0 - ab) * torch.randn(x0.shape, generator=generator,
@@ -112,6 +112,7 @@ def solve(problem, y, method: str, *, n_samples: int = 1, generator: torch.Gener
         if "t0" not in knobs:
             raise ValueError("method 'map-rps' needs the knob t0 (an integer step in [0, T])")
         knobs.setdefault("stage2", "posterior" if exact else "dps")
+        knobs.setdefault("zeta", zeta)
         return fn(prior_den, x_init, schedule, **cond, posterior_denoiser=cond_den if exact else None,
                   **common, **knobs)
     return fn(prior_den, x_init, schedule, **cond, **common, **knobs)

@@ -27,7 +27,7 @@ import torch
 
 from .dp_curve import DPCurve, optimal_dp_curve, per_measurement_dp_curve
 from .estimate import Estimate
-from .solve import METHOD_NAMES, solve
+from .solver import METHOD_NAMES, solve
 
 __all__ = ["DPPoint", "Traversal", "traverse", "nfe"]
 
@@ -72,9 +72,10 @@ def nfe(method: str, knobs: dict, T: int) -> int:
     steps = knobs.get("steps")
     if method == "map-rps":
         return int(knobs.get("iters", 500)) + int(knobs["t0"])
-    if method == "vml-map":
+    if method == "vml-map":  # per level: inner gradient steps + the DDIM move; plus the final polish
         n_levels = steps if steps is not None else T
-        return n_levels * (int(knobs.get("inner_steps", 1)) + 1)
+        inner, final = int(knobs.get("inner_steps", 3)), int(knobs.get("final_steps", 50))
+        return n_levels * (inner + 1) + final
     t_start = knobs.get("t_start") or T
     return int(steps) if steps is not None else int(t_start)
 

@@ -1,0 +1,186 @@
+"""Figure ``map_rps_dp_plane``: MAP-RPS's t0 sweep against VSRD's lam, DPS and posterior sampling on the D-P plane.
+
+Claims: MRPS-2 (t0 is a D-P knob from the MAP to posterior sampling), MRPS-6 (t0 = T is posterior sampling),
+BMF-4 (neither traversal reaches the joint curve except at the MMSE end), DPS-1 (DPS is biased even on a Gaussian
+problem).
+
+Every point comes from ``dpt.traverse(problem, method, knob, values, y=y, ...)`` (MSE on the x-axis, W2 to the
+target law on the y-axis):
+
+- MAP-RPS over ``t0`` (stage 2 with the exact posterior kernels);
+- VSRD over ``lam`` (exact kernel, started from the exact diffused posterior);
+- DPS over the step size ``zeta`` (``norm="squared"``: the Bayes-consistent "ideal DPS" of THEORY 4, whose law is
+  affine on a Gaussian problem; ``zeta = 1`` uses the plug-in likelihood at face value);
+- posterior sampling (exact kernels from the exact start), which lands at ``(2 D*, 0)``.
+
+Top row, EXACT (the Gaussian G2 of THEORY 10; laws by :mod:`dptheory.laws`): MAP-RPS's stage-1 point is the MAP,
+which equals the MMSE ``mu(Y)`` here (``x_map = (M, b)``, the affine map ``y -> mu(y)``), as in the claims MRPS-2
+and BMF-4, so the joint gaps at t0 = 20, 100, 300 (0.0104, 0.064, 0.081) are the claims report's numbers; DPS with
+``zeta = 1`` is the DPS-1 law (KL to the posterior 0.10). Bottom row, MONTE CARLO (the mixture B1, sigma = 0.5,
+y = -0.6; the real solvers, MAP-RPS's stage 1 by AdamW with the exact GMM denoiser): error bars +-1 SE; the grey
+band is the floor of the sample W2 (two independent target samples of the part size), where exact samplers land.
+
+Left: per-measurement plane with ``D_y(P) = tr Sigma_y + ((sqrt(tr Sigma_y) - P)_+)^2``; right: joint plane with
+``D(P) = D* + ((W - P)_+)^2``. On the anisotropic G2 posterior MAP-RPS lies above the per-measurement curve while
+VSRD lies on it; on the joint plane both lie above the curve for every knob value except the MMSE end, and near
+equal P MAP-RPS is further from it than VSRD.
+"""
+
+from __future__ import annotations
+
+import torch
+
+import dptheory as dpt
+from dptheory import plotting
+from dptheory.worked import b1, g2
+
+NAME = "map_rps_dp_plane"
+CLAIMS = ("MRPS-2", "MRPS-6", "BMF-4", "DPS-1")
+SEED = 20250304
+STYLE = {  # method -> (colour, marker, label)
+    "map-rps": (plotting.COLORS["map-rps"], "s", "MAP-RPS over $t_0$"),
+    "vsrd": (plotting.COLORS["vsrd"], "o", "VSRD over $\\lambda$"),
+    "dps": (plotting.COLORS["dps"], "^", "DPS (squared norm) over $\\zeta$"),
+    "posterior": (plotting.COLORS["posterior"], "*", "posterior sampling"),
+}
+
+
+def _floor_1d(sample, n_part: int, parts: int, generator) -> dict:
+    """W2 between two independent samples of ``n_part`` points of one 1-D law (the sample-W2 floor)."""
+    vals = []
+    for _ in range(parts):
+        a = sample(n_part, generator=generator)[:, 0].sort().values
+        b = sample(n_part, generator=generator)[:, 0].sort().values
+        vals.append(float((a - b).square().mean().sqrt()))
+    est = dpt.Estimate.from_samples(torch.tensor(vals, dtype=torch.float64))
+    return {"value": est.value, "stderr": est.stderr}
+
+
+def gaussian_sweeps(quick: bool) -> dict:
+    prob, y = g2()
+    upd = prob._update  # the MMSE map y -> mu(y) = M y + b (MAP = MMSE for a Gaussian prior)
+    M = upd.gain[0]
+    x_map = (M, prob.prior.mean - M @ (prob.A @ prob.prior.mean))
+    t0s = [0, 10, 20, 50, 100, 200, 300, 1000] if quick else \
+        [0, 5, 10, 20, 30, 45, 60, 80, 100, 130, 160, 200, 250, 300, 400, 500, 700, 1000]
+    lams = [0.0, 0.1, 0.25, 0.5, 0.75, 1.0] if quick else [0.0, 0.05, 0.1, 0.2, 0.25, 0.35, 0.5, 0.65, 0.75, 0.9, 1.0]
+    zetas = [0.5, 1.0, 2.0] if quick else [0.25, 0.5, 0.75, 1.0, 1.5, 2.0]
+    return {
+        "map-rps": dpt.traverse(prob, "map-rps", "t0", t0s, y=y, x_map=x_map).to_dict(),
+        "vsrd": dpt.traverse(prob, "vsrd", "lam", lams, y=y, start="exact").to_dict(),
+        "dps": dpt.traverse(prob, "dps", "zeta", zetas, y=y, norm="squared").to_dict(),
+        "posterior": dpt.traverse(prob, "posterior", "steps", [None], y=y, start="exact").to_dict(),
+        "y": float(y[0]),
+    }
+
+
+def mixture_sweeps(quick: bool, gen: torch.Generator) -> dict:
+    prob, y = b1(sigma_y=0.5, y=-0.6)
+    n, parts = (1200, 3) if quick else (8000, 4)
+    steps = 200 if quick else None  # the diffusion samplers' grid (None: every step of T = 1000)
+    iters = 200 if quick else 500  # MAP-RPS stage-1 AdamW iterations
+    t0s = [0, 20, 100, 300, 1000] if quick else [0, 10, 20, 50, 100, 200, 300, 500, 1000]
+    lams = [0.0, 0.5, 1.0] if quick else [0.0, 0.1, 0.25, 0.5, 0.75, 1.0]
+    zetas = [0.5, 1.0] if quick else [0.5, 1.0, 2.0]
+    mc = dict(y=y, n=n, replicates=parts, generator=gen)
+    out = {
+        "map-rps": dpt.traverse(prob, "map-rps", "t0", t0s, iters=iters, **mc).to_dict(),
+        "vsrd": dpt.traverse(prob, "vsrd", "lam", lams, start="exact", steps=steps, **mc).to_dict(),
+        "dps": dpt.traverse(prob, "dps", "zeta", zetas, norm="squared", steps=steps, **mc).to_dict(),
+        "posterior": dpt.traverse(prob, "posterior", "steps", [steps], start="exact", **mc).to_dict(),
+        "y": float(y[0]), "n": n, "parts": parts, "steps": 1000 if steps is None else steps, "iters": iters,
+    }
+    out["w2_floor"] = {"per-measurement": _floor_1d(prob.posterior(y).sample, n // parts, parts, gen),
+                       "joint": _floor_1d(prob.prior.sample, n // parts, parts, gen)}
+    return out
+
+
+def compute(quick: bool) -> dict:
+    gen = torch.Generator().manual_seed(SEED)
+    g = gaussian_sweeps(quick)
+    g2_joint = {f"t0={v}": p["gap"] for v, p in zip(g["map-rps"]["values"], g["map-rps"]["joint"], strict=True)}
+    dps_kl = {f"zeta={v:g}": p["kl"] for v, p in zip(g["dps"]["values"], g["dps"]["per_measurement"], strict=True)}
+    return {"G2": g, "B1": mixture_sweeps(quick, gen), "G2_map_rps_joint_gaps": g2_joint,
+            "G2_dps_KL_to_posterior": dps_kl}
+
+
+LABELLED = {"map-rps": (20, 50, 100, 300), "vsrd": (0.25, 0.5, 0.75), "dps": None}
+"""Knob values annotated on the plot (None: all); the ends are left out: t0 = 0 and lam = 0 are both the MMSE
+point, and t0 = T and lam = 1 both coincide with posterior sampling."""
+OFFSETS = {"map-rps": ((6, 4), "left"), "vsrd": ((-6, -10), "right"), "dps": ((6, 4), "left")}
+
+
+def _label_values(ax, method: str, values, D, P):
+    """Annotate selected knob values (:data:`LABELLED`), MAP-RPS above right and VSRD below left of the points."""
+    if method not in LABELLED:
+        return
+    name = {"map-rps": "$t_0$", "vsrd": "$\\lambda$", "dps": "$\\zeta$"}[method]
+    (dx, dy), ha = OFFSETS[method]
+    for v, x, y in zip(values, D, P, strict=True):
+        if LABELLED[method] is None or v in LABELLED[method]:
+            ax.annotate(f"{name}={v:g}", (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha,
+                        fontsize=7, color=STYLE[method][0])
+
+
+def _panel(ax, sweeps: dict, form: str, floor=None):
+    key = "per_measurement" if form == "per-measurement" else "joint"
+    curve = dpt.DPCurve(**sweeps["vsrd"][f"curve_{key}"])
+    p_top = 0.0
+    for method, (color, marker, label) in STYLE.items():
+        tr = sweeps[method]
+        pts = tr[key]
+        D = [p["distortion"] for p in pts]
+        P = [p["perception"] for p in pts]
+        mc = any(p["distortion_stderr"] > 0 for p in pts)
+        size = 13 if marker == "*" else 5
+        ax.errorbar(D, P, xerr=[p["distortion_stderr"] for p in pts] if mc else None,
+                    yerr=[p["perception_stderr"] for p in pts] if mc else None, color=color, marker=marker,
+                    markersize=size, linewidth=1.2, capsize=2, label=label + (" ($\\pm$1 SE)" if mc else ""),
+                    zorder=3, clip_on=False)
+        p_top = max(p_top, max(v + e for v, e in zip(P, [p["perception_stderr"] for p in pts], strict=True)))
+        _label_values(ax, method, tr["values"], D, P)
+    plotting.draw_dp_curve(ax, curve, p_max=1.1 * max(p_top, curve.w),
+                           label=f"optimal {form} curve" + ("" if curve.exact else " (MC)"))
+    if floor is not None:
+        ax.axhspan(0, floor["value"] + floor["stderr"], color="0.8", alpha=0.6, zorder=0,
+                   label="floor of the sample W2")
+    target = "$p(x\\mid y)$" if form == "per-measurement" else "$p_X$"
+    x_label = "MSE $E[\\|X-\\hat X\\|^2\\mid y]$" if form == "per-measurement" else "MSE $E\\|X-\\hat X\\|^2$"
+    ax.set(xlabel=x_label + " (a.u.$^2$)", ylabel=f"W2 to {target} (a.u.)", ylim=(0, None))
+    ax.legend(loc="upper right", fontsize=7.5)
+
+
+def plot(d: dict):
+    fig, axes = plotting.figure(2, 2, figsize=(13.0, 10.5))
+    rows = (("G2", "Gaussian G2, exact laws"), ("B1", "mixture B1 ($\\sigma$ = 0.5, $y$ = -0.6), Monte Carlo"))
+    for r, (name, what) in enumerate(rows):
+        for k, form in enumerate(("per-measurement", "joint")):
+            floor = d[name].get("w2_floor", {}).get(form)
+            _panel(axes[r, k], d[name], form, floor)
+            axes[r, k].set_title(f"({'abcd'[2 * r + k]}) {what}: {form}", fontsize=10.5)
+    return fig
+
+
+def main(argv=None) -> int:
+    args = plotting.parse_args(__doc__, argv)
+    timer = plotting.Timer()
+    data = compute(args.quick)
+    with plotting.style():
+        fig = plot(data)
+        b = data["B1"]
+        params = {"schedule": "linear, T = 1000",
+                  "G2": "prior N((.3,-.2), [[1,.6],[.6,.8]]), A = [1, .5], sigma = .3, y = .7; exact laws",
+                  "G2 map-rps": "stage 2 exact kernels from x_map = mu(Y) (MAP = MMSE)",
+                  "B1": "0.5 N(-1, .05) + 0.5 N(1, .05), A = 1, sigma = .5, y = -.6; Monte Carlo",
+                  "B1 map-rps": f"stage 1 AdamW, {b['iters']} iterations, Bayes weight, t1 = 10; stage 2 exact "
+                                "posterior kernels",
+                  "vsrd": "exact kernel, start from the exact diffused posterior",
+                  "dps": "norm='squared' (ideal DPS), DDPM fixedsmall, start N(0, I)",
+                  "B1_n": b["n"], "B1_parts": b["parts"], "B1_steps": b["steps"]}
+        plotting.save_figure(fig, NAME, args.out, title=__doc__.splitlines()[0], claims=CLAIMS, params=params,
+                             seed=SEED, data=data, quick=args.quick, seconds=timer.seconds)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,330 @@
+"""Time the GMM score + Tweedie denoiser against a plain scipy reference and the machine's dgemm floor.
+
+``GaussianMixture.score_and_denoise(x_t, alpha_bar)`` for n points (default 100,000), K = 16 components,
+d = 64, float64, alpha_bar = 0.5, side by side in ONE run with
+
+- reference: numpy float64, a loop over the components with ``scipy.stats.multivariate_normal.logpdf``
+  (responsibilities, by log-sum-exp) and ``np.linalg.solve`` (``S_{k,t}^{-1} (x - c_k)``, which gives the
+  score term and the posterior mean ``m_k + sqrt(ab) S_k S_{k,t}^{-1} (x - c_k)``). Its output is checked
+  against dptheory's (max abs difference printed; relative difference asserted below 1e-8);
+- dgemm floor: torch float64 matmul with exactly our nominal flop count 6 n K d^2, in two forms:
+  "chunked" (the same two GEMM shapes per chunk as the fast path, ``(m, d) @ (d, K d)`` then
+  ``(m, K d) @ (K d, 2 d)``, into preallocated outputs) and "square" (one square-ish GEMM of the same
+  flops into a preallocated output). The floor is the faster of the two.
+
+The three are timed in interleaved rounds (ours, floors, then the reference in the first rounds) so that
+they see the same machine conditions; the reported statistic is the BEST of the rounds (medians are
+printed and stored too). torch and the numpy BLAS both use as many threads as there are cores available.
+The JSON result goes to ``benchmarks/results/gmm_denoiser.json`` (``gmm_denoiser_quick.json`` with
+``--quick``).
+
+Run from the repository root:
+
+    .venv/bin/python benchmarks/bench_gmm_denoiser.py            # full run, n = 100,000
+    .venv/bin/python benchmarks/bench_gmm_denoiser.py --quick    # smoke run, n = 5,000
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import scipy
+import torch
+from scipy import stats
+from scipy.special import logsumexp
+
+ROOT = Path(__file__).resolve().parents[1]
+try:
+    import dptheory as dpt
+except ModuleNotFoundError:  # run from a checkout without an install
+    sys.path.insert(0, str(ROOT))
+    import dptheory as dpt
+_mixture = importlib.import_module("dptheory.mixture")  # the module whose _CHUNK_ELEMENTS the fast path uses
+
+try:
+    from threadpoolctl import threadpool_info, threadpool_limits
+except ModuleNotFoundError:  # optional: without it numpy's BLAS keeps its own default thread count
+    threadpool_info = threadpool_limits = None
+
+TARGET_SPEEDUP = 8.0  # reference / ours, at least
+TARGET_FLOOR_RATIO = 2.0  # ours / floor, at most
+REL_TOL = 1e-8  # agreement with the reference, relative to the largest output entry
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def make_problem(n: int, K: int, d: int, alpha_bar: float, seed: int):
+    """A seeded GMM with random well-conditioned SPD covariances and n points drawn from the diffused law."""
+    g = torch.Generator().manual_seed(seed)
+    f64 = torch.float64
+    weights = torch.rand(K, generator=g, dtype=f64) + 0.5
+    weights = weights / weights.sum()
+    means = torch.randn(K, d, generator=g, dtype=f64)
+    Q, _ = torch.linalg.qr(torch.randn(K, d, d, generator=g, dtype=f64))
+    evals = 0.25 + 0.75 * torch.rand(K, d, generator=g, dtype=f64)  # spectrum in [0.25, 1]: condition <= 4
+    covs = (Q * evals.unsqueeze(-2)) @ Q.mT
+    covs = 0.5 * (covs + covs.mT)
+    gmm = dpt.GaussianMixture(weights, means, covs)
+    x0 = gmm.sample(n, generator=g)
+    x_t = math.sqrt(alpha_bar) * x0 + math.sqrt(1.0 - alpha_bar) * torch.randn(n, d, generator=g, dtype=f64)
+    return gmm, x_t
+
+
+def reference_score_and_denoise(weights, means, covs, x, alpha_bar):
+    """Plain numpy/scipy float64: a loop over components with multivariate_normal and np.linalg.solve."""
+    n, d = x.shape
+    K = len(weights)
+    sab = math.sqrt(alpha_bar)
+    eye = np.eye(d)
+    log_joint = np.empty((n, K))
+    for k in range(K):
+        S_t = alpha_bar * covs[k] + (1.0 - alpha_bar) * eye
+        log_joint[:, k] = np.log(weights[k]) + stats.multivariate_normal(sab * means[k], S_t).logpdf(x)
+    gamma = np.exp(log_joint - logsumexp(log_joint, axis=1, keepdims=True))
+    score = np.zeros((n, d))
+    den = np.zeros((n, d))
+    for k in range(K):
+        S_t = alpha_bar * covs[k] + (1.0 - alpha_bar) * eye
+        z = np.linalg.solve(S_t, (x - sab * means[k]).T).T  # S_{k,t}^{-1} (x - c_k), (n, d)
+        mu = means[k] + sab * z @ covs[k]  # posterior mean of component k (S_k symmetric)
+        g = gamma[:, k : k + 1]
+        score -= g * z
+        den += g * mu
+    return score, den
+
+
+def gemm_chunked(n: int, K: int, d: int, chunk: int):
+    """The fast path's two GEMM shapes per chunk into preallocated outputs: exactly 6 n K d^2 flops."""
+    f64 = torch.float64
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(n, d, generator=g, dtype=f64)
+    V = torch.randn(d, K * d, generator=g, dtype=f64)
+    B = torch.randn(K * d, 2 * d, generator=g, dtype=f64)
+    U = torch.empty(chunk, K * d, dtype=f64)
+    out = torch.empty(n, 2 * d, dtype=f64)
+
+    def run():
+        for start in range(0, n, chunk):
+            stop = min(start + chunk, n)
+            torch.mm(x[start:stop], V, out=U[: stop - start])
+            torch.mm(U[: stop - start], B, out=out[start:stop])
+
+    return run, 6.0 * n * K * d * d
+
+
+def gemm_square(flops: float):
+    """One square-ish (s x s) @ (s x t) GEMM with 2 s^2 t as close as possible to ``flops``."""
+    s = max(1, round((flops / 2.0) ** (1.0 / 3.0)))
+    t = max(1, round(flops / (2.0 * s * s)))
+    g = torch.Generator().manual_seed(2)
+    a = torch.randn(s, s, generator=g, dtype=torch.float64)
+    b = torch.randn(s, t, generator=g, dtype=torch.float64)
+    c = torch.empty(s, t, dtype=torch.float64)
+    return (lambda: torch.mm(a, b, out=c)), 2.0 * s * s * t, (s, s, t)
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - t0, result
+
+
+def machine_info(threads: int) -> dict:
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as fh:
+            cpu = next((line.split(":", 1)[1].strip() for line in fh if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    info = {
+        "cpu": cpu,
+        "cores_available": available_cores(),
+        "os_cpu_count": os.cpu_count(),
+        "torch_threads": threads,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "torch_blas": "mkl" if torch.backends.mkl.is_available() else "other",
+        "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+    }
+    if threadpool_info is not None:
+        info["numpy_blas"] = [
+            {k: p.get(k) for k in ("internal_api", "version", "num_threads")}
+            for p in threadpool_info()
+            if p.get("user_api") == "blas"
+        ]
+    return info
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smoke run: n = 5,000 and fewer repeats")
+    parser.add_argument("--n", type=int, default=None, help="number of points (default 100,000; 5,000 quick)")
+    parser.add_argument("--repeats", type=int, default=None, help="timed rounds for ours and the floor (9)")
+    parser.add_argument("--ref-repeats", type=int, default=None, help="timed rounds for the reference (3)")
+    parser.add_argument("--seed", type=int, default=20261124)
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
+    args = parser.parse_args(argv)
+
+    n = args.n or (5_000 if args.quick else 100_000)
+    repeats = args.repeats or (3 if args.quick else 9)
+    ref_repeats = min(repeats, args.ref_repeats or (1 if args.quick else 3))
+    K, d, alpha_bar = 16, 64, 0.5
+    out_path = args.out or ROOT / "benchmarks" / "results" / (
+        "gmm_denoiser_quick.json" if args.quick else "gmm_denoiser.json"
+    )
+
+    threads = available_cores()
+    torch.set_num_threads(threads)
+    if threadpool_limits is not None:
+        threadpool_limits(limits=threads, user_api="blas")
+
+    gmm, x_t = make_problem(n, K, d, alpha_bar, args.seed)
+    w_np, m_np, c_np, x_np = (t.numpy() for t in (gmm.weights, gmm.means, gmm.covs, x_t))
+    flops = 6.0 * n * K * d * d  # the algorithm's nominal count: two GEMMs, 2 n K d^2 + 4 n K d^2
+    chunk = max(1, min(n, _mixture._CHUNK_ELEMENTS // (K * d)))
+    floor_chunked, chunked_flops = gemm_chunked(n, K, d, chunk)
+    floor_square, square_flops, square_shape = gemm_square(flops)
+
+    def ours():
+        return gmm.score_and_denoise(x_t, alpha_bar)
+
+    def reference():
+        return reference_score_and_denoise(w_np, m_np, c_np, x_np, alpha_bar)
+
+    print(
+        f"GMM score + denoiser: n={n:,} K={K} d={d} float64 alpha_bar={alpha_bar}, {threads} threads, "
+        f"chunk={chunk} points ({_mixture._CHUNK_ELEMENTS} elements), {repeats} rounds",
+        flush=True,
+    )
+
+    # warm-up (first-call costs: thread pools, allocator, eigendecomposition already cached at construction)
+    score, den = ours()
+    floor_chunked()
+    floor_square()
+
+    times = {"ours": [], "reference": [], "floor_chunked": [], "floor_square": []}
+    ref_out = None
+    for r in range(repeats):
+        times["ours"].append(timed(ours)[0])
+        times["floor_chunked"].append(timed(floor_chunked)[0])
+        times["floor_square"].append(timed(floor_square)[0] * flops / square_flops)  # scaled to our flops
+        if r < ref_repeats:
+            dt, ref_out = timed(reference)
+            times["reference"].append(dt)
+        print(
+            f"  round {r + 1}/{repeats}: " + ", ".join(f"{k} {v[-1]:.3f} s" for k, v in times.items() if v), flush=True
+        )
+
+    # agreement with the reference
+    ref_score, ref_den = ref_out
+    diff_score = float(np.abs(score.numpy() - ref_score).max())
+    diff_den = float(np.abs(den.numpy() - ref_den).max())
+    rel_score = diff_score / float(np.abs(ref_score).max())
+    rel_den = diff_den / float(np.abs(ref_den).max())
+    print(
+        f"agreement with the reference: max|score diff| = {diff_score:.2e} (relative {rel_score:.2e}), "
+        f"max|denoiser diff| = {diff_den:.2e} (relative {rel_den:.2e})"
+    )
+    assert rel_score < REL_TOL and rel_den < REL_TOL, "dptheory disagrees with the scipy reference"
+
+    best = {k: min(v) for k, v in times.items()}
+    median = {k: statistics.median(v) for k, v in times.items()}
+    floor_key = min(("floor_chunked", "floor_square"), key=best.__getitem__)
+    t_floor = best[floor_key]
+    speedup = best["reference"] / best["ours"]
+    floor_ratio = best["ours"] / t_floor
+    gflops = {k: flops / best[k] / 1e9 for k in ("ours", "floor_chunked", "floor_square")}
+
+    print(f"\nbest of {repeats} rounds ({ref_repeats} for the reference); median in brackets")
+    print(f"  {'':<34}{'time [s]':>18}{'GFLOP/s':>10}")
+    rows = [
+        ("dptheory score_and_denoise", "ours"),
+        ("reference (scipy loop over K)", "reference"),
+        ("dgemm floor, chunked (same shapes)", "floor_chunked"),
+        (f"dgemm floor, square {square_shape[0]}x{square_shape[1]}x{square_shape[2]}", "floor_square"),
+    ]
+    for label, k in rows:
+        rate = f"{gflops[k]:10.1f}" if k in gflops else f"{'-':>10}"
+        print(f"  {label:<34}{best[k]:>8.3f} ({median[k]:.3f}){rate}")
+    ok_speedup = speedup >= TARGET_SPEEDUP
+    ok_floor = floor_ratio <= TARGET_FLOOR_RATIO
+    print(f"  nominal flops 6 n K d^2 = {flops / 1e9:.2f} GFLOP per call")
+    print(f"reference / ours = {speedup:.1f}x (target >= {TARGET_SPEEDUP:g}x: {'met' if ok_speedup else 'MISSED'})")
+    print(
+        f"ours / floor     = {floor_ratio:.2f}x (floor = {floor_key}; target <= {TARGET_FLOOR_RATIO:g}x: "
+        f"{'met' if ok_floor else 'MISSED'})"
+    )
+
+    result = {
+        "benchmark": "GaussianMixture.score_and_denoise",
+        "timestamp_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "config": {
+            "n": n,
+            "K": K,
+            "d": d,
+            "dtype": "float64",
+            "alpha_bar": alpha_bar,
+            "seed": args.seed,
+            "repeats": repeats,
+            "ref_repeats": ref_repeats,
+            "chunk_points": chunk,
+            "chunk_elements": _mixture._CHUNK_ELEMENTS,
+            "statistic": "best of rounds (min)",
+            "square_gemm_shape": list(square_shape),
+            "square_gemm_flops": square_flops,
+            "chunked_gemm_flops": chunked_flops,
+        },
+        "machine": machine_info(threads),
+        "flops_per_call": flops,
+        "best_s": best,
+        "median_s": median,
+        "all_s": times,
+        "gflops": gflops,
+        "floor": floor_key,
+        "ratios": {
+            "reference_over_ours": speedup,
+            "ours_over_floor": floor_ratio,
+            "reference_over_ours_median": median["reference"] / median["ours"],
+            "ours_over_floor_median": median["ours"] / median[floor_key],
+        },
+        "targets": {
+            "reference_over_ours_min": TARGET_SPEEDUP,
+            "ours_over_floor_max": TARGET_FLOOR_RATIO,
+            "met": bool(ok_speedup and ok_floor),
+        },
+        "agreement": {
+            "max_abs_diff_score": diff_score,
+            "max_abs_diff_denoiser": diff_den,
+            "rel_diff_score": rel_score,
+            "rel_diff_denoiser": rel_den,
+            "rel_tol": REL_TOL,
+        },
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
