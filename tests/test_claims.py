@@ -1,13 +1,14 @@
-"""Every paper claim as a test (``dptheory.claims``), and the meta-test that ties claims, notes and tests together.
+"""Every paper claim as a test (``dptheory.claims``), and the meta-test that ties claims, notes and tests
+together.
 
 (a) Meta-tests: every claim id numbered in ``paper_notes/*.md`` (written ``**ID**``) has a check in
-    ``dptheory.claims.CLAIMS``; every check is numbered in a note; every id is named in some test file under
-    ``tests/``; every claim's paper key is in ``paper_notes/refs.bib``.
-(b) Every claim runs with ``quick=True`` and must meet the toolkit's expectation (``passed``), with a valid verdict,
-    measured numbers, a tolerance and its reason. The full-size runs are marked ``slow``.
+``dptheory.claims.CLAIMS``; every check is numbered in a note; every id is named in some test file under
+``tests/``; every claim's paper key is in ``paper_notes/refs.bib``. (b) Every claim runs with ``quick=True``
+and must meet the toolkit's expectation (``passed``), with a valid verdict, measured numbers, a tolerance and
+its reason. The full-size runs are marked ``slow``.
 
-The claims are small numerical problems with many tiny tensor operations; they run on ONE torch thread here (the
-fixture restores the previous setting), which on a loaded 2-core machine is ~20x faster than two threads.
+The claims are small numerical problems with many tiny tensor operations; they run on ONE torch thread here
+(the fixture restores the previous setting), which on a loaded 2-core machine is ~20x faster than two threads.
 """
 
 import math
@@ -54,7 +55,7 @@ def ids_in_note_text(text: str) -> list[str]:
     return ID_IN_NOTE.findall(text)
 
 
-# ---------------------------------------------------------------------------------------------- (a) meta-tests
+# --------------------------------------------------------------------------------------------- (a) meta-tests
 def test_id_pattern_finds_bold_ids_only():
     text = "1. **WANG-1** lam = 0 ends at the MMSE; see WANG-2 and **not-an-id**.\n2. **MRPS-12** x"
     assert ids_in_note_text(text) == ["WANG-1", "MRPS-12"]
@@ -65,7 +66,9 @@ def test_every_note_claim_has_a_check():
     assert ids, "no paper notes found in paper_notes/"
     missing = {note: [i for i in found if i not in CLAIMS] for note, found in ids.items()}
     missing = {k: v for k, v in missing.items() if v}
-    assert not missing, f"claims numbered in paper_notes/ without a check in dptheory.claims.CLAIMS: {missing}"
+    assert not missing, (
+        f"claims numbered in paper_notes/ without a check in dptheory.claims.CLAIMS: {missing}"
+    )
 
 
 def test_every_check_is_numbered_in_a_note():
@@ -86,8 +89,9 @@ def test_each_claim_is_numbered_once():
 def test_every_claim_is_referenced_in_tests():
     text = "\n".join(p.read_text() for p in TESTS.glob("*.py"))
     unreferenced = [cid for cid in CLAIMS if not re.search(ID_ANYWHERE.format(re.escape(cid)), text)]
-    assert not unreferenced, f"claims with no test in tests/ (name them in a test or a '# claim: ID' comment): " \
-                             f"{unreferenced}"
+    assert not unreferenced, (
+        f"claims with no test in tests/ (name them in a test or a '# claim: ID' comment): {unreferenced}"
+    )
 
 
 def test_this_file_lists_exactly_the_registered_claims():
@@ -101,7 +105,7 @@ def test_refs_bib_has_unique_keys():
     assert len(keys) == len(set(keys)), "duplicate keys in refs.bib"
 
 
-# ---------------------------------------------------------------------------------------------- (b) the claims
+# --------------------------------------------------------------------------------------------- (b) the claims
 def _check_result(res: ClaimResult, cid: str) -> None:
     bib = (NOTES / "refs.bib").read_text()
     assert isinstance(res, ClaimResult)

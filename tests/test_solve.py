@@ -4,8 +4,6 @@ clear errors.
 Oracles: the sampler functions called directly with the same generator seed (solve must be a thin front door),
 the exact posterior moments (start="exact" with t_start), and a "network" that is secretly the exact Gaussian
 eps (tests/test_denoisers.py), so the network path can be compared with the exact path to round-off.
-
-Tests named ``test_bug_*`` demonstrate library bugs and FAIL until the bug is fixed (see their docstrings).
 """
 
 from __future__ import annotations
@@ -37,7 +35,7 @@ FAST_KNOBS = {
     "vsrd": dict(steps=8, lam=0.5),
     "map-rps": dict(t0=5, iters=5),
     "red-diff": dict(steps=8),
-    "vml-map": dict(steps=8, final_steps=5),
+    "vml-map": dict(steps=8),
 }
 PLACEHOLDERS = (
     "red-diff",
@@ -154,12 +152,10 @@ def test_solve_exact_start_at_t_start_zero_is_the_posterior(gen):
     assert torch.all((x.mean(0) - post.mean).abs() <= 4 * se), (x.mean(0), post.mean)
 
 
-def test_bug_solve_drops_zeta_for_map_rps(gen):
-    """BUG (dptheory/solver.py, solve): solve's own ``zeta`` parameter (DPS guidance weight) swallows the
-    map-rps knob ``zeta`` (the stage-2 DPS step, the official --lr) and never forwards it, so map_rps always
-    runs stage 2 with its default zeta = 1.0. Input: G2, a network denoiser (stage2='dps'), t0=5, iters=5,
-    zeta=0.0. Expected: equal to map_rps(..., zeta=0.0) with the same seed; got the zeta=1.0 result
-    (max difference ~1). Fix: pass ``zeta=zeta`` to map_rps (or list zeta among its knobs)."""
+def test_solve_forwards_zeta_to_map_rps(gen):
+    """Regression (solve's own ``zeta`` parameter once swallowed the map-rps knob ``zeta``, the stage-2 DPS
+    step, so map_rps always ran with zeta = 1.0): G2, a network denoiser (stage2='dps'), t0=5, iters=5,
+    zeta=0.0 must equal map_rps(..., zeta=0.0) with the same seed (the zeta = 1 result differs by ~1)."""
     sched = dpt.linear_schedule(100)
     prob, y = problem("G2"), measurement("G2")
     net = _network(sched)

@@ -1,5 +1,5 @@
-"""Claims of Chung, Kim, McCann, Klasky & Ye, "Diffusion posterior sampling for general noisy inverse problems"
-(DPS), ICLR 2023, arXiv 2209.14687 (``paper_notes/dps.md``).
+"""Claims of Chung, Kim, McCann, Klasky & Ye, "Diffusion posterior sampling for general noisy inverse
+problems" (DPS), ICLR 2023, arXiv 2209.14687 (``paper_notes/dps.md``).
 
 - DPS-1: DPS's plug-in likelihood p(y | x0_hat(x_t)) makes it biased even on a Gaussian problem with the exact
   prior denoiser (THEORY 1.3, 4, claim 15).
@@ -25,11 +25,13 @@ def check_dps1(quick: bool) -> ClaimResult:
     official unsquared-norm DPS at the usual step sizes by Monte Carlo."""
     prob, y = g2()
     post = prob.posterior(y)
-    # ideal DPS: squared norm, weight 1/sigma^2, step beta/sqrt(alpha) (zeta = 1), DDPM fixedsmall, N(0, I) start
+    # ideal DPS: squared norm, weight 1/sigma^2, step beta/sqrt(alpha) (zeta = 1), DDPM fixedsmall, N(0, I)
+    # start
     dps_law = sampler_law(prob, "dps", y=y, zeta=1.0, norm="squared").law
     mean_err = float((dps_law.mean - post.mean).norm())
     kl_dps = float(gaussian_kl(dps_law, post))
-    # the same sampler with the EXACT likelihood gradient: c1 * ((1-ab)/sqrt(ab)) grad log p_t(y|x_t) is exactly
+    # the same sampler with the EXACT likelihood gradient: c1 * ((1-ab)/sqrt(ab)) grad log p_t(y|x_t) is
+    # exactly
     # (beta/sqrt(alpha)) grad log p_t(y|x_t), so it is DDPM with the exact conditional denoiser
     exact_law = sampler_law(prob, "ddpm", y=y, conditional=True).law
     kl_exact = float(gaussian_kl(exact_law, post))
@@ -47,26 +49,46 @@ def check_dps1(quick: bool) -> ClaimResult:
         m, C = mean_cov(xz)
         se = float((torch.diagonal(C) / n_l2).sqrt().max())
         fit_kl = float(gaussian_kl(Gaussian(m, C), post))
-        official[f"zeta={zeta:g}"] = {"mean_err": float((m - post.mean).norm()), "mean_se": se,
-                                      "cov_diag": [float(v) for v in torch.diagonal(C)], "gauss_fit_KL": fit_kl}
+        official[f"zeta={zeta:g}"] = {
+            "mean_err": float((m - post.mean).norm()),
+            "mean_se": se,
+            "cov_diag": [float(v) for v in torch.diagonal(C)],
+            "gauss_fit_KL": fit_kl,
+        }
     quotes = agrees_with_quote(mean_err, "3.0e-2") and agrees_with_quote(kl_dps, "0.10")
-    diag_ok = all(agrees_with_quote(float(v), q) for v, q in zip(torch.diagonal(dps_law.cov), ("0.085", "0.247"),
-                                                                 strict=True))
-    passed = quotes and diag_ok and kl_dps > 10 * kl_exact and 2e-5 <= kl_exact <= 3e-4 * 1.2 and z_mean <= 4.5 and (
-        z_cov <= 5.0)
+    diag_ok = all(
+        agrees_with_quote(float(v), q)
+        for v, q in zip(torch.diagonal(dps_law.cov), ("0.085", "0.247"), strict=True)
+    )
+    passed = (
+        quotes
+        and diag_ok
+        and kl_dps > 10 * kl_exact
+        and 2e-5 <= kl_exact <= 3e-4 * 1.2
+        and z_mean <= 4.5
+        and (z_cov <= 5.0)
+    )
     return ClaimResult(
         id="DPS-1",
         paper="chung2023dps",
-        statement="DPS samples the posterior p(x|y) by replacing p_t(y|x_t) with p(y|x0_hat(x_t)) and adding its "
-        "gradient to the ancestral step.",
-        measured={"ideal_dps_mean_err": mean_err, "ideal_dps_cov_diag": [float(v) for v in torch.diagonal(dps_law.cov)],
-                  "post_cov_diag": [float(v) for v in torch.diagonal(post.cov)], "KL_dps": kl_dps,
-                  "KL_exact_gradient": kl_exact, "KL_ratio": kl_dps / kl_exact, "mc_max|z_mean|": z_mean,
-                  "mc_max|z_cov|": z_cov, "n": n, "official_l2 (MC)": official},
-        expected="ideal DPS on G2: mean error ~3.0e-2, covariance under-dispersed (diag 0.085, 0.247 vs 0.106, "
-        "0.271), KL(out || post) ~ 0.10; with the exact likelihood gradient KL ~ 2e-5..3e-4 (the DDPM "
-        "fixedsmall O(1/T) error), so KL_DPS > 10 KL_exact; the Monte Carlo runs of dps(norm='squared') match the "
-        "exact law; the official l2 variant is reported (not asserted)",
+        statement="DPS samples the posterior p(x|y) by replacing p_t(y|x_t) with p(y|x0_hat(x_t)) and adding "
+        "its gradient to the ancestral step.",
+        measured={
+            "ideal_dps_mean_err": mean_err,
+            "ideal_dps_cov_diag": [float(v) for v in torch.diagonal(dps_law.cov)],
+            "post_cov_diag": [float(v) for v in torch.diagonal(post.cov)],
+            "KL_dps": kl_dps,
+            "KL_exact_gradient": kl_exact,
+            "KL_ratio": kl_dps / kl_exact,
+            "mc_max|z_mean|": z_mean,
+            "mc_max|z_cov|": z_cov,
+            "n": n,
+            "official_l2 (MC)": official,
+        },
+        expected="ideal DPS on G2: mean error ~3.0e-2, covariance under-dispersed (diag 0.085, 0.247 vs "
+        "0.106, 0.271), KL(out || post) ~ 0.10; with the exact likelihood gradient KL ~ 2e-5..3e-4 (the DDPM "
+        "fixedsmall O(1/T) error), so KL_DPS > 10 KL_exact; the Monte Carlo runs of dps(norm='squared') "
+        "match the exact law; the official l2 variant is reported (not asserted)",
         tolerance="half a unit in the quoted digits; KL ratio > 10; MC: |z| <= 4.5 (mean, 2 coordinates) and "
         "<= 5 (covariance, 3 entries)",
         reason="the law is exact (affine recursion); the Monte Carlo bands allow for the few simultaneous "
@@ -78,4 +100,3 @@ def check_dps1(quick: bool) -> ClaimResult:
 
 
 CHECKS = {"DPS-1": check_dps1}
-

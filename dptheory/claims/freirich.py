@@ -43,8 +43,9 @@ def gmm_quantile_1d(law, u: torch.Tensor, iters: int = 80) -> torch.Tensor:
 
 
 def quantile_w2_squared_to_samples(law, x: torch.Tensor) -> float:
-    """``W2^2`` between the empirical law of 1-D samples ``x (n,)`` and a known 1-D law, by the monotone coupling
-    of the sorted samples with the law's midpoint quantiles ``F^{-1}((i - 1/2)/n)`` (consistent, no OT solver)."""
+    """``W2^2`` between the empirical law of 1-D samples ``x (n,)`` and a known 1-D law, by the monotone
+    coupling of the sorted samples with the law's midpoint quantiles ``F^{-1}((i - 1/2)/n)`` (consistent, no
+    OT solver)."""
     n = x.shape[0]
     u = (torch.arange(n, dtype=F64) + 0.5) / n
     return float((x.sort().values - gmm_quantile_1d(law, u)).square().mean())
@@ -53,9 +54,9 @@ def quantile_w2_squared_to_samples(law, x: torch.Tensor) -> float:
 def _per_measurement_point_mc(problem, y, x_hat: torch.Tensor, parts: int = 5) -> list[float]:
     """Per-measurement ``[D, P, gap, gap_se]`` of 1-D outputs ``x_hat (n, 1)`` for the posterior at ``y``.
 
-    ``D = tr Sigma_y + mean (X^ - mu_y)^2`` (X is independent of X^ given y), ``P`` by the quantile coupling of
-    the sorted outputs to the exact posterior, both from the whole sample; the gap's SE from the spread over
-    ``parts`` independent parts (each part's W2 is biased a little more, so this SE is conservative)."""
+    ``D = tr Sigma_y + mean (X^ - mu_y)^2`` (X is independent of X^ given y), ``P`` by the quantile coupling
+    of the sorted outputs to the exact posterior, both from the whole sample; the gap's SE from the spread
+    over ``parts`` independent parts (each part's W2 is biased a little more, so this SE is conservative)."""
     post = problem.posterior(y)
     curve = per_measurement_dp_curve(problem, y)
 
@@ -77,8 +78,9 @@ def check_bmf1(quick: bool) -> ClaimResult:
     worst_order = -math.inf  # max of W^2 - D* and D(0) - 2 D* (both must be <= 0)
     for prob in problems.values():
         curve = optimal_dp_curve(prob)
-        worst_order = max(worst_order, curve.w**2 - curve.mmse_error, float(curve.distortion(0.0))
-                          - 2.0 * curve.mmse_error)
+        worst_order = max(
+            worst_order, curve.w**2 - curve.mmse_error, float(curve.distortion(0.0)) - 2.0 * curve.mmse_error
+        )
         for frac in (0.0, 0.25, 0.5, 0.75, 1.0):
             P = frac * curve.w
             est = joint_optimal_estimator(prob, P)
@@ -97,18 +99,25 @@ def check_bmf1(quick: bool) -> ClaimResult:
     return ClaimResult(
         id="BMF-1",
         paper="freirich2021theory",
-        statement="With MSE and W2, the D-P function is D(P) = D* + ((W - P)_+)^2 for every distribution, and the "
-        "optimal estimators lie on the W2 geodesic X^_P = (P/W) X* + (1 - P/W) X^_0.",
-        measured={"max_err_W2sq_minus_P^2": err_P, "max_err_mse_minus_curve": err_D,
-                  "max(W^2 - D*, D(0) - 2D*)": worst_order, "mc_mse_at_W/2": mse.value, "mc_se": mse.stderr,
-                  "curve_at_W/2": float(curve.distortion(curve.w / 2)), "z": z, "n": n},
+        statement="With MSE and W2, the D-P function is D(P) = D* + ((W - P)_+)^2 for every distribution, "
+        "and the optimal estimators lie on the W2 geodesic X^_P = (P/W) X* + (1 - P/W) X^_0.",
+        measured={
+            "max_err_W2sq_minus_P^2": err_P,
+            "max_err_mse_minus_curve": err_D,
+            "max(W^2 - D*, D(0) - 2D*)": worst_order,
+            "mc_mse_at_W/2": mse.value,
+            "mc_se": mse.stderr,
+            "curve_at_W/2": float(curve.distortion(curve.w / 2)),
+            "z": z,
+            "n": n,
+        },
         expected="W2(p_X, p_X^P) = P and MSE = D(P) exactly at P in {0, W/4, W/2, 3W/4, W} on G2 (rank-1 S*, "
         "noise in range(Q)) and G2post (SPD S*, Q = 0); W^2 <= D*; D(0) <= 2 D*; the MC MSE of the estimator "
         "applied to simulated measurements equals the curve",
         tolerance="1e-10 (closed forms); |z| <= 4 (MC)",
         reason="exact Gaussian algebra (Bures formula, PSD square roots) in float64, compared as W2^2 - P^2 "
-        "(W2 itself is the square root of a round-off-level number at P = 0); a 4-SE band fails by chance with "
-        "probability 6e-5",
+        "(W2 itself is the square root of a round-off-level number at P = 0); a 4-SE band fails by chance "
+        "with probability 6e-5",
         verdict="holds",
         passed=passed,
         theory="claim 2; THEORY 1.5, 2.3",
@@ -129,29 +138,43 @@ def check_bmf2(quick: bool) -> ClaimResult:
     x_tilde = prob.mmse(y) + torch.randn(n, 2, generator=gen, dtype=F64) @ L.T
     mse = Estimate.from_samples((x - x_tilde).square().sum(-1))
     z = (mse.value - 2.0 * curve.mmse_error) / mse.stderr
-    # the same on a GMM (B1, sigma = 0.5), by Monte Carlo: D* (Rao-Blackwellised) and W^2 by the quantile coupling
+    # the same on a GMM (B1, sigma = 0.5), by Monte Carlo: D* (Rao-Blackwellised) and W^2 by the quantile
+    # coupling
     gprob, _ = b1(sigma_y=0.5)
     n_g = 20_000 if quick else 100_000
     d_star = gprob.mmse_error(n_g, generator=gen)
     _, yg = gprob.sample_joint(n_g, generator=gen)
     x_star = gprob.mmse(yg)[:, 0]
-    w2sq = Estimate.from_samples(torch.tensor([quantile_w2_squared_to_samples(gprob.prior, part)
-                                               for part in torch.chunk(x_star, 5)], dtype=F64))
+    w2sq = Estimate.from_samples(
+        torch.tensor(
+            [quantile_w2_squared_to_samples(gprob.prior, part) for part in torch.chunk(x_star, 5)], dtype=F64
+        )
+    )
     gmm_gap = d_star.value - w2sq.value
     gmm_gap_se = math.hypot(d_star.stderr, w2sq.stderr)
     passed = gap > 0 and abs(gap - 0.0811) <= 1e-4 and abs(z) <= 4.0 and gmm_gap > 4.0 * gmm_gap_se
     return ClaimResult(
         id="BMF-2",
         paper="blau2018perception",
-        statement="Sampling from the posterior has perfect perception and MSE exactly 2 D*; it is not on the joint "
-        "D-P curve, whose value at P = 0 is D* + W^2 <= 2 D* (Blau & Michaeli; Freirich et al.).",
-        measured={"G2_gap_2D*-(D*+W^2)": gap, "G2_D*": curve.mmse_error, "G2_W^2": curve.w**2,
-                  "mc_mse_posterior_sampling": mse.value, "mc_se": mse.stderr, "z_vs_2D*": z,
-                  "B1_D*": d_star.value, "B1_W^2": w2sq.value, "B1_gap": gmm_gap, "B1_gap_se": gmm_gap_se},
+        statement="Sampling from the posterior has perfect perception and MSE exactly 2 D*; it is not on the "
+        "joint D-P curve, whose value at P = 0 is D* + W^2 <= 2 D* (Blau & Michaeli; Freirich et al.).",
+        measured={
+            "G2_gap_2D*-(D*+W^2)": gap,
+            "G2_D*": curve.mmse_error,
+            "G2_W^2": curve.w**2,
+            "mc_mse_posterior_sampling": mse.value,
+            "mc_se": mse.stderr,
+            "z_vs_2D*": z,
+            "B1_D*": d_star.value,
+            "B1_W^2": w2sq.value,
+            "B1_gap": gmm_gap,
+            "B1_gap_se": gmm_gap_se,
+        },
         expected="G2: gap D* - W^2 = 0.0811 > 0 and MC MSE of posterior sampling = 2 D* = 0.7534; B1 (GMM, "
         "sigma = 0.5): gap > 0 by more than 4 SE",
         tolerance="1e-4 on 0.0811 (THEORY's rounding); |z| <= 4 (MC); gap > 4 SE (GMM)",
-        reason="the Gaussian gap is a closed form (THEORY quotes 4 digits); Monte Carlo quantities get 4-SE bands",
+        reason="the Gaussian gap is a closed form (THEORY quotes 4 digits); Monte Carlo quantities get 4-SE "
+        "bands",
         verdict="holds",
         passed=passed,
         theory="claim 3; THEORY 1.4, 1.5, 2.3",
@@ -183,22 +206,30 @@ def check_bmf3(quick: bool) -> ClaimResult:
         vsrd[f"lam={lam:g}"] = _per_measurement_point_mc(prob, y, x_hat)
     # asserted: THEORY claim 20's two values; lam = 1 (THEORY 5.3: 0.069) is reported only, because there P is
     # small and the sample-based W2 is dominated by its upward bias
-    ok_vsrd = all(abs(vsrd[k][2] - want) <= 0.02 and vsrd[k][2] > 4.0 * vsrd[k][3]
-                  for k, want in (("lam=0", 0.39), ("lam=0.25", 0.48)))
+    ok_vsrd = all(
+        abs(vsrd[k][2] - want) <= 0.02 and vsrd[k][2] > 4.0 * vsrd[k][3]
+        for k, want in (("lam=0", 0.39), ("lam=0.25", 0.48))
+    )
     passed = max_gap_shrunk <= 1e-6 and ok_vsrd
     return ClaimResult(
         id="BMF-3",
         paper="freirich2021theory",
-        statement="For a fixed y the per-measurement D-P function is D_y(P) = tr Sigma_y + ((sqrt(tr Sigma_y) - P)_+)^2 "
-        "for ANY posterior (Gaussian or not), attained by shrunk posterior samples mu_y + c (X~ - mu_y).",
-        measured={"max_gap_shrunk_samples": max_gap_shrunk, "tr_Sigma_y": curve.mmse_error,
-                  "vsrd_A [D, P, gap, gap_se]": vsrd, "n": n},
+        statement="For a fixed y the per-measurement D-P function is D_y(P) = tr Sigma_y + ((sqrt(tr "
+        "Sigma_y) - P)_+)^2 for ANY posterior (Gaussian or not), attained by shrunk posterior samples mu_y + "
+        "c (X~ - mu_y).",
+        measured={
+            "max_gap_shrunk_samples": max_gap_shrunk,
+            "tr_Sigma_y": curve.mmse_error,
+            "vsrd_A [D, P, gap, gap_se]": vsrd,
+            "n": n,
+        },
         expected="shrunk samples on the curve (gap ~0 up to quadrature); VSRD variant A above it on this GMM "
         "posterior: gaps 0.39 (lam = 0) and 0.48 (lam = .25); THEORY 5.3's 0.069 at lam = 1 is reported, not "
         "asserted (near P = 0 the sample W2's upward bias dominates)",
         tolerance="1e-6 (quantile quadrature with 2e5 midpoints); +-0.02 and > 4 SE for the VSRD gaps",
         reason="the shrunk laws are exact GMMs and W2 is the exact 1-D quantile integral up to the midpoint "
-        "rule (~1e-6 on W2); VSRD's outputs are Monte Carlo, W2 by the sorted-sample coupling (5 parts for the SE)",
+        "rule (~1e-6 on W2); VSRD's outputs are Monte Carlo, W2 by the sorted-sample coupling (5 parts for "
+        "the SE)",
         verdict="holds",
         passed=passed,
         theory="claim 20; THEORY 1.6, 5.3",
@@ -209,11 +240,11 @@ def check_bmf3(quick: bool) -> ClaimResult:
 def _joint_point_mc(prior, x_star: torch.Tensor, x_hat: torch.Tensor, d_star: float, w: float) -> dict:
     """Joint D-P point of 1-D outputs ``x_hat (n, 1)`` from measurements whose MMSE estimates are ``x_star``.
 
-    - ``D - D* = E(X^ - X*)^2`` (X - X* is orthogonal to every function of Y and of independent noise), so D - D*
-      is estimated with low variance by the mean of ``(x_hat - x_star)^2``, with its SE;
-    - ``P_plugin``: the quantile coupling of the sorted outputs to the exact prior. It is biased UPWARD, strongly
-      for a bimodal prior (the sample's share of each mode fluctuates by ~1/sqrt(n) and must be moved across the
-      gap), which would make the plug-in gap look larger than it is;
+    - ``D - D* = E(X^ - X*)^2`` (X - X* is orthogonal to every function of Y and of independent noise), so D -
+      D* is estimated with low variance by the mean of ``(x_hat - x_star)^2``, with its SE;
+    - ``P_plugin``: the quantile coupling of the sorted outputs to the exact prior. It is biased UPWARD,
+      strongly for a bimodal prior (the sample's share of each mode fluctuates by ~1/sqrt(n) and must be moved
+      across the gap), which would make the plug-in gap look larger than it is;
     - ``P_gelbrich``: the Gelbrich bound from the first two moments, a LOWER bound on W2 (THEORY 9.4);
     - ``gap_lower = (D - D*) - (W - P_gelbrich)_+^2 <= the true gap`` (D(P) decreases in P and W here is the
       upward-biased sample estimate), so ``gap_lower > 3 SE`` shows the point is above the curve.
@@ -227,9 +258,15 @@ def _joint_point_mc(prior, x_star: torch.Tensor, x_hat: torch.Tensor, d_star: fl
     p_plugin = math.sqrt(max(quantile_w2_squared_to_samples(prior, xh), 0.0))
     moments = Gaussian(xh.mean().reshape(1), xh.var().reshape(1, 1))
     p_gel = math.sqrt(max(float(gelbrich_w2_squared(moments, prior)), 0.0))
-    return {"D": d_star + d_minus.value, "D_se": d_minus.stderr, "P_plugin": p_plugin, "P_gelbrich": p_gel,
-            "gap_plugin": d_minus.value - max(w - p_plugin, 0.0) ** 2,
-            "gap_lower": d_minus.value - max(w - p_gel, 0.0) ** 2, "gap_lower_se": d_minus.stderr}
+    return {
+        "D": d_star + d_minus.value,
+        "D_se": d_minus.stderr,
+        "P_plugin": p_plugin,
+        "P_gelbrich": p_gel,
+        "gap_plugin": d_minus.value - max(w - p_plugin, 0.0) ** 2,
+        "gap_lower": d_minus.value - max(w - p_gel, 0.0) ** 2,
+        "gap_lower_se": d_minus.stderr,
+    }
 
 
 def check_bmf4(quick: bool) -> ClaimResult:
@@ -248,15 +285,23 @@ def check_bmf4(quick: bool) -> ClaimResult:
         P = float(gaussian_w2(res.law, prob.prior))
         return float(curve.gap(P, float(res.mse))), P
 
-    vsrd_gaps = {lam: joint_gap(sampler_law(prob, "vsrd", lam=lam, start="exact")) for lam in (0.0, .25, .5, .75, 1.0)}
+    vsrd_gaps = {
+        lam: joint_gap(sampler_law(prob, "vsrd", lam=lam, start="exact"))
+        for lam in (0.0, 0.25, 0.5, 0.75, 1.0)
+    }
     upd = prob._update
     x_map = (upd.gain[0], prob.prior.mean - upd.gain[0] @ (prob.A @ prob.prior.mean))  # MAP = MMSE = mu(Y)
     mrps_gaps = {t0: joint_gap(sampler_law(prob, "map-rps", t0=t0, x_map=x_map)) for t0 in (0, 20, 100, 300)}
-    quotes_vsrd = all(agrees_with_quote(vsrd_gaps[lam][0], q) for lam, q in
-                      ((.25, "0.021"), (.5, "0.041"), (.75, "0.061"), (1.0, "0.081")))
-    quotes_mrps = all(agrees_with_quote(mrps_gaps[t0][0], q) for t0, q in ((20, "0.0104"), (100, "0.064"),
-                                                                            (300, "0.081")))
-    gauss_ok = quotes_vsrd and quotes_mrps and abs(mrps_gaps[0][0]) <= 1e-12 and abs(vsrd_gaps[0.0][0]) <= 1e-5
+    quotes_vsrd = all(
+        agrees_with_quote(vsrd_gaps[lam][0], q)
+        for lam, q in ((0.25, "0.021"), (0.5, "0.041"), (0.75, "0.061"), (1.0, "0.081"))
+    )
+    quotes_mrps = all(
+        agrees_with_quote(mrps_gaps[t0][0], q) for t0, q in ((20, "0.0104"), (100, "0.064"), (300, "0.081"))
+    )
+    gauss_ok = (
+        quotes_vsrd and quotes_mrps and abs(mrps_gaps[0][0]) <= 1e-12 and abs(vsrd_gaps[0.0][0]) <= 1e-5
+    )
     # GMM (B1, sigma = 0.5) by Monte Carlo: the same samplers over (X, Y) pairs
     gprob, _ = b1(sigma_y=0.5)
     n = 2000 if quick else 10_000
@@ -277,7 +322,9 @@ def check_bmf4(quick: bool) -> ClaimResult:
             x_hat = x_map_g
         else:
             ab = float(sched.alpha_bar(t0))
-            x_t0 = math.sqrt(ab) * x_map_g + math.sqrt(1 - ab) * torch.randn(x_map_g.shape, generator=gen, dtype=F64)
+            x_t0 = math.sqrt(ab) * x_map_g + math.sqrt(1 - ab) * torch.randn(
+                x_map_g.shape, generator=gen, dtype=F64
+            )
             x_hat = posterior_sampler(den, x_t0, sched, t_start=t0, generator=gen)
         gmm[f"map-rps t0={t0}"] = _joint_point_mc(gprob.prior, x_star, x_hat, d_star.value, w)
     gmm_ok = all(v["gap_lower"] > 3.0 * v["gap_lower_se"] for v in gmm.values())
@@ -285,23 +332,29 @@ def check_bmf4(quick: bool) -> ClaimResult:
     return ClaimResult(
         id="BMF-4",
         paper="freirich2021theory",
-        statement="(Freirich's theory applied to the two traversals.) The joint-optimal estimators transport X* "
-        "deterministically along a W2 geodesic; VSRD (lam) and MAP-RPS (t0) instead add Y-independent noise, so "
-        "they are on the joint curve only at the MMSE end.",
-        measured={"G2 vsrd gaps lam=0,.25,.5,.75,1": [v[0] for v in vsrd_gaps.values()],
-                  "G2 vsrd P": [v[1] for v in vsrd_gaps.values()],
-                  "G2 map-rps gaps t0=0,20,100,300": [v[0] for v in mrps_gaps.values()],
-                  "G2 map-rps P": [v[1] for v in mrps_gaps.values()],
-                  "B1 D*": d_star.value, "B1 W (sample, biased up)": w, "B1 points": gmm, "n": n},
-        expected="G2 (exact): VSRD gaps .021, .041, .061, .081 (lam = .25..1), MAP-RPS .0104 (t0 = 20), .064 (100), "
-        ".081 (300), both 0 at the MMSE end; near equal P MAP-RPS is further from the curve (.064 at P = .170 vs "
-        ".041 at P = .160); B1 GMM (MC): every point strictly above the joint curve, the lam = 0 and t0 = 0 ends "
-        "included, since on a GMM neither is the MMSE (WANG-5, MRPS-4)",
-        tolerance="half a unit in THEORY's quoted digits; 1e-12 (t0 = 0, x_MAP = mu(Y)); ab_T-size residual at "
-        "lam = 0 (1e-5); GMM: a LOWER bound on each gap > 3 SE",
-        reason="exact joint laws for the Gaussian. For the GMM the sample W2 to a bimodal prior is biased upward "
-        "by ~0.1 at n = 2000 (the plug-in gaps are reported but would overstate the claim); the asserted lower "
-        "bound uses the Gelbrich (moment) lower bound on P and the Rao-Blackwellised D - D* = E(X^ - X*)^2",
+        statement="(Freirich's theory applied to the two traversals.) The joint-optimal estimators transport "
+        "X* deterministically along a W2 geodesic; VSRD (lam) and MAP-RPS (t0) instead add Y-independent "
+        "noise, so they are on the joint curve only at the MMSE end.",
+        measured={
+            "G2 vsrd gaps lam=0,.25,.5,.75,1": [v[0] for v in vsrd_gaps.values()],
+            "G2 vsrd P": [v[1] for v in vsrd_gaps.values()],
+            "G2 map-rps gaps t0=0,20,100,300": [v[0] for v in mrps_gaps.values()],
+            "G2 map-rps P": [v[1] for v in mrps_gaps.values()],
+            "B1 D*": d_star.value,
+            "B1 W (sample, biased up)": w,
+            "B1 points": gmm,
+            "n": n,
+        },
+        expected="G2 (exact): VSRD gaps .021, .041, .061, .081 (lam = .25..1), MAP-RPS .0104 (t0 = 20), .064 "
+        "(100), .081 (300), both 0 at the MMSE end; near equal P MAP-RPS is further from the curve (.064 at "
+        "P = .170 vs .041 at P = .160); B1 GMM (MC): every point strictly above the joint curve, the lam = 0 "
+        "and t0 = 0 ends included, since on a GMM neither is the MMSE (WANG-5, MRPS-4)",
+        tolerance="half a unit in THEORY's quoted digits; 1e-12 (t0 = 0, x_MAP = mu(Y)); ab_T-size residual "
+        "at lam = 0 (1e-5); GMM: a LOWER bound on each gap > 3 SE",
+        reason="exact joint laws for the Gaussian. For the GMM the sample W2 to a bimodal prior is biased "
+        "upward by ~0.1 at n = 2000 (the plug-in gaps are reported but would overstate the claim); the "
+        "asserted lower bound uses the Gelbrich (moment) lower bound on P and the Rao-Blackwellised D - D* = "
+        "E(X^ - X*)^2",
         verdict="holds",
         passed=passed,
         theory="THEORY 2.3, 5.3, 6.3, 6.4",

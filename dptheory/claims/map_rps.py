@@ -6,8 +6,8 @@ The full text was not available: the statements come from the abstract, the offi
 posterior-sample back to 0.
 
 - MRPS-1: the exact law of stage 2 on a Gaussian problem is N(mu_y, Sigma (I - U^2)) (claim 10).
-- MRPS-2: t0 traverses the D-P plane monotonically; on the per-measurement curve only for an isotropic posterior,
-  never on the joint curve (claim 11).
+- MRPS-2: t0 traverses the D-P plane monotonically; on the per-measurement curve only for an isotropic
+  posterior, never on the joint curve (claim 11).
 - MRPS-3: stage 1 targets the MAP of the prior blurred at tau_{t1} (claim 12).
 - MRPS-4: MAP != MMSE for a GMM prior, increasingly with the noise (claim 13; Theorem 3.2's regime).
 - MRPS-5: t0 = 0 returns the stage-1 point, the MAP = MMSE for a Gaussian problem up to the O(tau^2) offset.
@@ -69,8 +69,14 @@ def check_mrps1(quick: bool) -> ClaimResult:
         statement="Stage 2 (re-noise the MAP to t0, then posterior-sample to 0) gives t0 = 0 -> the MAP and "
         "t0 = T -> plain posterior sampling; with exact kernels on a Gaussian problem its law is "
         "N(mu_y, Sigma (I - U^2)), U = ab Sigma (ab Sigma + (1 - ab) I)^{-1}.",
-        measured={"t0s": list(t0s), "max_err_mean": err_mean, "max_err_cov_vs_closed_form": err_cov,
-                  "cov_at_t0=0": point_mass, "max|cov - Sigma| at t0=T": dev_T, "O(ab_T^2) bound": bound_T},
+        measured={
+            "t0s": list(t0s),
+            "max_err_mean": err_mean,
+            "max_err_cov_vs_closed_form": err_cov,
+            "cov_at_t0=0": point_mass,
+            "max|cov - Sigma| at t0=T": dev_T,
+            "O(ab_T^2) bound": bound_T,
+        },
         expected="the recursion equals the closed form (2e-13 in THEORY); a point mass at t0 = 0; at t0 = T "
         "the covariance is within ||Sigma U^2|| <= lam_max^3 (ab_T / (1 - ab_T))^2 of Sigma",
         tolerance="1e-12 (recursion vs closed form); exact 0 at t0 = 0; the O(ab_T^2) bound at t0 = T",
@@ -85,8 +91,9 @@ def check_mrps1(quick: bool) -> ClaimResult:
 def _commuting_w2(p: Gaussian, q: Gaussian) -> float:
     """W2 for commuting covariances: ``sqrt(|m_p - m_q|^2 + ||S_p^{1/2} - S_q^{1/2}||_F^2)`` (THEORY 9.2).
 
-    Stage-2 covariances ``Sigma (I - U^2)`` commute with Sigma. This form has no cancellation, where the general
-    Bures formula loses ~1e-8 in W2 when the two laws nearly coincide (the square root of a round-off residual).
+    Stage-2 covariances ``Sigma (I - U^2)`` commute with Sigma. This form has no cancellation, where the
+    general Bures formula loses ~1e-8 in W2 when the two laws nearly coincide (the square root of a round-off
+    residual).
     """
     diff = p.eig.sqrt() - q.eig.sqrt()
     return math.sqrt(float((p.mean - q.mean).square().sum() + diff.square().sum()))
@@ -136,25 +143,40 @@ def check_mrps2(quick: bool) -> ClaimResult:
         joint.append(float(curve_j.gap(float(gaussian_w2(res.law, g2prob.prior)), float(res.mse))))
     quotes_ok = agrees_with_quote(g20, "4.75e-3") and agrees_with_quote(g60, "1.07e-2")
     joint_ok = all(agrees_with_quote(g, q) for g, q in zip(joint, ("0.0104", "0.064", "0.081"), strict=True))
-    passed = (monotone_D and monotone_P and worst_iso <= 1e-12 and quotes_ok and joint_ok
-              and max(abs(rec[20] - g20), abs(rec[60] - g60)) <= 1e-10 and all(g > 0 for g in gap[1:]))
+    passed = (
+        monotone_D
+        and monotone_P
+        and worst_iso <= 1e-12
+        and quotes_ok
+        and joint_ok
+        and max(abs(rec[20] - g20), abs(rec[60] - g60)) <= 1e-10
+        and all(g > 0 for g in gap[1:])
+    )
     return ClaimResult(
         id="MRPS-2",
         paper="zhang2026maprps",
         statement="t0 is the single D-P knob: increasing t0 trades distortion for perception, from the MAP "
         "(t0 = 0) to posterior sampling (t0 = T), motivated by Freirich et al.'s optimal interpolation.",
-        measured={"grid": f"0..{sched.T} step {step}", "D_nondecreasing": monotone_D,
-                  "W2_nonincreasing": monotone_P, "G2post_gap_t0=20": g20, "G2post_gap_t0=60": g60,
-                  "recursion_gap_t0=20,60": [rec[20], rec[60]], "G2post_max_gap": max(gap),
-                  "Iso_max|gap|": worst_iso, "G2_joint_gaps_t0=20,100,300": joint},
+        measured={
+            "grid": f"0..{sched.T} step {step}",
+            "D_nondecreasing": monotone_D,
+            "W2_nonincreasing": monotone_P,
+            "G2post_gap_t0=20": g20,
+            "G2post_gap_t0=60": g60,
+            "recursion_gap_t0=20,60": [rec[20], rec[60]],
+            "G2post_max_gap": max(gap),
+            "Iso_max|gap|": worst_iso,
+            "G2_joint_gaps_t0=20,100,300": joint,
+        },
         expected="monotone in t0; per-measurement gap <= 1e-12 for the isotropic posterior but > 0 for the "
-        "anisotropic G2post (4.75e-3 at t0 = 20, 1.07e-2 at t0 = 60); joint gaps > 0 (0.0104, 0.064, 0.081 on G2)",
-        tolerance="1e-14 slack on monotonicity; 1e-12 on the isotropic gap; 1e-10 recursion (general Bures) vs "
-        "closed form (commuting W2); half a unit in the last quoted digit of each reference gap (5e-6 for "
+        "anisotropic G2post (4.75e-3 at t0 = 20, 1.07e-2 at t0 = 60); joint gaps > 0 (0.0104, 0.064, 0.081 "
+        "on G2)",
+        tolerance="1e-14 slack on monotonicity; 1e-12 on the isotropic gap; 1e-10 recursion (general Bures) "
+        "vs closed form (commuting W2); half a unit in the last quoted digit of each reference gap (5e-6 for "
         "4.75e-3, 5e-5 for 1.07e-2)",
-        reason="exact laws; W2 of commuting Gaussians without cancellation. THEORY quotes rounded values: the "
-        "measured 1.0668e-2 at t0 = 60 is 3.2e-5 from the quoted 1.07e-2, so a 1e-5 band around the quote "
-        "would test the rounding, not the claim",
+        reason="exact laws; W2 of commuting Gaussians without cancellation. THEORY quotes rounded values: "
+        "the measured 1.0668e-2 at t0 = 60 is 3.2e-5 from the quoted 1.07e-2, so a 1e-5 band around the "
+        "quote would test the rounding, not the claim",
         verdict="one-formulation",
         passed=passed,
         theory="claim 11; THEORY 6.3",
@@ -185,35 +207,49 @@ def check_mrps3(quick: bool) -> ClaimResult:
         g = 2 * A.T @ (A @ x_star - y) + w * den.eps((math.sqrt(ab) * x_star).unsqueeze(0), ab)[0]
         grad_at_fp = max(grad_at_fp, float(g.abs().max()))
         dist[t1] = float((x_star - mu).norm())
-    official = {task: float((map_rps_stage1_fixed_point(prob, y, t1=10, w_prior=w) - mu).norm())
-                for task, w in OFFICIAL_PRIOR_WEIGHTS.items()}
+    official = {
+        task: float((map_rps_stage1_fixed_point(prob, y, t1=10, w_prior=w) - mu).norm())
+        for task, w in OFFICIAL_PRIOR_WEIGHTS.items()
+    }
     # an actual run: AdamW + cosine LR, Bayes weight, weight decay 0, one particle per row
     n = 128 if quick else 512
     x0 = prob.operator.pinv(y).expand(n, 2).clone()
-    out = map_rps_stage1(den, x0, sched, operator=prob.operator, y=y, sigma_y=s, t1=10, iters=500,
-                         generator=rng(3301))
+    out = map_rps_stage1(
+        den, x0, sched, operator=prob.operator, y=y, sigma_y=s, t1=10, iters=500, generator=rng(3301)
+    )
     x_star = map_rps_stage1_fixed_point(prob, y, t1=10, schedule=sched)
     z = ((out.mean(0) - x_star) / (out.std(0) / math.sqrt(n))).abs().max()
     rms = float((out - x_star).square().sum(-1).mean().sqrt())
-    passed = (err_blurred <= 1e-12 and grad_at_fp <= 1e-12 and agrees_with_quote(dist[10], "1.24e-4")
-              and agrees_with_quote(dist[50], "1.72e-3") and float(z) <= 4.0)
+    passed = (
+        err_blurred <= 1e-12
+        and grad_at_fp <= 1e-12
+        and agrees_with_quote(dist[10], "1.24e-4")
+        and agrees_with_quote(dist[50], "1.72e-3")
+        and float(z) <= 4.0
+    )
     return ClaimResult(
         id="MRPS-3",
         paper="zhang2026maprps",
-        statement="Stage 1 computes the MAP estimate, using the prior score written through the denoiser at a "
-        "small level t1 (Theorem 3.3: grad log p_X = ((1-ab)/(r^2 sqrt(ab))) E[grad log p_t1]).",
-        measured={"fixed_point_vs_blurred_posterior_mean": err_blurred, "expected_grad_at_fixed_point": grad_at_fp,
-                  "dist_to_MAP_t1=10": dist[10], "dist_to_MAP_t1=50": dist[50],
-                  "official_weights_dist_to_MAP (t1=10)": official, "adamw_run_max_z": float(z),
-                  "adamw_run_rms_to_fixed_point": rms, "n": n},
+        statement="Stage 1 computes the MAP estimate, using the prior score written through the denoiser at "
+        "a small level t1 (Theorem 3.3: grad log p_X = ((1-ab)/(r^2 sqrt(ab))) E[grad log p_t1]).",
+        measured={
+            "fixed_point_vs_blurred_posterior_mean": err_blurred,
+            "expected_grad_at_fixed_point": grad_at_fp,
+            "dist_to_MAP_t1=10": dist[10],
+            "dist_to_MAP_t1=50": dist[50],
+            "official_weights_dist_to_MAP (t1=10)": official,
+            "adamw_run_max_z": float(z),
+            "adamw_run_rms_to_fixed_point": rms,
+            "n": n,
+        },
         expected="with w_Bayes = 2 sigma^2 sqrt(ab/(1-ab)) the fixed point is the posterior mean under "
         "N(m, S + tau^2 I); 1.24e-4 (t1 = 10) and 1.72e-3 (t1 = 50) from the MAP on G2; the AdamW run's mean "
         "is at the fixed point; the official fixed weights give ~1e-2 offsets (reported, not asserted)",
-        tolerance="1e-12 (closed forms); half a unit in the last quoted digit of the two distances (5e-7, 5e-6); "
-        "|z| <= 4 for the run's mean",
-        reason="exact linear algebra. THEORY quotes 3 digits: the measured 1.7169e-3 at t1 = 50 is 3.1e-6 from "
-        "the quoted 1.72e-3, so a 1e-6 band would test the rounding. The run is stochastic (fresh z each "
-        "iteration): its per-particle spread is measured and its mean tested with a 4-SE band",
+        tolerance="1e-12 (closed forms); half a unit in the last quoted digit of the two distances (5e-7, "
+        "5e-6); |z| <= 4 for the run's mean",
+        reason="exact linear algebra. THEORY quotes 3 digits: the measured 1.7169e-3 at t1 = 50 is 3.1e-6 "
+        "from the quoted 1.72e-3, so a 1e-6 band would test the rounding. The run is stochastic (fresh z "
+        "each iteration): its per-particle spread is measured and its mean tested with a 4-SE band",
         verdict="approximate",
         passed=passed,
         theory="claim 12; THEORY 6.1, 6.3",
@@ -235,8 +271,16 @@ def _map_mse_ratio(delta: float, sigma: float, n_grid: int) -> tuple[float, floa
 def check_mrps4(quick: bool) -> ClaimResult:
     """MRPS-4: MSE(MAP)/D* over noise level and mode separation; at y = 0 the MMSE is 0, the MAPs +-0.8333."""
     n_grid = 801 if quick else 3201
-    expected = {(0.5, 0.1): 1.005, (0.5, 0.3): 1.17, (0.5, 0.5): 1.29, (0.5, 1.0): 1.44,
-                (1.0, 0.1): 1.000, (1.0, 0.3): 1.04, (1.0, 0.5): 1.21, (1.0, 1.0): 1.37}
+    expected = {
+        (0.5, 0.1): 1.005,
+        (0.5, 0.3): 1.17,
+        (0.5, 0.5): 1.29,
+        (0.5, 1.0): 1.44,
+        (1.0, 0.1): 1.000,
+        (1.0, 0.3): 1.04,
+        (1.0, 0.5): 1.21,
+        (1.0, 1.0): 1.37,
+    }
     table = {f"delta={d:g},sigma={s:g}": _map_mse_ratio(d, s, n_grid)[0] for d, s in expected}
     worst = max(abs(table[f"delta={d:g},sigma={s:g}"] - v) for (d, s), v in expected.items())
     prob, y0 = b1(sigma_y=0.5, y=0.0)
@@ -244,19 +288,27 @@ def check_mrps4(quick: bool) -> ClaimResult:
     post = prob.posterior(y0)
     other = -map0  # the mirror point is the other MAP (symmetric posterior)
     same_density = abs(float(post.log_prob(t64([[map0]]))[0] - post.log_prob(t64([[other]]))[0]))
-    passed = worst <= 0.02 and abs(mmse0) <= 1e-12 and abs(abs(map0) - 0.8333) <= 1e-3 and same_density <= 1e-10
+    passed = (
+        worst <= 0.02 and abs(mmse0) <= 1e-12 and abs(abs(map0) - 0.8333) <= 1e-3 and same_density <= 1e-10
+    )
     return ClaimResult(
         id="MRPS-4",
         paper="zhang2026maprps",
-        statement="Theorem 3.2: for a mu-strongly log-concave posterior E||X_MAP - X_MMSE|| <= sqrt(n/mu), so the "
-        "MAP is a cheap stand-in for the MMSE (the low-distortion anchor).",
-        measured={"MSE(MAP)/D*": table, "max|ratio - THEORY|": worst, "y=0: mmse": mmse0, "y=0: map": map0,
-                  "y=0: |log p(map) - log p(-map)|": same_density, "grid": n_grid},
-        expected="ratio ~1.00 at sigma = 0.1 (MAP ~ MMSE: a unimodal, log-concave posterior) but 1.29-1.44 at "
-        "sigma >= 0.5 (bimodal posterior: log-concavity fails); at y = 0 the MMSE is 0 while the two MAPs are "
-        "+-0.8333 (sigma = .5, delta = 1), equally likely",
-        tolerance="+-0.02 on each ratio (trapezoid over y; the MAP jumps where the dominant mode switches, so "
-        "the rule is only O(h)); 1e-3 on the MAP at y = 0",
+        statement="Theorem 3.2: for a mu-strongly log-concave posterior E||X_MAP - X_MMSE|| <= sqrt(n/mu), "
+        "so the MAP is a cheap stand-in for the MMSE (the low-distortion anchor).",
+        measured={
+            "MSE(MAP)/D*": table,
+            "max|ratio - THEORY|": worst,
+            "y=0: mmse": mmse0,
+            "y=0: map": map0,
+            "y=0: |log p(map) - log p(-map)|": same_density,
+            "grid": n_grid,
+        },
+        expected="ratio ~1.00 at sigma = 0.1 (MAP ~ MMSE: a unimodal, log-concave posterior) but 1.29-1.44 "
+        "at sigma >= 0.5 (bimodal posterior: log-concavity fails); at y = 0 the MMSE is 0 while the two MAPs "
+        "are +-0.8333 (sigma = .5, delta = 1), equally likely",
+        tolerance="+-0.02 on each ratio (trapezoid over y; the MAP jumps where the dominant mode switches, "
+        "so the rule is only O(h)); 1e-3 on the MAP at y = 0",
         reason="quadrature over y with the exact posterior moments and a converged mode finder (Carreira-"
         "Perpinan + Newton); the grid-size dependence was measured at 1e-4",
         verdict="approximate",
@@ -267,8 +319,8 @@ def check_mrps4(quick: bool) -> ClaimResult:
 
 # ---------------------------------------------------------------------------------------------- MRPS-5
 def check_mrps5(quick: bool) -> ClaimResult:
-    """MRPS-5: t0 = 0 returns the stage-1 point unchanged; for a Gaussian problem that is MAP = MMSE within the
-    optimiser's accuracy and the O(tau^2) smoothing offset."""
+    """MRPS-5: t0 = 0 returns the stage-1 point unchanged; for a Gaussian problem that is MAP = MMSE within
+    the optimiser's accuracy and the O(tau^2) smoothing offset."""
     sched = linear_schedule()
     prob, y = g2()
     mu = prob.mmse(y)
@@ -292,15 +344,20 @@ def check_mrps5(quick: bool) -> ClaimResult:
         id="MRPS-5",
         paper="zhang2026maprps",
         statement="MAP-RPS with t0 = 0 returns the MAP estimate (the low-distortion end of the traversal).",
-        measured={"t0=0_output_is_stage1_point": identical, "|mean - mu_y|": err_mean,
-                  "smoothing_offset_|x*-mu_y|": offset, "max_z_vs_fixed_point": z_fp, "rms_per_particle": rms,
-                  "n": n},
-        expected="t0 = 0 returns the stage-1 point bit for bit; on G2 the particles' mean is at the blurred-prior "
-        "fixed point x* (1.24e-4 from MAP = MMSE); each particle is within the optimiser's accuracy (rms, "
-        "reported) of it",
+        measured={
+            "t0=0_output_is_stage1_point": identical,
+            "|mean - mu_y|": err_mean,
+            "smoothing_offset_|x*-mu_y|": offset,
+            "max_z_vs_fixed_point": z_fp,
+            "rms_per_particle": rms,
+            "n": n,
+        },
+        expected="t0 = 0 returns the stage-1 point bit for bit; on G2 the particles' mean is at the "
+        "blurred-prior fixed point x* (1.24e-4 from MAP = MMSE); each particle is within the optimiser's "
+        "accuracy (rms, reported) of it",
         tolerance="exact equality; |z| <= 4 against x*; |mean - mu_y| <= |x* - mu_y| + 4 SE",
-        reason="stage 1 is stochastic (fresh noise per iteration): its mean carries MC error, measured by the "
-        "particles' spread",
+        reason="stage 1 is stochastic (fresh noise per iteration): its mean carries MC error, measured by "
+        "the particles' spread",
         verdict="approximate",
         passed=passed,
         theory="THEORY 0 (t0 counts reverse steps), 6.2, 6.3",
@@ -334,13 +391,23 @@ def check_mrps6(quick: bool) -> ClaimResult:
         id="MRPS-6",
         paper="zhang2026maprps",
         statement="At t0 = T MAP-RPS is plain posterior sampling (the high-perception end of the traversal).",
-        measured={"G2post max|cov - Sigma|": dev, "O(ab_T^2) bound": bound, "KL(law||post)": kl,
-                  "B1 ks_pvalue": float(ks.pvalue), "B1 D_y": D.value, "B1 D_y se": D.stderr,
-                  "B1 2 tr Sigma_y": 2 * curve.mmse_error, "z_D": z_D, "n": n},
-        expected="Gaussian: covariance within ||Sigma U_T^2|| = O(ab_T^2) of Sigma; GMM (B1, y = -0.6, sigma = .5): "
-        "the outputs pass a KS test against the exact posterior and their per-measurement MSE is 2 tr Sigma_y",
+        measured={
+            "G2post max|cov - Sigma|": dev,
+            "O(ab_T^2) bound": bound,
+            "KL(law||post)": kl,
+            "B1 ks_pvalue": float(ks.pvalue),
+            "B1 D_y": D.value,
+            "B1 D_y se": D.stderr,
+            "B1 2 tr Sigma_y": 2 * curve.mmse_error,
+            "z_D": z_D,
+            "n": n,
+        },
+        expected="Gaussian: covariance within ||Sigma U_T^2|| = O(ab_T^2) of Sigma; GMM (B1, y = -0.6, sigma "
+        "= .5): the outputs pass a KS test against the exact posterior and their per-measurement MSE is 2 tr "
+        "Sigma_y",
         tolerance="the O(ab_T^2) bound; KS p > 1e-3 (0.1% false alarms); |z| <= 4",
-        reason="exact law for the Gaussian; Monte Carlo with a goodness-of-fit test and a 4-SE band for the GMM",
+        reason="exact law for the Gaussian; Monte Carlo with a goodness-of-fit test and a 4-SE band for the "
+        "GMM",
         verdict="holds",
         passed=passed,
         theory="claim 10; THEORY 6.3, 6.4",

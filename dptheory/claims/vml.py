@@ -1,12 +1,13 @@
 """Claims of Gutha, Vinuesa & Azizpour, "Mode-seeking for inverse problems with diffusion models" (VML-MAP),
 arXiv 2512.10524 (``paper_notes/vml_map.md``).
 
-No public code; Proposition 2 is known from a third-party transcription (THEORY 8.1). The algorithm run here is
-the toolkit's reconstruction (:mod:`dptheory.samplers.vml_map`).
+No public code; Proposition 2 is known from a third-party transcription (THEORY 8.1). The algorithm run here
+is the toolkit's reconstruction (:mod:`dptheory.samplers.vml_map`).
 
-- VML-1: VML(x_t) = KL(p(x0|x_t) || p(x0|y)) has a closed form for a linear forward model; its Gaussian minimiser
-  solves D_t(x_t) = mu_y (THEORY 8.2, claim 16).
-- VML-2: VML-MAP converges to a posterior mode (compared with ``problem.map(y)``) on Gaussian and GMM problems.
+- VML-1: VML(x_t) = KL(p(x0|x_t) || p(x0|y)) has a closed form for a linear forward model; its Gaussian
+  minimiser solves D_t(x_t) = mu_y (THEORY 8.2, claim 16).
+- VML-2: VML-MAP converges to a posterior mode (compared with ``problem.map(y)``) on Gaussian and GMM
+  problems.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ def _x0_given_xt(prior: GaussianMixture, x_t: torch.Tensor, ab: float) -> Gaussi
 
 
 def check_vml1(quick: bool) -> ClaimResult:
-    """VML-1: the closed-form VML equals the Gaussian KL and the Monte Carlo GMM KL; its Gaussian minimiser."""
+    """VML-1: the closed-form VML equals the Gaussian KL and the Monte Carlo GMM KL; its Gaussian
+    minimiser."""
     from scipy.optimize import minimize
 
     sched = linear_schedule()
@@ -95,13 +97,20 @@ def check_vml1(quick: bool) -> ClaimResult:
     return ClaimResult(
         id="VML-1",
         paper="gutha2025vml",
-        statement="Proposition 2: for a linear forward model VML(x_t) = KL(p(x0|x_t) || p(x0|y)) is analytic, "
-        "needing only the denoiser's mean and covariance; minimising it drives x_t toward high-posterior regions.",
-        measured={"max_rel_err_vs_gaussian_KL": err_gauss, "GMM [vml, mc, se]": gmm_rows, "max|z| GMM": worst_z,
-                  "argmin_err_vs_D^-1(mu_y)": err_min, "vml_s_gradient_at_argmin": grad_at_min, "n": n},
-        expected="the VP form of Proposition 2 equals the Gaussian closed-form KL (6e-14 in THEORY) and, for a GMM "
-        "prior, the Monte Carlo KL between the two GMMs; the Gaussian minimiser solves D_t(x_t) = mu_y, where "
-        "the VML_S gradient (one vector-Jacobian product) vanishes",
+        statement="Proposition 2: for a linear forward model VML(x_t) = KL(p(x0|x_t) || p(x0|y)) is "
+        "analytic, needing only the denoiser's mean and covariance; minimising it drives x_t toward "
+        "high-posterior regions.",
+        measured={
+            "max_rel_err_vs_gaussian_KL": err_gauss,
+            "GMM [vml, mc, se]": gmm_rows,
+            "max|z| GMM": worst_z,
+            "argmin_err_vs_D^-1(mu_y)": err_min,
+            "vml_s_gradient_at_argmin": grad_at_min,
+            "n": n,
+        },
+        expected="the VP form of Proposition 2 equals the Gaussian closed-form KL (6e-14 in THEORY) and, for "
+        "a GMM prior, the Monte Carlo KL between the two GMMs; the Gaussian minimiser solves D_t(x_t) = "
+        "mu_y, where the VML_S gradient (one vector-Jacobian product) vanishes",
         tolerance="1e-12 relative (Gaussian KL); |z| <= 3 (MC KL); 1e-6 (BFGS minimiser); 1e-10 (gradient)",
         reason="closed forms in float64; a 3-SE band for the Monte Carlo KL (2 comparisons); BFGS stops at a "
         "gradient of 1e-11, i.e. ~1e-9 in x for this conditioning, well inside 1e-6",
@@ -112,7 +121,8 @@ def check_vml1(quick: bool) -> ClaimResult:
 
 
 def _posterior_grad_hess(problem, x: torch.Tensor, y: torch.Tensor):
-    """Gradient and Hessian of ``log p(x | y)`` at each row of ``x`` (autograd on the exact posterior density)."""
+    """Gradient and Hessian of ``log p(x | y)`` at each row of ``x`` (autograd on the exact posterior
+    density)."""
     post = problem.posterior(y)
     grads, hess = [], []
     for xi in x:
@@ -130,7 +140,8 @@ def check_vml2(quick: bool) -> ClaimResult:
     gen = rng(7201)
     sched = linear_schedule()
     t_last = sched.timesteps(steps)[-2]  # the last level, where the final gradient steps are taken
-    # at the last level the stationarity condition is the MAP condition up to O(1 - ab_last) (vml_map docstring);
+    # at the last level the stationarity condition is the MAP condition up to O(1 - ab_last) (vml_map
+    # docstring);
     # the measured offset is ~5e-3 (1 - ab_last) on the 2-D GMM below, so allow 0.1 (1 - ab_last)
     tol_mode = 0.1 * (1.0 - float(sched.alpha_bar(t_last)))
     prob, y = g2()
@@ -143,7 +154,12 @@ def check_vml2(quick: bool) -> ClaimResult:
         xg = solve(gprob, gy, "vml-map", n_samples=n, generator=gen, steps=steps)
         e = float((xg - gprob.map(gy)).abs().max())
         worst_map = max(worst_map, e)
-        rows[f"B1 sigma={sigma:g} y={yy:g}"] = [float(xg.mean()), float(gprob.map(gy)[0]), float(gprob.mmse(gy)[0]), e]
+        rows[f"B1 sigma={sigma:g} y={yy:g}"] = [
+            float(xg.mean()),
+            float(gprob.map(gy)[0]),
+            float(gprob.mmse(gy)[0]),
+            e,
+        ]
     # y = 0: two equally likely MAPs +-0.8333; VML-MAP must land on one of them
     gprob, gy = b1(sigma_y=0.5, y=0.0)
     x0 = solve(gprob, gy, "vml-map", n_samples=n, generator=gen, steps=steps)
@@ -157,20 +173,33 @@ def check_vml2(quick: bool) -> ClaimResult:
     local_max = bool((torch.linalg.eigvalsh(hess).amax(-1) < 0).all())
     dist_map = (x2 - g2prob.map(g2y)).norm(dim=-1)
     at_map = float((dist_map <= tol_mode).double().mean())
-    passed = (err_gauss <= 1e-4 and worst_map <= tol_mode and err_sym <= tol_mode and local_max
-              and float(dist_map.max()) <= tol_mode)
+    passed = (
+        err_gauss <= 1e-4
+        and worst_map <= tol_mode
+        and err_sym <= tol_mode
+        and local_max
+        and float(dist_map.max()) <= tol_mode
+    )
     return ClaimResult(
         id="VML-2",
         paper="gutha2025vml",
-        statement="VML-MAP (minimise VML at every level while descending) converges to a posterior mode, i.e. a "
-        "MAP estimate, without posterior sampling.",
-        measured={"G2 max|x - MAP|": err_gauss, "B1 [mean, MAP, MMSE, max|x - MAP|]": rows,
-                  "B1 y=0 max||x| - 0.8333|": err_sym, "B1 y=0 outputs": sorted({round(float(v), 4) for v in x0[:, 0]}),
-                  "GMM2 max|grad log p(x|y)|": max_grad, "GMM2 all local maxima": local_max,
-                  "GMM2 max|x - MAP|": float(dist_map.max()), "GMM2 fraction at the global MAP": at_map,
-                  "levels": steps or 1000, "tol_mode": tol_mode, "n": n},
-        expected="G2: the output is mu_y = MAP = MMSE up to the optimiser's residual; B1: every particle at the "
-        "global MAP (-0.9333, -0.9420), not the MMSE; at y = 0 on one of the two MAPs +-0.8333; 2-D GMM "
+        statement="VML-MAP (minimise VML at every level while descending) converges to a posterior mode, "
+        "i.e. a MAP estimate, without posterior sampling.",
+        measured={
+            "G2 max|x - MAP|": err_gauss,
+            "B1 [mean, MAP, MMSE, max|x - MAP|]": rows,
+            "B1 y=0 max||x| - 0.8333|": err_sym,
+            "B1 y=0 outputs": sorted({round(float(v), 4) for v in x0[:, 0]}),
+            "GMM2 max|grad log p(x|y)|": max_grad,
+            "GMM2 all local maxima": local_max,
+            "GMM2 max|x - MAP|": float(dist_map.max()),
+            "GMM2 fraction at the global MAP": at_map,
+            "levels": steps or 1000,
+            "tol_mode": tol_mode,
+            "n": n,
+        },
+        expected="G2: the output is mu_y = MAP = MMSE up to the optimiser's residual; B1: every particle at "
+        "the global MAP (-0.9333, -0.9420), not the MMSE; at y = 0 on one of the two MAPs +-0.8333; 2-D GMM "
         "(A = [1, .5]): every output at a local maximum of p(x|y), here the global MAP",
         tolerance="1e-4 (G2: the inner gradient descent's residual); 0.1 (1 - ab_last) for the GMM modes "
         "(2e-4 with 100 levels, 1e-5 with 1000)",

@@ -1,0 +1,131 @@
+"""Latent diffusion (Stable Diffusion style) behind the one denoiser interface, for LMAP-RPS.
+
+A :class:`LatentBackbone` holds
+
+- the VAE (diffusers ``AutoencoderKL``): ``encode(x) = (E(x) - shift) * scaling_factor`` (the posterior mean, or a
+  draw) and ``decode(z) = D(z / scaling_factor + shift)``, both differentiable (the data term of LMAP-RPS
+  back-propagates through the decoder); images are in model units [-1, 1];
+- the latent UNet (``UNet2DConditionModel``) evaluated with the EMPTY prompt: the text-encoder output for ``""``
+  (padded to the tokenizer's ``model_max_length``), computed once, or a precomputed ``prompt_embedding``;
+- ``.denoiser``: a :class:`~dptheory.NetworkDenoiser` in latent space (eps or v per the scheduler config) and
+  ``.schedule`` (the training betas, e.g. ``scaled_linear`` 0.00085..0.012, T = 1000 for SD 1.5).
+
+Running with a local Stable Diffusion 1.5 folder (nothing is downloaded; every load uses
+``local_files_only=True``)::
+
+    # the folder holds vae/, unet/, scheduler/, text_encoder/, tokenizer/ (a diffusers-format SD 1.5 snapshot,
+    # e.g. stable-diffusion-v1-5/stable-diffusion-v1-5 fetched beforehand with huggingface-cli download)
+    bb = LatentBackbone("/models/sd15", device="cuda", dtype=torch.float16)
+    z = bb.encode(x)                      # (n, 4, H/8, W/8)
+    z0 = bb.denoiser(z_t, alpha_bar)      # E[z0 | z_t] for the empty prompt
+    x_hat = bb.decode(z0)
+
+or ``dptheory restore --backbone sd:/models/sd15 ...``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ...denoisers import NetworkDenoiser
+from .diffusers_unet import TorchNet, _read_json, _resolve_model_dir, schedule_from_scheduler_config
+
+__all__ = ["LatentBackbone", "empty_prompt_embedding"]
+
+
+def empty_prompt_embedding(path, *, device=None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The CLIP text-encoder output for the empty prompt, ``(1, L, D)``, from ``path/tokenizer`` and
+    ``path/text_encoder`` (``local_files_only=True``); ``L`` is the tokenizer's ``model_max_length`` (77 for
+    SD 1.x), padded as the diffusers pipelines do for the unconditional branch."""
+    root = Path(path).expanduser()
+    for sub in ("tokenizer", "text_encoder"):
+        if not (root / sub).is_dir():
+            raise FileNotFoundError(
+                f"expected a CLIP {sub} folder at {root / sub} (or pass prompt_embedding=tensor of shape (1, L, D))"
+            )
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(str(root / "tokenizer"), local_files_only=True)
+    encoder = CLIPTextModel.from_pretrained(str(root / "text_encoder"), local_files_only=True).eval()
+    ids = tokenizer(
+        [""], padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+    ).input_ids
+    with torch.no_grad():
+        emb = encoder(ids)[0]
+    return emb.to(device=device, dtype=dtype)
+
+
+class LatentBackbone:
+    """VAE + latent UNet of a local Stable Diffusion style folder (module docstring).
+
+    Args:
+        path: folder with ``vae/``, ``unet/`` and ``scheduler/`` (and ``text_encoder/`` + ``tokenizer/`` unless
+            ``prompt_embedding`` is given).
+        prompt_embedding: optional precomputed conditioning ``(1, L, cross_attention_dim)`` used for every call.
+        device, dtype: where and in which precision the networks run (inputs are cast; outputs come back in
+            the input's dtype).
+        sample_latent: ``encode`` draws from the VAE posterior instead of taking its mean.
+
+    Attributes:
+        denoiser: :class:`~dptheory.NetworkDenoiser` on latents ``(n, C_z, h, w)``.
+        schedule: the UNet's training :class:`~dptheory.VPSchedule`.
+        scaling_factor, shift_factor: the VAE's latent normalisation.
+    """
+
+    def __init__(self, path, *, prompt_embedding: torch.Tensor | None = None, device=None,
+                 dtype: torch.dtype = torch.float32, sample_latent: bool = False):  # fmt: skip
+        from diffusers import AutoencoderKL, UNet2DConditionModel
+
+        root = Path(path).expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(
+                f"expected a Stable Diffusion folder (vae/, unet/, scheduler/, text_encoder/, tokenizer/) at {root}"
+            )
+        vae_dir = _resolve_model_dir(root, "vae", "AutoencoderKL")
+        unet_dir = _resolve_model_dir(root, "unet", "UNet2DConditionModel")
+        sched = root / "scheduler" / "scheduler_config.json"
+        if not sched.is_file():
+            raise FileNotFoundError(f"expected the scheduler config at {sched}")
+        self.vae = AutoencoderKL.from_pretrained(str(vae_dir), local_files_only=True)
+        self.vae = self.vae.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        self.unet = UNet2DConditionModel.from_pretrained(str(unet_dir), local_files_only=True)
+        self.unet = self.unet.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        self.schedule, self.prediction = schedule_from_scheduler_config(_read_json(sched))
+        if prompt_embedding is None:
+            prompt_embedding = empty_prompt_embedding(root, device=device, dtype=dtype)
+        prompt_embedding = torch.as_tensor(prompt_embedding).to(device=device, dtype=dtype)
+        if prompt_embedding.ndim == 2:
+            prompt_embedding = prompt_embedding.unsqueeze(0)
+        cad = self.unet.config.cross_attention_dim
+        if prompt_embedding.ndim != 3 or prompt_embedding.shape[0] != 1 or prompt_embedding.shape[-1] != cad:
+            raise ValueError(f"prompt_embedding must have shape (1, L, {cad}), got {tuple(prompt_embedding.shape)}")
+        self.prompt_embedding = prompt_embedding
+        cfg = self.vae.config
+        self.scaling_factor = float(cfg.scaling_factor)
+        self.shift_factor = float(getattr(cfg, "shift_factor", None) or 0.0)
+        self.sample_latent = sample_latent
+        self.denoiser = NetworkDenoiser(
+            TorchNet(self.unet, encoder_hidden_states=prompt_embedding), self.schedule, prediction=self.prediction
+        )
+
+    @property
+    def latent_channels(self) -> int:
+        """Channels of the latent space."""
+        return int(self.vae.config.latent_channels)
+
+    def _vae_in(self, x: torch.Tensor) -> torch.Tensor:
+        p = next(self.vae.parameters())
+        return x.to(device=p.device, dtype=p.dtype)
+
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``z = (E(x) - shift) * scaling_factor`` for images ``x (n, 3, H, W)`` in [-1, 1]."""
+        dist = self.vae.encode(self._vae_in(x)).latent_dist
+        z = dist.sample(generator=generator) if self.sample_latent else dist.mean
+        return ((z - self.shift_factor) * self.scaling_factor).to(device=x.device, dtype=x.dtype)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """``x = D(z / scaling_factor + shift)``, differentiable in ``z``."""
+        x = self.vae.decode(self._vae_in(z / self.scaling_factor + self.shift_factor)).sample
+        return x.to(device=z.device, dtype=z.dtype)

@@ -1,0 +1,262 @@
+"""Image inverse problems ``y = A x + N(0, sigma_y^2 I)`` and :func:`solve_image`, the image front door.
+
+:func:`solve_image` runs the samplers of :mod:`dptheory.samplers` UNCHANGED on image batches ``(n, c, h, w)``
+(float32, model units [-1, 1]); it is the image twin of :func:`dptheory.solve` and validates the knobs the same
+way (the sampler's keyword-only arguments, through the same helper). What it builds for each method:
+
+- the prior denoiser ``D(x_t, ab) -> E[x0 | x_t]`` (a network adapter or the exact empirical mixture);
+- the conditional denoiser ``E[x0 | x_t, y]`` for ``posterior``, ``vsrd``, ``ddpm``, ``ddim`` and MAP-RPS's
+  stage 2: the EXACT one when the backbone can condition itself (``denoiser.condition(operator, y, sigma_y)``,
+  e.g. :class:`~dptheory.images.backbones.EmpiricalMixtureDenoiser`) or when one is passed as
+  ``posterior_denoiser``; otherwise the DPS-guided :class:`~dptheory.samplers.DPSGuidedDenoiser` (weight ``zeta``);
+- the start: ``x_T ~ N(0, I)`` for the diffusion samplers, ``A^+ y`` for the optimisation-based ones
+  (``map-rps`` stage 1, ``red-diff``).
+
+Every call of a denoiser (``D``, ``eps``, ``score`` or ``sample_x0``; a batch of particles counts once) is
+counted, so the returned :class:`ImageSolution` carries the number of function evaluations (NFE) next to the
+wall time. DPS back-propagates through the prior denoiser and calls it once per step; MAP-RPS calls it once per
+stage-1 iteration and once per stage-2 step; RED-Diff once per step; VML-MAP ``inner_steps + 1`` times per level.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from .._checks import check_sigma
+from ..denoisers import Denoiser
+from ..samplers import METHODS, DPSGuidedDenoiser
+from ..samplers._common import pinv_start
+from ..schedules import VPSchedule, linear_schedule
+from ..solver import METHOD_NAMES, _allowed_knobs
+
+__all__ = ["ImageInverseProblem", "ImageSolution", "CountingDenoiser", "solve_image", "METHOD_NAMES"]
+
+
+class ImageInverseProblem:
+    """``Y = A X + N(0, sigma_y^2 I)`` for images ``X (n, c, h, w)``.
+
+    Args:
+        operator: an image operator with ``A(x)``, ``A_adjoint(y)`` and (optionally) ``pinv(y)``
+            (:mod:`dptheory.images.operators`; without ``pinv`` the start is ``A^T y``).
+        sigma_y: noise std >= 0, in model units (images in [-1, 1]).
+    """
+
+    def __init__(self, operator, sigma_y):
+        if not (callable(getattr(operator, "A", None)) and callable(getattr(operator, "A_adjoint", None))):
+            raise TypeError(f"operator must have A and A_adjoint methods, got {type(operator).__name__}")
+        self.operator = operator
+        self.sigma_y = check_sigma(sigma_y, "sigma_y")
+
+    def __repr__(self) -> str:
+        return f"ImageInverseProblem({type(self.operator).__name__}, sigma_y={self.sigma_y:g})"
+
+    def measure(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``y = A x + sigma_y z`` with ``z ~ N(0, I)`` drawn from ``generator``; ``x (n, c, h, w)``."""
+        Ax = self.operator.A(x)
+        if self.sigma_y == 0.0:
+            return Ax
+        return Ax + self.sigma_y * torch.randn(Ax.shape, generator=generator, dtype=Ax.dtype, device=Ax.device)
+
+    def pinv(self, y: torch.Tensor) -> torch.Tensor:
+        """``A^+ y`` (``A^T y`` for an operator without ``pinv``): the naive baseline and the MAP-RPS start."""
+        return pinv_start(self.operator, y)
+
+
+@dataclass
+class ImageSolution:
+    """What :func:`solve_image` returns.
+
+    Attributes:
+        x: the restorations ``(n, c, h, w)``, detached.
+        nfe: denoiser evaluations (a batched call counts once).
+        seconds: wall time of the solve (conditioning and sampling).
+        method: the method name.
+        exact_conditional: whether an exact conditional denoiser was used (else DPS guidance, or none needed).
+    """
+
+    x: torch.Tensor
+    nfe: int
+    seconds: float
+    method: str
+    exact_conditional: bool
+
+
+class _Counter:
+    def __init__(self):
+        self.n = 0
+
+
+class CountingDenoiser(Denoiser):
+    """Wrap a denoiser and count its evaluations (``__call__``, ``eps``, ``score`` and ``sample_x0``).
+
+    ``sample_x0`` exists on the wrapper only if the wrapped denoiser has it, so the samplers' capability checks
+    (``callable(getattr(d, "sample_x0", None))``) see through the wrapper. Several wrappers may share one
+    ``counter`` (the prior and the conditional denoiser of one solve).
+    """
+
+    def __init__(self, denoiser, counter: _Counter | None = None):
+        self.denoiser = denoiser
+        self.counter = _Counter() if counter is None else counter
+
+    @property
+    def nfe(self) -> int:
+        return self.counter.n
+
+    def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        self.counter.n += 1
+        return self.denoiser(x_t, alpha_bar)
+
+    def eps(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        self.counter.n += 1
+        inner = getattr(self.denoiser, "eps", None)
+        return inner(x_t, alpha_bar) if callable(inner) else Denoiser.eps(_Uncounted(self.denoiser), x_t, alpha_bar)
+
+    def score(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        self.counter.n += 1
+        inner = getattr(self.denoiser, "score", None)
+        if callable(inner):
+            return inner(x_t, alpha_bar)
+        return Denoiser.score(_Uncounted(self.denoiser), x_t, alpha_bar)
+
+    @property
+    def sample_x0(self):
+        inner = getattr(self.denoiser, "sample_x0", None)
+        if not callable(inner):
+            raise AttributeError(f"{type(self.denoiser).__name__} has no sample_x0")
+
+        def counted(x_t, alpha_bar, generator=None):
+            self.counter.n += 1
+            return inner(x_t, alpha_bar, generator)
+
+        return counted
+
+
+class _Uncounted(Denoiser):
+    """A plain callable seen as a :class:`Denoiser` (for ``eps``/``score`` of a bare function)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, x_t, alpha_bar):
+        return self.fn(x_t, alpha_bar)
+
+
+def _is_exact(den) -> bool:
+    return callable(getattr(den, "sample_x0", None))
+
+
+def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, denoiser, *,
+                schedule: VPSchedule | None = None, n_samples: int = 1, generator: torch.Generator | None = None,
+                progress: bool = False, callback=None, posterior_denoiser=None, zeta: float = 1.0,
+                **knobs) -> ImageSolution:
+    """Restore images from ``y`` with ``method``; the image twin of :func:`dptheory.solve`.
+
+    Args:
+        problem: an :class:`ImageInverseProblem`.
+        y: the measurement with a leading batch axis: ``(1, ...)`` shared by ``n_samples`` particles, or
+            ``(n, ...)`` with one restoration per measurement (then ``n_samples`` must be 1).
+        method: one of ``"posterior"``, ``"ddpm"``, ``"ddim"``, ``"dps"``, ``"vsrd"``, ``"map-rps"``,
+            ``"red-diff"``, ``"vml-map"``.
+        denoiser: the PRIOR denoiser ``D(x_t, ab)``, differentiable in ``x_t`` (a network adapter, a latent
+            backbone or the exact empirical mixture).
+        schedule: the VP schedule of the sampler (default: linear, T = 1000; a network's own schedule for a
+            network).
+        n_samples: particles per measurement.
+        posterior_denoiser: the conditional denoiser ``E[x0 | x_t, y]``: ``None`` (default) builds the exact one
+            with ``denoiser.condition(operator, y, sigma_y)`` when the backbone offers it, else DPS guidance;
+            ``"dps"`` forces DPS guidance (:class:`~dptheory.samplers.DPSGuidedDenoiser`, weight ``zeta``,
+            needs ``sigma_y > 0``); or pass a conditional denoiser (exact when it has ``sample_x0``).
+        zeta: the DPS weight of the guided conditional denoiser, and the default ``zeta`` of ``dps`` and of
+            MAP-RPS's ``dps`` stage 2.
+        progress: tqdm progress bars.
+        callback: ``callback(i, t, x, x0_hat)`` forwarded to the sampler.
+        knobs: the sampler's own keyword arguments (``t0``, ``lam``, ``steps``, ``iters``, ``eta``, ...).
+            Defaults that differ from the sampler's: MAP-RPS ``stage2`` is ``"posterior"`` with an exact
+            conditional denoiser and ``"dps"`` otherwise; vsrd ``kernel`` is ``"exact"`` with an exact
+            conditional denoiser and ``"small"`` otherwise.
+
+    Returns:
+        :class:`ImageSolution` with ``x (n, c, h, w)``, the NFE and the wall time.
+
+    Raises:
+        ValueError: unknown method, a knob out of range (``lam`` outside [0, 1], ``t0`` outside [0, T], ...), bad
+            ``y`` or ``n_samples``, or ``"posterior"`` without an exact conditional denoiser.
+        TypeError: a knob the method does not take.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHOD_NAMES)}; got {method!r}")
+    fn = METHODS[method]
+    allowed = _allowed_knobs(fn)
+    unknown = set(knobs) - allowed
+    if unknown:
+        raise TypeError(f"method {method!r} does not take knob(s) {sorted(unknown)}; its knobs are {sorted(allowed)}")
+    if not isinstance(problem, ImageInverseProblem):
+        raise TypeError(f"problem must be an ImageInverseProblem, got {type(problem).__name__}")
+    schedule = linear_schedule() if schedule is None else schedule
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    if not isinstance(y, torch.Tensor) or y.ndim < 2:
+        raise ValueError("y must be a tensor with a leading batch axis, (1, ...) or (n, ...)")
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError("y must be finite")
+    if y.shape[0] != 1 and n_samples != 1:
+        raise ValueError("with a batch of measurements y (n, ...), n_samples must be 1 (one draw per measurement)")
+    if method == "map-rps" and "t0" not in knobs:
+        raise ValueError(f"method 'map-rps' needs the knob t0 (an integer step in [0, {schedule.T}])")
+    if isinstance(posterior_denoiser, str) and posterior_denoiser != "dps":
+        raise ValueError(f"posterior_denoiser must be None, 'dps' or a denoiser, got {posterior_denoiser!r}")
+
+    start_time = time.perf_counter()
+    op, sigma_y = problem.operator, problem.sigma_y
+    n = n_samples if y.shape[0] == 1 else y.shape[0]
+    x_pinv = problem.pinv(y)
+    x_pinv = x_pinv.expand(n, *x_pinv.shape[1:]).clone()
+
+    counter = _Counter()
+    prior = CountingDenoiser(denoiser, counter)
+    needs_cond = method in ("posterior", "ddpm", "ddim", "vsrd") or (
+        method == "map-rps" and knobs.get("stage2") != "dps"
+    )
+    cond = None
+    if needs_cond:
+        if isinstance(posterior_denoiser, str):  # "dps"
+            cond = DPSGuidedDenoiser(prior, op, y, sigma_y, zeta)
+        elif posterior_denoiser is not None:
+            cond = CountingDenoiser(posterior_denoiser, counter)
+        elif callable(getattr(denoiser, "condition", None)):
+            cond = CountingDenoiser(denoiser.condition(op, y, sigma_y), counter)
+        elif method != "map-rps":  # MAP-RPS falls back to its own "dps" stage 2 instead
+            cond = DPSGuidedDenoiser(prior, op, y, sigma_y, zeta)
+    exact = _is_exact(cond)
+    if method == "posterior" and not exact:
+        raise ValueError(
+            "method 'posterior' needs an exact conditional denoiser with sample_x0 (a backbone with .condition, "
+            "or posterior_denoiser=...); with a network use dps, vsrd or map-rps"
+        )
+
+    common = dict(generator=generator, callback=callback, progress_bar=progress)
+    cond_kw = dict(operator=op, y=y, sigma_y=sigma_y)
+    if method in ("map-rps", "red-diff"):
+        x_init = x_pinv
+    else:
+        x_init = torch.randn(x_pinv.shape, generator=generator, dtype=x_pinv.dtype, device=x_pinv.device)
+
+    if method in ("posterior", "ddpm", "ddim"):
+        x = fn(cond, x_init, schedule, **common, **knobs)
+    elif method == "vsrd":
+        knobs.setdefault("kernel", "exact" if exact else "small")
+        x = fn(cond, x_init, schedule, **common, **knobs)
+    elif method == "dps":
+        x = fn(prior, x_init, schedule, **cond_kw, zeta=knobs.pop("zeta", zeta), **common, **knobs)
+    elif method == "map-rps":
+        knobs.setdefault("stage2", "posterior" if exact else "dps")
+        knobs.setdefault("zeta", zeta)
+        post = cond if knobs["stage2"] in ("posterior", "vsrd") else None
+        x = fn(prior, x_init, schedule, **cond_kw, posterior_denoiser=post, **common, **knobs)
+    else:
+        x = fn(prior, x_init, schedule, **cond_kw, **common, **knobs)
+    seconds = time.perf_counter() - start_time
+    return ImageSolution(x=x.detach(), nfe=counter.n, seconds=seconds, method=method, exact_conditional=exact)
