@@ -119,8 +119,10 @@ def _panel(ax, trav: dict, form: str, measure: str, cmap, ref=None, floor=None):
     D = [p["distortion"] for p in pts]
     y = [p["perception"] if measure == "W2" else p["kl"] for p in pts]
     yerr = [p["perception_stderr"] if measure == "W2" else p["kl_stderr"] for p in pts]
-    # lam = 0 is a point mass per measurement (KL = inf; with start="exact" a near-point mass, KL ~ 10): not drawn
-    ok = [i for i, v in enumerate(y) if math.isfinite(v) and (measure == "W2" or lams[i] > 0)]
+    # lam = 0 has a singular law whenever the MMSE estimate does: a point mass per measurement, and N(m, S*) with
+    # rank S* <= m < d jointly for G2 (KL = inf; with start="exact" a near-singular law, KL ~ 5-10): not drawn
+    singular_at_0 = form == "per-measurement" or curve.exact
+    ok = [i for i, v in enumerate(y) if math.isfinite(v) and (measure == "W2" or lams[i] > 0 or not singular_at_0)]
     ax.plot([D[i] for i in ok], [y[i] for i in ok], color="0.6", linewidth=0.8, zorder=2)
     for i in ok:
         ax.errorbar(D[i], y[i], xerr=pts[i]["distortion_stderr"], yerr=yerr[i], marker="o", markersize=6,
@@ -151,7 +153,8 @@ def _panel(ax, trav: dict, form: str, measure: str, cmap, ref=None, floor=None):
         top = max([y[i] + yerr[i] for i in ok] + [0.5])
         ax.set_ylim(-0.05 * top - 0.05, 1.15 * top)
         if len(ok) < len(y):
-            ax.plot([], [], linestyle="none", label="$\\lambda$ = 0 (point mass, KL $\\approx\\infty$) not drawn")
+            what = "point mass" if form == "per-measurement" else "singular law"
+            ax.plot([], [], linestyle="none", label=f"$\\lambda$ = 0 ({what}, KL $\\approx\\infty$) not drawn")
         pair = "$p(\\hat x\\mid y)\\,\\|\\,p(x\\mid y)$" if form == "per-measurement" else "$p_{\\hat X}\\,\\|\\,p_X$"
         ax.set_ylabel(f"KL({pair}) (nats)")
     x_label = "MSE $E[\\|X-\\hat X\\|^2\\mid y]$" if form == "per-measurement" else "MSE $E\\|X-\\hat X\\|^2$"

@@ -104,22 +104,26 @@ def compute(quick: bool) -> dict:
             "G2_dps_KL_to_posterior": dps_kl}
 
 
-LABELLED = {"map-rps": (20, 50, 100, 300), "vsrd": (0.25, 0.5, 0.75), "dps": None}
-"""Knob values annotated on the plot (None: all); the ends are left out: t0 = 0 and lam = 0 are both the MMSE
-point, and t0 = T and lam = 1 both coincide with posterior sampling."""
+LABELLED = {"map-rps": (20, 50, 100, 300), "vsrd": (0.25, 0.5, 0.75), "dps": (0.25, 1.0, 2.0)}
+"""Knob values annotated on the plot; the ends are left out: t0 = 0 and lam = 0 are both the MMSE point, and
+t0 = T and lam = 1 both coincide with posterior sampling."""
 OFFSETS = {"map-rps": ((6, 4), "left"), "vsrd": ((-6, -10), "right"), "dps": ((6, 4), "left")}
 
 
 def _label_values(ax, method: str, values, D, P):
-    """Annotate selected knob values (:data:`LABELLED`), MAP-RPS above right and VSRD below left of the points."""
+    """Annotate the :data:`LABELLED` knob values: MAP-RPS above right and VSRD below left of the points; DPS's
+    points bunch up, so its labels alternate above and below."""
     if method not in LABELLED:
         return
     name = {"map-rps": "$t_0$", "vsrd": "$\\lambda$", "dps": "$\\zeta$"}[method]
     (dx, dy), ha = OFFSETS[method]
+    k = 0
     for v, x, y in zip(values, D, P, strict=True):
-        if LABELLED[method] is None or v in LABELLED[method]:
-            ax.annotate(f"{name}={v:g}", (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha,
-                        fontsize=7, color=STYLE[method][0])
+        if v in LABELLED[method]:
+            off = (dx, dy if method != "dps" or k % 2 == 0 else -11)
+            ax.annotate(f"{name}={v:g}", (x, y), textcoords="offset points", xytext=off, ha=ha, fontsize=7,
+                        color=STYLE[method][0])
+            k += 1
 
 
 def _panel(ax, sweeps: dict, form: str, floor=None):

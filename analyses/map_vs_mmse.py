@@ -22,6 +22,8 @@ of Theorem 3.2 fails). Everything is deterministic quadrature (no seed).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from dptheory import plotting
@@ -39,12 +41,11 @@ THRESHOLD = 1.05
 def compute(quick: bool) -> dict:
     n_quad = 401 if quick else 1601  # quadrature points over y for the map and the cuts
     n_table = 801 if quick else 3201  # as the claim MRPS-4 (quick / full), so the numbers agree exactly
-    sigmas = torch.logspace(torch.log10(torch.tensor(0.04)), torch.log10(torch.tensor(2.0)), 11 if quick else 22,
-                            dtype=torch.float64)
+    sigmas = torch.logspace(math.log10(0.04), math.log10(2.0), 11 if quick else 22, dtype=torch.float64)
     deltas = torch.linspace(0.2, 2.0, 9 if quick else 19, dtype=torch.float64)
-    ratio = torch.tensor([[map_mse_ratio(float(dl), float(s), n_quad)[0] for s in sigmas] for dl in deltas])
-    cut_sigmas = torch.logspace(torch.log10(torch.tensor(0.04)), torch.log10(torch.tensor(2.0)), 14 if quick else 36,
-                                dtype=torch.float64)
+    ratio = torch.tensor([[map_mse_ratio(float(dl), float(s), n_quad)[0] for s in sigmas] for dl in deltas],
+                         dtype=torch.float64)
+    cut_sigmas = torch.logspace(math.log10(0.04), math.log10(2.0), 14 if quick else 36, dtype=torch.float64)
     cuts = {dl: [map_mse_ratio(dl, float(s), n_quad)[0] for s in cut_sigmas] for dl in (0.5, 1.0)}
     table = []
     for (dl, s), ref in THEORY_TABLE.items():
@@ -65,11 +66,14 @@ def plot(d: dict):
     R = d["ratio"].numpy()
     mesh = ax_a.pcolormesh(S, Dl, R, shading="gouraud", cmap="rocket_r", vmin=1.0, rasterized=True)
     fig.colorbar(mesh, ax=ax_a, label="MSE(MAP) / $D^*$ (dimensionless)")
-    ax_a.contourf(S, Dl, R, levels=[0.0, d["threshold"]], colors="none", hatches=["//"])
-    cs = ax_a.contour(S, Dl, R, levels=[d["threshold"]], colors="w", linewidths=1.8)
+    import matplotlib
+
+    with matplotlib.rc_context({"hatch.color": "0.45", "hatch.linewidth": 0.8}):
+        ax_a.contourf(S, Dl, R, levels=[0.0, d["threshold"]], colors="none", hatches=["//"])
+    cs = ax_a.contour(S, Dl, R, levels=[d["threshold"]], colors="k", linewidths=1.6)
     ax_a.clabel(cs, fmt={d["threshold"]: f"{d['threshold']:g}"}, fontsize=8)
     for row in d["table"]:
-        ax_a.plot(row["sigma"], row["delta"], marker="o", markersize=5, markerfacecolor="w",
+        ax_a.plot(row["sigma"], row["delta"], marker="o", markersize=6, markerfacecolor="#56b4e9",
                   markeredgecolor="k", linestyle="none")
     ax_a.set_xscale("log")
     ax_a.set(xlabel="noise level $\\sigma$ (a.u.)", ylabel="mode separation $\\delta$ (a.u.)",
@@ -77,10 +81,11 @@ def plot(d: dict):
     ax_a.grid(False)
     ax_a.legend(handles=[Patch(facecolor="none", edgecolor="k", hatch="//",
                                label=f"MAP $\\approx$ MMSE (ratio < {d['threshold']:g})"),
-                         Line2D([], [], color="w", linewidth=1.8, label=f"ratio = {d['threshold']:g}"),
-                         Line2D([], [], marker="o", markerfacecolor="w", markeredgecolor="k", linestyle="none",
+                         Line2D([], [], color="k", linewidth=1.6, label=f"ratio = {d['threshold']:g}"),
+                         Line2D([], [], marker="o", markerfacecolor="#56b4e9", markeredgecolor="k",
+                                linestyle="none",
                                 label="THEORY 6.4 table cells")],
-                loc="lower left", facecolor="0.85")
+                loc="lower left")
 
     cs_ = d["cut_sigmas"].numpy()
     colors = {"delta=0.5": "#0173b2", "delta=1": "#d55e00"}

@@ -112,6 +112,16 @@ def _ellipses(ax, gmm: dict, color: str):
                              linewidth=0.5 + 12 * float(w), alpha=0.9))
 
 
+def _annotate(ax, i: int, n: int, text: str, x: float, y: float):
+    """Label point i of n: the first to the upper left, the last to the upper left of the right edge, the others
+    alternately above right and below right (neighbours on a D-P curve are close in x)."""
+    if i == 0 or i == n - 1:
+        xy, ha = (-7, 6), "right"
+    else:
+        xy, ha = ((6, 6) if i % 2 else (6, -13)), "left"
+    ax.annotate(text, (x, y), textcoords="offset points", xytext=xy, ha=ha, fontsize=7.5)
+
+
 def plot(d: dict):
     c = plotting.COLORS
     fig, axes = plotting.figure(2, 4, figsize=(15.5, 8.2))
@@ -159,9 +169,8 @@ def plot(d: dict):
     ps = d["posterior_sampling_point"]
     ax_w.plot(ps[1], ps[0], marker="*", markersize=12, color=c["posterior"], linestyle="none",
               label="posterior sampling: $(2D^*, 0)$")
-    for i, (lam, x_, y_) in enumerate(zip(lams, D, [p["perception"] for p in pts], strict=True)):
-        ax_w.annotate(f"$\\lambda$={lam:g}", (x_, y_), textcoords="offset points", xytext=(6, 5 if i % 2 else -11),
-                      fontsize=7.5)
+    for i, (x_, y_) in enumerate(zip(D, [p["perception"] for p in pts], strict=True)):
+        _annotate(ax_w, i, len(lams), f"$\\lambda$={lams[i]:g}", x_, y_)
     ax_w.set(xlabel="MSE $E\\|X-\\hat X\\|^2$ (a.u.$^2$)", ylabel="W2$(p_{\\hat X}, p_X)$ (a.u.)",
              title="(g) joint D-P plane: W2 against MSE", ylim=(0, None))
     ax_w.legend(loc="lower right", bbox_to_anchor=(1.0, 0.06), fontsize=7)
@@ -173,8 +182,7 @@ def plot(d: dict):
     ax_k.plot(ps[1], 0.0, marker="*", markersize=12, color=c["posterior"], linestyle="none",
               label="posterior sampling: KL = 0")
     for i in ok:
-        ax_k.annotate(f"$\\lambda$={lams[i]:g}", (D[i], kl[i]), textcoords="offset points",
-                      xytext=(6, 5 if i % 2 else -11), fontsize=7.5)
+        _annotate(ax_k, i, len(lams), f"$\\lambda$={lams[i]:g}", D[i], kl[i])
     ax_k.axhline(0.0, color="k", linewidth=0.8)
     ax_k.set(xlabel="MSE $E\\|X-\\hat X\\|^2$ (a.u.$^2$)", ylabel="KL$(p_{\\hat X} \\| p_X)$ (nats)",
              title="(h) joint D-P plane: KL against MSE")

@@ -1,4 +1,4 @@
-"""The ``dptheory`` command line: ``check``, ``traverse`` (and ``reproduce``, ``restore`` where installed).
+"""The ``dptheory`` command line: ``reproduce``, ``check``, ``traverse`` and ``restore``.
 
 Heavy imports happen inside each command, so ``dptheory --help`` is instant.
 """
@@ -23,6 +23,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dptheory", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
+    p = sub.add_parser("reproduce", help="run every analysis (figures + sidecars) and write the claims report")
+    p.add_argument("--quick", action="store_true", help="the 3-minute version")
+    p.add_argument("--out", default="figures", help="output folder (default figures/)")
+
+    p = sub.add_parser("restore", help="restore one image with a chosen task, backbone and solver")
+    _restore_arguments(p)
+
     p = sub.add_parser("check", help="run every paper claim as a check and print the verdicts")
     p.add_argument("--quick", action="store_true", help="smaller grids and sample sizes (< 2 min)")
     p.add_argument("--json", action="store_true", help="print machine-readable JSON instead of a table")
@@ -41,6 +48,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
     return parser
+
+
+def _restore_arguments(parser) -> None:
+    from .images.restore import add_arguments
+
+    add_arguments(parser)
+
+
+def _cmd_reproduce(args) -> int:
+    from .reproduce import main as reproduce_main
+
+    return reproduce_main((["--quick"] if args.quick else []) + ["--out", args.out])
+
+
+def _cmd_restore(args) -> int:
+    from .images.restore import run
+
+    return run(args)
 
 
 def _cmd_check(args) -> int:
@@ -90,6 +115,10 @@ def _cmd_traverse(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "reproduce":
+        return _cmd_reproduce(args)
+    if args.command == "restore":
+        return _cmd_restore(args)
     if args.command == "check":
         return _cmd_check(args)
     if args.command == "traverse":

@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", default=Path("figures"), type=Path, help="output directory (default: figures/)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these analyses (script names)")
     parser.add_argument("--no-claims", action="store_true", help="skip the claims report")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads during the run (default 1: every problem here is tiny, and "
+                        "extra threads only add synchronisation; 2 threads made a loaded 2-core machine ~6x slower)")
     return parser
 
 
@@ -91,7 +94,21 @@ def _progress(items, desc: str):
 
 
 def main(argv=None) -> int:
+    import torch
+
     args = build_parser().parse_args(argv)
+    if args.threads < 1:
+        print(f"dptheory reproduce: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _reproduce(args)
+    finally:
+        torch.set_num_threads(threads)  # in-process callers get their setting back
+
+
+def _reproduce(args) -> int:
     start = time.perf_counter()
     try:
         scripts = find_analyses()
@@ -109,7 +126,7 @@ def main(argv=None) -> int:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
 
-    record = {"quick": args.quick, "out": str(out), "analyses": {}, "claims": None}
+    record = {"quick": args.quick, "out": str(out), "threads": args.threads, "analyses": {}, "claims": None}
     bar = _progress(scripts, "analyses")
     for script in bar:
         bar.set_postfix_str(script.stem)

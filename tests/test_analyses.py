@@ -131,7 +131,8 @@ def test_reproduce_without_analyses_folder(tmp_path, monkeypatch, capsys):
 def test_failing_analysis_is_reported(tmp_path, monkeypatch, capsys):
     folder = tmp_path / "analyses"
     folder.mkdir()
-    (folder / "broken.py").write_text('"""Figure ``broken``."""\n\ndef main(argv=None):\n    raise ValueError("boom")\n')
+    script = '"""Figure ``broken``."""\n\n\ndef main(argv=None):\n    raise ValueError("boom")\n'
+    (folder / "broken.py").write_text(script)
     monkeypatch.setattr(reproduce, "analyses_dir", lambda: folder)
     assert reproduce.main(["--out", str(tmp_path / "out"), "--no-claims"]) == 1
     out = capsys.readouterr()

@@ -60,6 +60,9 @@ def test_crop_then_resize():
     # antialiased downscale by 8: close to the 8 x 8 block means of the crop (smooth photo)
     blocks = box.reshape(1, 3, 50, 8, 50, 8).mean(dim=(3, 5))
     assert float((small - blocks).abs().mean()) < 0.03
+    wide = D.load_image("skimage:camera", (10, 20))  # 512 x 512 to 1:2: the centred crop is rows 128..384
+    assert wide.shape == (1, 3, 10, 20)
+    assert torch.equal(wide, D.load_image("skimage:camera", (10, 20), crop=(128, 0, 256, 512)))
 
 
 def test_bundled_photos_and_patches():

@@ -131,6 +131,15 @@ def test_batching_and_broadcast_measurement(name):
     assert op.A(x5).shape == (1, *Ax.shape)
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_autograd_gradient_is_adjoint(name):
+    """DPS differentiates through ``A``: grad of 0.5 ||A x - y||^2 must be A^T (A x - y)."""
+    op, _, x, y = _setup(name)
+    x = x.clone().requires_grad_(True)
+    (0.5 * (op.A(x) - y).pow(2).sum()).backward()
+    assert _rel(x.grad, op.A_adjoint(op.A(x.detach()) - y)) < 1e-12
+
+
 # ---------------------------------------------------------------------------------------------- oracles
 @pytest.mark.parametrize(
     "kernel",

@@ -64,8 +64,8 @@ def check_dps1(quick: bool) -> ClaimResult:
         quotes
         and diag_ok
         and kl_dps > 10 * kl_exact
-        and 2e-5 <= kl_exact <= 3e-4 * 1.2
-        and z_mean <= 4.5
+        and 2e-5 <= kl_exact <= 3e-4
+        and z_mean <= 4.0
         and (z_cov <= 5.0)
     )
     return ClaimResult(
@@ -89,10 +89,10 @@ def check_dps1(quick: bool) -> ClaimResult:
         "0.106, 0.271), KL(out || post) ~ 0.10; with the exact likelihood gradient KL ~ 2e-5..3e-4 (the DDPM "
         "fixedsmall O(1/T) error), so KL_DPS > 10 KL_exact; the Monte Carlo runs of dps(norm='squared') "
         "match the exact law; the official l2 variant is reported (not asserted)",
-        tolerance="half a unit in the quoted digits; KL ratio > 10; MC: |z| <= 4.5 (mean, 2 coordinates) and "
-        "<= 5 (covariance, 3 entries)",
-        reason="the law is exact (affine recursion); the Monte Carlo bands allow for the few simultaneous "
-        "comparisons at a < 1e-4 false-alarm rate",
+        tolerance="half a unit in the quoted digits; KL_exact in THEORY's [2e-5, 3e-4]; KL ratio > 10; MC: "
+        "|z| <= 4 (mean, 2 coordinates) and <= 5 (covariance, 3 entries)",
+        reason="the law is exact (affine recursion); the Monte Carlo bands have false-alarm rates ~1e-4 for "
+        "the few simultaneous comparisons",
         verdict="approximate",
         passed=passed,
         theory="claim 15; THEORY 1.3, 4",

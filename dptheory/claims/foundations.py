@@ -388,7 +388,8 @@ def check_fnd4(quick: bool) -> ClaimResult:
     gauss = [Gaussian(torch.randn(3, generator=gen, dtype=F64), _random_spd(3, gen)) for _ in range(k)]
     W = torch.tensor([[float(gaussian_w2(p, q)) for q in gauss] for p in gauss], dtype=F64)
     err_sym = max_abs(W, W.T)
-    err_self = float(W.diagonal().abs().max())
+    # W2(p, p) is the square root of a round-off residual (~1e-16 -> ~1e-8): test the squared distance
+    err_self = max(float(gaussian_w2_squared(p, p)) for p in gauss)
     tri_violation = float((W.unsqueeze(1) - W.unsqueeze(2) - W.T.unsqueeze(0)).max())  # W_ik - W_ij - W_jk
     err_sqrtm = err_pot = 0.0
     kl_min = math.inf
@@ -432,7 +433,7 @@ def check_fnd4(quick: bool) -> ClaimResult:
         err_sqrtm <= 1e-10
         and err_pot <= 1e-10
         and err_sym <= 1e-10
-        and err_self <= 1e-7
+        and err_self <= 1e-12
         and tri_violation <= 1e-10
         and kl_min >= 0.0
         and ho_margin >= 0.0
@@ -449,7 +450,7 @@ def check_fnd4(quick: bool) -> ClaimResult:
             "bures_vs_sqrtm": err_sqrtm,
             "bures_vs_pot": err_pot,
             "w2_asymmetry": err_sym,
-            "w2_self": err_self,
+            "max W2^2(p, p)": err_self,
             "max_triangle_violation": tri_violation,
             "min_kl": kl_min,
             "min_HO_bound_minus_(MC-3SE)": ho_margin,
@@ -457,7 +458,7 @@ def check_fnd4(quick: bool) -> ClaimResult:
             "[gelbrich, empirical, spread, MW2sq]": emp_report,
         },
         expected="references agree to round-off; all inequalities hold with margin >= 0",
-        tolerance="1e-10 (exact formulas); 1e-7 for W2(p, p) (the square root of round-off ~1e-16); "
+        tolerance="1e-10 (exact formulas); 1e-12 for W2^2(p, p) (W2 itself is the square root of round-off); "
         "3 SE for the Monte Carlo KL; 3 replicate spreads for the empirical W2^2",
         reason="closed forms in float64; a 3-SE one-sided band fails by chance with probability ~1e-3 per "
         "trial",
@@ -627,7 +628,7 @@ def check_fnd7(quick: bool) -> ClaimResult:
         worst_mean = max(worst_mean, zm, zmj)
         worst_cov = max(worst_cov, zc, zcj)
         worst_mse = max(worst_mse, zmse)
-    passed = worst_mean <= 5.0 and worst_cov <= 5.0 and worst_mse <= 5.0
+    passed = worst_mean <= 4.0 and worst_cov <= 5.0 and worst_mse <= 4.0
     return ClaimResult(
         id="FND-7",
         paper="ho2020ddpm",
@@ -643,9 +644,10 @@ def check_fnd7(quick: bool) -> ClaimResult:
         },
         expected="the sample mean, covariance and joint MSE of each sampler's output agree with the law "
         "recursion (posterior, ddpm, ddim eta=.5, vsrd exact/small lam=.5, dps squared; given y and over Y)",
-        tolerance="|z| <= 5 for every mean coordinate, covariance entry and MSE (72 comparisons)",
+        tolerance="|z| <= 4 for every mean coordinate (24) and joint MSE (6); |z| <= 5 for every covariance "
+        "entry (36)",
         reason="standard errors from the exact law (covariance SE sqrt((C_ii C_jj + C_ij^2)/n) for Gaussian "
-        "data); with 72 comparisons a 5-SE band has a family-wise false-alarm rate ~4e-5",
+        "data); family-wise false-alarm rates ~2e-3 (4-SE bands, 30 comparisons) and ~2e-5 (5-SE, 36)",
         verdict="holds",
         passed=passed,
         theory="THEORY 4",

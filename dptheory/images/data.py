@@ -139,10 +139,17 @@ def _read_spec(spec: str) -> np.ndarray:
 
 def _crop_resize(arr: np.ndarray, size, crop) -> np.ndarray:
     h, w = arr.shape[:2]
-    if crop == "center" or (crop is None and size is not None):
-        s = min(h, w)
-        top, left = (h - s) // 2, (w - s) // 2
-        arr = arr[top : top + s, left : left + s]
+    hw = None
+    if size is not None:
+        hw = (size, size) if isinstance(size, int | np.integer) else tuple(int(s) for s in size)
+        if len(hw) != 2 or min(hw) <= 0:
+            raise ValueError(f"size must be a positive int or (H, W), got {size!r}")
+    if crop == "center" or (crop is None and hw is not None):
+        aspect = 1.0 if hw is None else hw[0] / hw[1]  # target H / W: a square for an int size
+        ch, cw = (h, round(h / aspect)) if h / w <= aspect else (round(w * aspect), w)
+        ch, cw = min(max(ch, 1), h), min(max(cw, 1), w)
+        top, left = (h - ch) // 2, (w - cw) // 2
+        arr = arr[top : top + ch, left : left + cw]
     elif crop is not None:
         try:
             top, left, ch, cw = (int(v) for v in crop)
@@ -151,10 +158,7 @@ def _crop_resize(arr: np.ndarray, size, crop) -> np.ndarray:
         if ch <= 0 or cw <= 0 or top < 0 or left < 0 or top + ch > h or left + cw > w:
             raise ValueError(f"crop {(top, left, ch, cw)} does not fit an image of size {h}x{w}")
         arr = arr[top : top + ch, left : left + cw]
-    if size is not None:
-        hw = (size, size) if isinstance(size, int | np.integer) else tuple(int(s) for s in size)
-        if len(hw) != 2 or min(hw) <= 0:
-            raise ValueError(f"size must be a positive int or (H, W), got {size!r}")
+    if hw is not None:
         if hw != arr.shape[:2]:
             from skimage.transform import resize
 
@@ -170,7 +174,8 @@ def load_image(spec, size=None, *, crop=None, channels: int = 3) -> torch.Tensor
         spec: ``"skimage:NAME"``, ``"sklearn:digits[:I]"``, ``"matplotlib:NAME"`` or a PNG/JPEG path.
         size: ``None`` (native size), an int ``S`` (``S x S``) or ``(H, W)``. Resizing is bilinear with
             Gaussian anti-aliasing when downscaling (``skimage.transform.resize``).
-        crop: ``None`` (a centred square crop when ``size`` is given, none otherwise), ``"center"`` or a
+        crop: ``None`` (when ``size`` is given, the largest centred crop with the target aspect ratio: a
+            square for an int size; none otherwise), ``"center"`` (the same; a square without ``size``) or a
             box ``(top, left, height, width)`` in native pixels; applied before resizing.
         channels: 3 (grayscale repeated) or 1 (colour converted with ``skimage.color.rgb2gray``, ITU-R 601).
 

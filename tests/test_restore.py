@@ -1,0 +1,151 @@
+"""``dptheory restore`` end to end on tiny sizes, its error cases (exit code 2, no file written), and the exact
+Gaussian image prior it uses by default.
+
+Oracle for :class:`GaussianImageDenoiser`: the vector toolkit (``dpt.Gaussian.denoise`` and
+``dpt.LinearInverseProblem.mmse`` on the flattened images with the operator's dense matrix), exact in float64
+to ~1e-10.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+
+import dptheory as dpt
+from dptheory.images.operators import make_task
+from dptheory.images.restore import DEFAULTS, GaussianImageDenoiser, add_arguments, main, run
+
+TINY = ["--size", "12", "--n-crops", "24", "--no-progress"]
+
+
+def _files(path):
+    return sorted(p.relative_to(path).as_posix() for p in path.rglob("*"))
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [("map-rps", ["--t0", "3", "--steps", "5"]), ("dps", ["--steps", "4", "--zeta", "0.2"]),
+     ("vsrd", ["--steps", "4", "--lam", "0.5"])],
+)
+def test_restore_end_to_end(method, extra, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["--task", "sr4", "--method", method, "--out", str(out), *TINY, *extra])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "PSNR" in printed and "SSIM" in printed and "NFE" in printed and "baseline" in printed
+    assert _files(out) == ["measurement.png", "restoration.png", "restore.json", "side_by_side.png"]
+    report = json.loads((out / "restore.json").read_text())
+    assert report["size"] == 12 and report["ssim"] is not None and report["nfe"] > 0 and report["seconds"] > 0
+    from PIL import Image
+
+    with Image.open(out / "restoration.png") as im:
+        assert im.size == (12, 12)
+    with Image.open(out / "side_by_side.png") as im:
+        assert im.size == (3 * 12 + 2 * 2, 12)
+
+
+def test_restore_png_output_and_json(tmp_path, capsys):
+    out = tmp_path / "astro.png"
+    code = main(["--task", "inpaint-box", "--backbone", "empirical", "--method", "posterior", "--steps", "4",
+                 "--out", str(out), "--json", *TINY])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["exact_conditional"] and report["method"] == "posterior"
+    assert _files(tmp_path) == ["astro.json", "astro.png", "astro_measurement.png", "astro_side_by_side.png"]
+
+
+def test_restore_as_a_subcommand(tmp_path):
+    """``add_arguments`` + ``run`` plug into the dptheory parser as a subcommand."""
+    parser = argparse.ArgumentParser(prog="dptheory")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_arguments(sub.add_parser("restore"))
+    args = parser.parse_args(["restore", "--task", "denoise", "--method", "ddim", "--steps", "3",
+                              "--out", str(tmp_path), *TINY])
+    assert args.command == "restore"
+    assert run(args) == 0
+    assert (tmp_path / "restoration.png").is_file()
+
+
+def test_default_parser_values():
+    args = add_arguments(argparse.ArgumentParser()).parse_args([])
+    assert (args.task, args.image, args.backbone, args.method) == (
+        DEFAULTS["task"], DEFAULTS["image"], DEFAULTS["backbone"], DEFAULTS["method"])
+
+
+# ---------------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--image", "no/such/file.png"], "cannot load image"),
+        (["--image", "skimage:not_a_photo"], "cannot load image"),
+        (["--task", "sr3"], "unknown task"),
+        (["--method", "magic"], "unknown method"),
+        (["--size", "10"], "does not fit"),  # sr4 needs a multiple of 4
+        (["--t0", "1001"], "--t0 must be"),
+        (["--t0", "-1"], "--t0 must be"),
+        (["--method", "vsrd", "--lam", "1.5"], "--lam must lie in"),
+        (["--lam", "-0.1"], "--lam must lie in"),
+        (["--steps", "0"], "--steps must be"),
+        (["--sigma-y", "-1"], "--sigma-y must be"),
+        (["--backbone", "no/such/backbone"], "cannot load backbone"),
+        (["--t0", "abc"], "invalid int value"),
+    ],
+)
+def test_restore_errors_exit_2_and_write_nothing(argv, message, tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["--out", str(out), *TINY, *argv])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert _files(tmp_path) == []
+
+
+def test_out_png_in_missing_folder(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "missing" / "x.png"), *TINY]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert _files(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------- Gaussian prior
+@pytest.fixture(scope="module")
+def gaussian_case():
+    g = torch.Generator().manual_seed(11)
+    images = torch.nn.functional.avg_pool2d(torch.rand(50, 3, 4, 4, generator=g) * 2 - 1, 3, 1, 1)
+    den = GaussianImageDenoiser.fit(images, shrinkage=1e-2)
+    X = images.reshape(50, -1)
+    prior = dpt.Gaussian(X.mean(0), torch.cov(X.T) + 1e-2 * torch.eye(48))
+    return den, prior, g
+
+
+def test_gaussian_image_denoiser_matches_vector_gaussian(gaussian_case):
+    den, prior, g = gaussian_case
+    x_t = torch.randn(5, 3, 4, 4, generator=g)
+    for ab in (0.9, 0.3, 1e-3):
+        torch.testing.assert_close(den(x_t, ab).reshape(5, -1), prior.denoise(x_t.reshape(5, -1), ab),
+                                   atol=1e-10, rtol=0)
+    torch.testing.assert_close(den.mean.reshape(-1), prior.mean, atol=1e-12, rtol=0)
+
+
+@pytest.mark.parametrize("task", ["sr4", "inpaint-random", "cs", "blur-gauss"])
+def test_gaussian_image_posterior_matches_linear_inverse_problem(task, gaussian_case):
+    den, prior, g = gaussian_case
+    op, _ = make_task(task, (3, 4, 4), torch.Generator().manual_seed(1))
+    A = op.matrix((3, 4, 4))
+    prob = dpt.LinearInverseProblem(prior, A, 0.2)
+    y = op.A(torch.randn(1, 3, 4, 4, generator=g))
+    cond = den.condition(op, y, 0.2)
+    torch.testing.assert_close(cond.mean.reshape(-1), prob.mmse(y.reshape(-1)), atol=1e-10, rtol=0)
+    torch.testing.assert_close(cond.total_variance, prob.posterior_cov_trace(y.reshape(-1)), atol=1e-10, rtol=0)
+    torch.testing.assert_close(den.posterior_mean(op, y, 0.2), cond.mean, atol=1e-12, rtol=0)
+
+
+def test_gaussian_image_sample_x0_moments(gaussian_case):
+    """Exact draws from p(x0 | x_t): the mean of 4000 draws is within 5 SE of E[x0 | x_t] per pixel."""
+    den, _, g = gaussian_case
+    x_t = torch.randn(1, 3, 4, 4, generator=g).expand(4000, -1, -1, -1)
+    draws = den.sample_x0(x_t, 0.5, g)
+    se = draws.std(0) / 4000**0.5
+    assert float(((draws.mean(0) - den(x_t[:1], 0.5)[0]).abs() / se).max()) < 5.0
