@@ -10,7 +10,7 @@ Prior: the B1-type mixture ``0.5 N(-delta, 0.05) + 0.5 N(delta, 0.05)``; observa
 
 by the trapezoid rule over y, with the batched exact mode finder ``problem.map(y)``, ``problem.mmse(y)``,
 ``problem.posterior_cov_trace(y)`` and the evidence ``problem.evidence()``. This is the same library call as the
-claim MRPS-4 (``dptheory.claims.map_rps._map_mse_ratio``), so the table cells of the sidecar are the claims
+claim MRPS-4 (``dptheory.claims.map_rps.map_mse_ratio``), so the table cells of the sidecar are the claims
 report's numbers.
 
 Panel (a) is a heat map of the ratio, with the region where "the MAP approaches the MMSE" (ratio < 1.05) hatched
@@ -27,7 +27,7 @@ import math
 import torch
 
 from dptheory import plotting
-from dptheory.claims.map_rps import _map_mse_ratio as map_mse_ratio  # the claim's own computation
+from dptheory.claims.map_rps import map_mse_ratio  # the claim's own computation
 
 NAME = "map_vs_mmse"
 CLAIMS = ("MRPS-4",)

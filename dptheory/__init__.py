@@ -41,6 +41,8 @@ _EXPORTS = {
     "gmm_kl_upper_bound": "divergences",
     "gelbrich_w2_squared": "divergences",
     "quantile_w2_squared_1d": "divergences",
+    "quantile_1d": "divergences",
+    "quantile_w2_squared_to_samples": "divergences",
     # optimal D-P curves
     "DPCurve": "dp_curve",
     "optimal_dp_curve": "dp_curve",

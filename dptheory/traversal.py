@@ -13,8 +13,9 @@ Exact points (Gaussian prior, exact denoiser): the output law is computed by the
 expected-gradient fixed point (deterministic; the optimiser's own accuracy is checked by claim MRPS-3).
 
 Monte Carlo points (GMM prior, or ``exact=False``): the very same sampler code through :func:`dptheory.solve`;
-D with its standard error; W2 by exact OT between ``n`` outputs and ``n`` reference draws (sorting in 1-D,
-``ot.emd2`` otherwise; biased upward, THEORY 9.4), with a standard error from ``replicates`` independent parts;
+D with its standard error; W2 from the outputs to the exact target law (1-D: sorted outputs against the target's
+exact quantiles; otherwise ``ot.emd2`` against as many fresh target draws, biased upward, THEORY 9.4), with a
+standard error from ``replicates`` independent parts;
 KL by the nearest-neighbour estimator of :mod:`dptheory.entropy` against the exact target density.
 """
 
@@ -166,17 +167,21 @@ def _kl_or_inf(kl, p, q) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- Monte Carlo
-def _w2_estimate(x: torch.Tensor, ref: torch.Tensor, replicates: int) -> Estimate:
-    """W2 between two sample sets: mean and spread of ``sqrt(W2^2)`` over independent parts."""
-    from .divergences import empirical_w2_squared
+def _w2_estimate(x: torch.Tensor, target, replicates: int, generator) -> Estimate:
+    """W2 from samples ``x`` to the law ``target``, as the mean and spread over ``replicates`` parts.
+
+    1-D: the sorted samples against the target's exact midpoint quantiles (one sample's noise only). Otherwise:
+    exact OT (``ot.emd2``) between the part and as many fresh draws from ``target`` (biased upward).
+    """
+    from .divergences import empirical_w2_squared, quantile_w2_squared_to_samples
 
     vals = []
-    for a, b in zip(torch.chunk(x, replicates), torch.chunk(ref, replicates), strict=True):
+    for part in torch.chunk(x, replicates):
         if x.shape[1] == 1:
-            w2sq = (a.reshape(-1).sort().values - b.reshape(-1).sort().values).square().mean()
+            w2sq = quantile_w2_squared_to_samples(target, part)
         else:
-            w2sq = empirical_w2_squared(a, b)
-        vals.append(float(w2sq) ** 0.5 if float(w2sq) > 0 else 0.0)
+            w2sq = empirical_w2_squared(part, target.sample(part.shape[0], generator=generator))
+        vals.append(math.sqrt(max(float(w2sq), 0.0)))
     return Estimate.from_samples(torch.tensor(vals, dtype=torch.float64))
 
 
@@ -191,14 +196,14 @@ def _mc_points(problem, method, y, forms, schedule, kn, curve_y, curve_j, n, rep
         err = (x_hat - post.mean).square().sum(-1)
         D = Estimate.from_samples(err)
         d_val = curve_y.mmse_error + D.value
-        P = _w2_estimate(x_hat, post.sample(n, generator=generator), replicates)
+        P = _w2_estimate(x_hat, post, replicates, generator)
         kl = kl_samples_to_density(x_hat, post.log_prob, replicates=replicates)
         pm = DPPoint(d_val, P.value, kl.value, float(curve_y.gap(P.value, d_val)), D.stderr, P.stderr, kl.stderr)
     if "joint" in forms:
         x, ys = problem.sample_joint(n, generator=generator)
         x_hat = solve(problem, ys, method, generator=generator, schedule=schedule, **kn)
         D = Estimate.from_samples((x - x_hat).square().sum(-1))
-        P = _w2_estimate(x_hat, problem.prior.sample(n, generator=generator), replicates)
+        P = _w2_estimate(x_hat, problem.prior, replicates, generator)
         kl = kl_samples_to_density(x_hat, problem.prior.log_prob, replicates=replicates)
         jt = DPPoint(D.value, P.value, kl.value, float(curve_j.gap(P.value, D.value)), D.stderr, P.stderr,
                      kl.stderr)

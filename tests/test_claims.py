@@ -1,14 +1,13 @@
-"""Every paper claim as a test (``dptheory.claims``), and the meta-test that ties claims, notes and tests
-together.
+"""Every paper claim as a test (``dptheory.claims``), and the meta-test tying claims, notes and tests.
 
 (a) Meta-tests: every claim id numbered in ``paper_notes/*.md`` (written ``**ID**``) has a check in
-``dptheory.claims.CLAIMS``; every check is numbered in a note; every id is named in some test file under
-``tests/``; every claim's paper key is in ``paper_notes/refs.bib``. (b) Every claim runs with ``quick=True``
-and must meet the toolkit's expectation (``passed``), with a valid verdict, measured numbers, a tolerance and
-its reason. The full-size runs are marked ``slow``.
+    ``dptheory.claims.CLAIMS``; every check is numbered in a note; every id is named in some test file under
+    ``tests/``; every claim's paper key is in ``paper_notes/refs.bib``.
+(b) Every claim runs with ``quick=True`` and must meet the toolkit's expectation (``passed``), with a valid
+    verdict, measured numbers, a tolerance and its reason. The full-size runs are marked ``slow``.
 
-The claims are small numerical problems with many tiny tensor operations; they run on ONE torch thread here
-(the fixture restores the previous setting), which on a loaded 2-core machine is ~20x faster than two threads.
+Each check runs on one torch thread (``foundations.single_threaded``): they are latency-bound small-tensor
+computations, for which extra threads only add synchronisation.
 """
 
 import math
@@ -16,7 +15,6 @@ import re
 from pathlib import Path
 
 import pytest
-import torch
 
 from dptheory.claims import CLAIMS, VERDICTS, ClaimResult
 
@@ -35,15 +33,6 @@ DPS = ["DPS-1"]
 RED_DIFF = ["RED-1", "RED-2"]
 VML_MAP = ["VML-1", "VML-2"]
 ALL_IDS = FOUNDATIONS + BLAU_MICHAELI_FREIRICH + WANG + MAP_RPS + DPS + RED_DIFF + VML_MAP
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Run the claims on one torch thread (they are latency-bound), restoring the previous setting."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def note_ids() -> dict[str, list[str]]:

@@ -19,8 +19,13 @@ import torch
 from dptheory.denoisers import NetworkDenoiser
 from dptheory.images.backbones import EmpiricalMixtureDenoiser
 from dptheory.images.operators import make_task
-from dptheory.images.problem import CountingDenoiser, ImageInverseProblem, ImageSolution, solve_image
-from dptheory.images.restore import GaussianImageDenoiser
+from dptheory.images.problem import (
+    CountingDenoiser,
+    GaussianImageDenoiser,
+    ImageInverseProblem,
+    ImageSolution,
+    solve_image,
+)
 from dptheory.schedules import VPSchedule, linear_schedule
 
 F32 = torch.float32

@@ -16,7 +16,8 @@ import torch
 
 import dptheory as dpt
 from dptheory.images.operators import make_task
-from dptheory.images.restore import DEFAULTS, GaussianImageDenoiser, add_arguments, main, run
+from dptheory.images.problem import GaussianImageDenoiser
+from dptheory.images.restore import DEFAULTS, add_arguments, main, run
 
 TINY = ["--size", "12", "--n-crops", "24", "--no-progress"]
 
@@ -101,6 +102,21 @@ def test_restore_errors_exit_2_and_write_nothing(argv, message, tmp_path, capsys
     assert code == 2
     assert message in capsys.readouterr().err
     assert _files(tmp_path) == []
+
+
+def test_size_that_does_not_fit_the_backbone(tmp_path_factory, capsys):
+    """A saved image set (``empirical:FILE.pt``) has its own size: another --size is refused; without --size
+    the image is resized to the backbone's size."""
+    store = tmp_path_factory.mktemp("backbone")
+    torch.save(torch.rand(6, 3, 8, 8, dtype=torch.float32) * 2 - 1, store / "atoms.pt")
+    spec = f"empirical:{store / 'atoms.pt'}"
+    out = tmp_path_factory.mktemp("out")
+    assert main(["--backbone", spec, "--size", "12", "--out", str(out), "--no-progress", "--steps", "3"]) == 2
+    assert "does not fit backbone" in capsys.readouterr().err
+    assert _files(out) == []
+    assert main(["--backbone", spec, "--method", "posterior", "--out", str(out), "--no-progress", "--steps", "3",
+                 "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["size"] == 8
 
 
 def test_out_png_in_missing_folder(tmp_path, capsys):

@@ -14,7 +14,14 @@ from ..gaussian import Gaussian
 from ..laws import sampler_law
 from ..solver import solve
 from ..worked import g2
-from .foundations import agrees_with_quote, cov_z_scores, mean_cov, mean_z_scores, rng
+from .foundations import (
+    agrees_with_quote,
+    cov_z_scores,
+    mean_cov,
+    mean_z_scores,
+    rng,
+    single_threaded,
+)
 from .result import ClaimResult
 
 __all__ = ["CHECKS"]
@@ -25,14 +32,13 @@ def check_dps1(quick: bool) -> ClaimResult:
     official unsquared-norm DPS at the usual step sizes by Monte Carlo."""
     prob, y = g2()
     post = prob.posterior(y)
-    # ideal DPS: squared norm, weight 1/sigma^2, step beta/sqrt(alpha) (zeta = 1), DDPM fixedsmall, N(0, I)
-    # start
+    # ideal DPS: squared norm, weight 1/sigma^2, step beta/sqrt(alpha) (zeta = 1), DDPM fixedsmall,
+    # N(0, I) start
     dps_law = sampler_law(prob, "dps", y=y, zeta=1.0, norm="squared").law
     mean_err = float((dps_law.mean - post.mean).norm())
     kl_dps = float(gaussian_kl(dps_law, post))
     # the same sampler with the EXACT likelihood gradient: c1 * ((1-ab)/sqrt(ab)) grad log p_t(y|x_t) is
-    # exactly
-    # (beta/sqrt(alpha)) grad log p_t(y|x_t), so it is DDPM with the exact conditional denoiser
+    # exactly (beta/sqrt(alpha)) grad log p_t(y|x_t), so it is DDPM with the exact conditional denoiser
     exact_law = sampler_law(prob, "ddpm", y=y, conditional=True).law
     kl_exact = float(gaussian_kl(exact_law, post))
     # Monte Carlo check that the law is the sampler's: run dps(norm="squared") itself
@@ -99,4 +105,4 @@ def check_dps1(quick: bool) -> ClaimResult:
     )
 
 
-CHECKS = {"DPS-1": check_dps1}
+CHECKS = single_threaded({"DPS-1": check_dps1})

@@ -17,38 +17,20 @@ import torch
 
 from ..divergences import gaussian_w2, gaussian_w2_squared
 from ..dp_curve import joint_optimal_estimator, optimal_dp_curve, per_measurement_dp_curve
+from ..divergences import quantile_w2_squared_to_samples as _quantile_w2_squared_to_samples
 from ..estimate import Estimate
 from ..solver import solve
 from ..worked import b1, g2, g2post
-from .foundations import F64, agrees_with_quote, rng
+from .foundations import F64, agrees_with_quote, rng, single_threaded
 from .result import ClaimResult
 
-__all__ = ["CHECKS", "gmm_quantile_1d", "quantile_w2_squared_to_samples"]
+__all__ = ["CHECKS", "quantile_w2_squared_to_samples"]
 
 
 # ---------------------------------------------------------------------------------------------- 1-D helpers
-def gmm_quantile_1d(law, u: torch.Tensor, iters: int = 80) -> torch.Tensor:
-    """Quantiles ``F^{-1}(u)`` of a 1-D Gaussian or GMM by vectorised bisection (``iters`` halvings)."""
-    from .foundations import gmm_cdf_1d
-
-    sd = law.cov[0, 0].sqrt()
-    lo = torch.full_like(u, float(law.mean[0] - 40 * sd - 40))
-    hi = torch.full_like(u, float(law.mean[0] + 40 * sd + 40))
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        below = gmm_cdf_1d(law, mid) < u
-        lo = torch.where(below, mid, lo)
-        hi = torch.where(below, hi, mid)
-    return 0.5 * (lo + hi)
-
-
 def quantile_w2_squared_to_samples(law, x: torch.Tensor) -> float:
-    """``W2^2`` between the empirical law of 1-D samples ``x (n,)`` and a known 1-D law, by the monotone
-    coupling of the sorted samples with the law's midpoint quantiles ``F^{-1}((i - 1/2)/n)`` (consistent, no
-    OT solver)."""
-    n = x.shape[0]
-    u = (torch.arange(n, dtype=F64) + 0.5) / n
-    return float((x.sort().values - gmm_quantile_1d(law, u)).square().mean())
+    """``W2^2`` from 1-D samples to a known 1-D law (sorted samples against exact quantiles), as a float."""
+    return float(_quantile_w2_squared_to_samples(law, x))
 
 
 def _per_measurement_point_mc(problem, y, x_hat: torch.Tensor, parts: int = 5) -> list[float]:
@@ -138,8 +120,7 @@ def check_bmf2(quick: bool) -> ClaimResult:
     x_tilde = prob.mmse(y) + torch.randn(n, 2, generator=gen, dtype=F64) @ L.T
     mse = Estimate.from_samples((x - x_tilde).square().sum(-1))
     z = (mse.value - 2.0 * curve.mmse_error) / mse.stderr
-    # the same on a GMM (B1, sigma = 0.5), by Monte Carlo: D* (Rao-Blackwellised) and W^2 by the quantile
-    # coupling
+    # the same on a GMM (B1, sigma = 0.5) by Monte Carlo: D* (Rao-Blackwellised), W^2 by quantile coupling
     gprob, _ = b1(sigma_y=0.5)
     n_g = 20_000 if quick else 100_000
     d_star = gprob.mmse_error(n_g, generator=gen)
@@ -361,9 +342,11 @@ def check_bmf4(quick: bool) -> ClaimResult:
     )
 
 
-CHECKS = {
-    "BMF-1": check_bmf1,
-    "BMF-2": check_bmf2,
-    "BMF-3": check_bmf3,
-    "BMF-4": check_bmf4,
-}
+CHECKS = single_threaded(
+    {
+        "BMF-1": check_bmf1,
+        "BMF-2": check_bmf2,
+        "BMF-3": check_bmf3,
+        "BMF-4": check_bmf4,
+    }
+)

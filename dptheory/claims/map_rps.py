@@ -31,7 +31,7 @@ from ..samplers import OFFICIAL_PRIOR_WEIGHTS, bayes_prior_weight, map_rps, map_
 from ..schedules import linear_schedule
 from ..solver import solve
 from ..worked import b1, g2, g2post, iso
-from .foundations import F64, agrees_with_quote, gmm_cdf_1d, max_abs, rng, t64
+from .foundations import F64, agrees_with_quote, gmm_cdf_1d, max_abs, rng, single_threaded, t64
 from .result import ClaimResult
 
 __all__ = ["CHECKS"]
@@ -257,7 +257,7 @@ def check_mrps3(quick: bool) -> ClaimResult:
 
 
 # ---------------------------------------------------------------------------------------------- MRPS-4
-def _map_mse_ratio(delta: float, sigma: float, n_grid: int) -> tuple[float, float]:
+def map_mse_ratio(delta: float, sigma: float, n_grid: int) -> tuple[float, float]:
     """``MSE(MAP) / D*`` for the prior 0.5 N(+-delta, .05), A = 1, by trapezoid quadrature over y; also D*."""
     prob, _ = b1(sigma_y=sigma, delta=delta)
     sy = math.sqrt(0.05 + sigma**2)
@@ -281,7 +281,7 @@ def check_mrps4(quick: bool) -> ClaimResult:
         (1.0, 0.5): 1.21,
         (1.0, 1.0): 1.37,
     }
-    table = {f"delta={d:g},sigma={s:g}": _map_mse_ratio(d, s, n_grid)[0] for d, s in expected}
+    table = {f"delta={d:g},sigma={s:g}": map_mse_ratio(d, s, n_grid)[0] for d, s in expected}
     worst = max(abs(table[f"delta={d:g},sigma={s:g}"] - v) for (d, s), v in expected.items())
     prob, y0 = b1(sigma_y=0.5, y=0.0)
     mmse0, map0 = float(prob.mmse(y0)[0]), float(prob.map(y0)[0])
@@ -414,11 +414,13 @@ def check_mrps6(quick: bool) -> ClaimResult:
     )
 
 
-CHECKS = {
-    "MRPS-1": check_mrps1,
-    "MRPS-2": check_mrps2,
-    "MRPS-3": check_mrps3,
-    "MRPS-4": check_mrps4,
-    "MRPS-5": check_mrps5,
-    "MRPS-6": check_mrps6,
-}
+CHECKS = single_threaded(
+    {
+        "MRPS-1": check_mrps1,
+        "MRPS-2": check_mrps2,
+        "MRPS-3": check_mrps3,
+        "MRPS-4": check_mrps4,
+        "MRPS-5": check_mrps5,
+        "MRPS-6": check_mrps6,
+    }
+)

@@ -27,7 +27,7 @@ from ..laws import sampler_law, vsrd_end_law
 from ..samplers import vsrd
 from ..schedules import linear_schedule
 from ..worked import b1, g2, g2post, iso
-from .foundations import F64, max_abs, rng
+from .foundations import F64, max_abs, rng, single_threaded
 from .result import ClaimResult
 
 __all__ = ["CHECKS"]
@@ -170,8 +170,7 @@ def _per_measurement_gap(prob, y, res) -> tuple[float, float, float]:
 def check_wang3(quick: bool) -> ClaimResult:
     """WANG-3: VSRD's end law is on the per-measurement D-P curve (anisotropic G2post and isotropic Iso)."""
     lams = (0.1, 0.3, 0.6, 0.9)
-    # exact kernels compose exactly, so variant B's end law is the same on any grid (quick: 100 respaced
-    # steps)
+    # exact kernels compose exactly, so variant B's end law is the same on any grid (quick: 100 steps)
     steps = 100 if quick else None
     gaps_exact, gaps_noise = {}, {}
     for name, ctor in (("G2post", g2post), ("Iso", iso)):
@@ -293,10 +292,12 @@ def check_wang5(quick: bool) -> ClaimResult:
     )
 
 
-CHECKS = {
-    "WANG-1": check_wang1,
-    "WANG-2": check_wang2,
-    "WANG-3": check_wang3,
-    "WANG-4": check_wang4,
-    "WANG-5": check_wang5,
-}
+CHECKS = single_threaded(
+    {
+        "WANG-1": check_wang1,
+        "WANG-2": check_wang2,
+        "WANG-3": check_wang3,
+        "WANG-4": check_wang4,
+        "WANG-5": check_wang5,
+    }
+)

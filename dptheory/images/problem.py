@@ -20,19 +20,27 @@ stage-1 iteration and once per stage-2 step; RED-Diff once per step; VML-MAP ``i
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_sigma
+from .._checks import check_alpha_bar, check_sigma
 from ..denoisers import Denoiser
 from ..samplers import METHODS, DPSGuidedDenoiser
 from ..samplers._common import pinv_start
 from ..schedules import VPSchedule, linear_schedule
 from ..solver import METHOD_NAMES, _allowed_knobs
 
-__all__ = ["ImageInverseProblem", "ImageSolution", "CountingDenoiser", "solve_image", "METHOD_NAMES"]
+__all__ = [
+    "ImageInverseProblem",
+    "ImageSolution",
+    "CountingDenoiser",
+    "GaussianImageDenoiser",
+    "solve_image",
+    "METHOD_NAMES",
+]
 
 
 class ImageInverseProblem:
@@ -144,6 +152,118 @@ class _Uncounted(Denoiser):
         return self.fn(x_t, alpha_bar)
 
 
+# ---------------------------------------------------------------------------------------------- Gaussian prior
+class GaussianImageDenoiser(Denoiser):
+    """The exact denoiser of a Gaussian prior ``N(m, S)`` on images (flattened to ``d = c h w``).
+
+    With ``S = V diag(l) V^T`` (one eigendecomposition) and ``e = ab l + (1 - ab)``:
+
+        E[x0 | x_t]   = m + V diag(sqrt(ab) l / e) V^T (x_t - sqrt(ab) m),
+        Cov[x0 | x_t] = V diag(l (1 - ab) / e) V^T,
+
+    so each call is two ``(n, d) x (d, d)`` products and ``sample_x0`` draws exactly from ``p(x0 | x_t)``
+    (THEORY 3.1). :meth:`condition` returns the same class for the exact posterior
+    ``N(mu_y, Sigma_y)``, ``Sigma_y = S - S A^T (A S A^T + s^2 I)^{-1} A S``, ``mu_y = m + S A^T (A S A^T +
+    s^2 I)^{-1} (y - A m)``, computed in float64 with the dense ``A`` of the operator.
+
+    Args:
+        mean: ``(c, h, w)``.
+        cov: ``(d, d)`` symmetric PSD.
+    """
+
+    def __init__(self, mean: torch.Tensor, cov: torch.Tensor | None = None, *, eig=None):
+        self.shape = tuple(mean.shape)
+        self.m = mean.reshape(-1).to(torch.float64)
+        if eig is None:
+            cov = cov.to(torch.float64)
+            evals, evecs = torch.linalg.eigh(0.5 * (cov + cov.T))
+        else:
+            evals, evecs = eig
+        self.evals, self.evecs = evals.clamp_min(0.0), evecs
+        self._cast: dict = {}
+
+    @classmethod
+    def fit(cls, images: torch.Tensor, shrinkage: float = 1e-3) -> GaussianImageDenoiser:
+        """Mean and covariance (``+ shrinkage I``) of ``images (N, c, h, w)``."""
+        X = images.reshape(images.shape[0], -1).to(torch.float64)
+        m = X.mean(0)
+        Xc = X - m
+        cov = Xc.T @ Xc / max(X.shape[0] - 1, 1)
+        cov.diagonal().add_(float(shrinkage))
+        return cls(m.reshape(images.shape[1:]), cov)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        """``E[x0]`` (image-shaped, float64); for a conditioned denoiser ``E[x0 | y]``."""
+        return self.m.reshape(self.shape)
+
+    @property
+    def total_variance(self) -> torch.Tensor:
+        """``tr Cov[x0]``; for a conditioned denoiser the exact MMSE error given ``y``."""
+        return self.evals.sum()
+
+    def _tables(self, like: torch.Tensor):
+        key = (like.dtype, like.device)
+        if key not in self._cast:
+            self._cast[key] = tuple(t.to(dtype=like.dtype, device=like.device) for t in (self.m, self.evals,
+                                                                                          self.evecs))
+        return self._cast[key]
+
+    def _flat(self, x_t: torch.Tensor) -> torch.Tensor:
+        if tuple(x_t.shape[1:]) != self.shape:
+            raise ValueError(f"x_t must have shape (n, {', '.join(map(str, self.shape))}), got {tuple(x_t.shape)}")
+        return x_t.reshape(x_t.shape[0], -1)
+
+    def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        ab = check_alpha_bar(alpha_bar)
+        x = self._flat(x_t)
+        if ab == 1.0:
+            return x_t.clone()
+        m, l, V = self._tables(x_t)
+        g = math.sqrt(ab) * l / (ab * l + (1.0 - ab))
+        return (m + ((x - math.sqrt(ab) * m) @ V * g) @ V.T).reshape(x_t.shape)
+
+    def sample_x0(self, x_t: torch.Tensor, alpha_bar: float, generator=None) -> torch.Tensor:
+        """One exact draw from ``p(x0 | x_t)`` per row."""
+        ab = check_alpha_bar(alpha_bar)
+        if ab == 1.0:
+            return x_t.clone()
+        _, l, V = self._tables(x_t)
+        sd = (l * (1.0 - ab) / (ab * l + (1.0 - ab))).sqrt()
+        z = torch.randn(x_t.shape[0], V.shape[0], generator=generator, dtype=x_t.dtype, device=x_t.device)
+        return self(x_t, ab) + ((z * sd) @ V.T).reshape(x_t.shape)
+
+    def _posterior(self, operator, y, sigma_y):
+        c, h, w = self.shape
+        matrix = getattr(operator, "matrix", None)
+        if callable(matrix):
+            A = matrix(self.shape, dtype=torch.float64)
+        else:
+            d = self.m.numel()
+            A = operator.A(torch.eye(d, dtype=torch.float64).reshape(d, c, h, w)).reshape(d, -1).T
+        y = torch.as_tensor(y).to(torch.float64).reshape(-1)
+        if y.numel() != A.shape[0]:
+            raise ValueError(f"y must hold one measurement of {A.shape[0]} values, got shape {tuple(y.shape)}")
+        S = (self.evecs * self.evals) @ self.evecs.T
+        SAt = S @ A.T
+        K = A @ SAt
+        K.diagonal().add_(float(sigma_y) ** 2)
+        L = torch.linalg.cholesky(K)
+        mu = self.m + SAt @ torch.cholesky_solve((y - A @ self.m).unsqueeze(-1), L).squeeze(-1)
+        W = torch.linalg.solve_triangular(L, SAt.T, upper=False)  # L^{-1} A S
+        return mu, S - W.T @ W
+
+    def condition(self, operator, y: torch.Tensor, sigma_y: float) -> GaussianImageDenoiser:
+        """The exact conditional denoiser ``E[x0 | x_t, y]`` (the denoiser of the posterior ``N(mu_y, Sigma_y)``)
+        for one measurement ``y`` (shape ``A`` of one image, with or without the batch axis of 1)."""
+        mu, Sigma = self._posterior(operator, y, sigma_y)
+        return GaussianImageDenoiser(mu.reshape(self.shape), Sigma)
+
+    def posterior_mean(self, operator, y: torch.Tensor, sigma_y: float) -> torch.Tensor:
+        """``E[x0 | y]``, image-shaped (float64)."""
+        return self._posterior(operator, y, sigma_y)[0].reshape(self.shape)
+
+
 def _is_exact(den) -> bool:
     return callable(getattr(den, "sample_x0", None))
 
@@ -218,7 +338,7 @@ def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, deno
     counter = _Counter()
     prior = CountingDenoiser(denoiser, counter)
     needs_cond = method in ("posterior", "ddpm", "ddim", "vsrd") or (
-        method == "map-rps" and knobs.get("stage2") != "dps"
+        method == "map-rps" and knobs.get("stage2") != "dps" and knobs["t0"] != 0  # t0 = 0: no stage 2
     )
     cond = None
     if needs_cond:

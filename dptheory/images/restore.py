@@ -16,8 +16,9 @@ excluded, photos resized to ``4 x size`` first, crops drawn with a fixed seed so
 ``--seed``):
 
 - ``gaussian`` (default): the Gaussian with the crops' mean and covariance (plus ``1e-3 I``), see
-  :class:`GaussianImageDenoiser`. Exact Tweedie denoiser, exact ``p(x0 | x_t)`` draws and exact conditioning
-  (one eigendecomposition each of the prior and of the posterior covariance, ``O(d^3)``, ``d = 3 size^2``).
+  :class:`~dptheory.images.problem.GaussianImageDenoiser`. Exact Tweedie denoiser, exact ``p(x0 | x_t)`` draws
+  and exact conditioning (one eigendecomposition each of the prior and of the posterior covariance, ``O(d^3)``,
+  ``d = 3 size^2``).
 - ``empirical``: the empirical law of the crops (:class:`~dptheory.images.backbones.EmpiricalMixtureDenoiser`),
   exact too. It MEMORISES: its posterior is a reweighting of the crops, and at every size we tried (8 to 64 px,
   up to 20000 crops, sr4 with sigma_y = 0.05) one crop carries all the weight (effective sample size 1.0), so
@@ -37,6 +38,8 @@ loaded 2-core CPU (mostly the two 1728 x 1728 eigendecompositions; ``--size 32``
 Errors (a bad image, an unknown task or method, a size that does not fit, a knob out of range) print one line
 and return exit code 2; everything is validated before anything is written, and each file is written to a
 temporary file and renamed, so no partial output is ever left.
+
+Importing this module is cheap (torch is imported when the command runs), so ``dptheory --help`` stays instant.
 """
 
 from __future__ import annotations
@@ -50,12 +53,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-
-from .._checks import check_alpha_bar
-from ..denoisers import Denoiser
-
-__all__ = ["add_arguments", "run", "main", "build_parser", "GaussianImageDenoiser", "RestoreError", "DEFAULTS"]
+__all__ = ["add_arguments", "run", "main", "build_parser", "RestoreError", "DEFAULTS"]
 
 FITTED_BACKBONES = ("gaussian", "empirical")
 DEFAULTS = dict(
@@ -78,118 +76,6 @@ _CROP_SEED = 0
 
 class RestoreError(ValueError):
     """A user error of ``dptheory restore`` (exit code 2)."""
-
-
-# ---------------------------------------------------------------------------------------------- Gaussian prior
-class GaussianImageDenoiser(Denoiser):
-    """The exact denoiser of a Gaussian prior ``N(m, S)`` on images (flattened to ``d = c h w``).
-
-    With ``S = V diag(l) V^T`` (one eigendecomposition) and ``e = ab l + (1 - ab)``:
-
-        E[x0 | x_t]   = m + V diag(sqrt(ab) l / e) V^T (x_t - sqrt(ab) m),
-        Cov[x0 | x_t] = V diag(l (1 - ab) / e) V^T,
-
-    so each call is two ``(n, d) x (d, d)`` products and ``sample_x0`` draws exactly from ``p(x0 | x_t)``
-    (THEORY 3.1). :meth:`condition` returns the same class for the exact posterior
-    ``N(mu_y, Sigma_y)``, ``Sigma_y = S - S A^T (A S A^T + s^2 I)^{-1} A S``, ``mu_y = m + S A^T (A S A^T +
-    s^2 I)^{-1} (y - A m)``, computed in float64 with the dense ``A`` of the operator.
-
-    Args:
-        mean: ``(c, h, w)``.
-        cov: ``(d, d)`` symmetric PSD.
-    """
-
-    def __init__(self, mean: torch.Tensor, cov: torch.Tensor | None = None, *, eig=None):
-        self.shape = tuple(mean.shape)
-        self.m = mean.reshape(-1).to(torch.float64)
-        if eig is None:
-            cov = cov.to(torch.float64)
-            evals, evecs = torch.linalg.eigh(0.5 * (cov + cov.T))
-        else:
-            evals, evecs = eig
-        self.evals, self.evecs = evals.clamp_min(0.0), evecs
-        self._cast: dict = {}
-
-    @classmethod
-    def fit(cls, images: torch.Tensor, shrinkage: float = 1e-3) -> GaussianImageDenoiser:
-        """Mean and covariance (``+ shrinkage I``) of ``images (N, c, h, w)``."""
-        X = images.reshape(images.shape[0], -1).to(torch.float64)
-        m = X.mean(0)
-        Xc = X - m
-        cov = Xc.T @ Xc / max(X.shape[0] - 1, 1)
-        cov.diagonal().add_(float(shrinkage))
-        return cls(m.reshape(images.shape[1:]), cov)
-
-    @property
-    def mean(self) -> torch.Tensor:
-        """``E[x0]`` (image-shaped, float64); for a conditioned denoiser ``E[x0 | y]``."""
-        return self.m.reshape(self.shape)
-
-    @property
-    def total_variance(self) -> torch.Tensor:
-        """``tr Cov[x0]``; for a conditioned denoiser the exact MMSE error given ``y``."""
-        return self.evals.sum()
-
-    def _tables(self, like: torch.Tensor):
-        key = (like.dtype, like.device)
-        if key not in self._cast:
-            self._cast[key] = tuple(t.to(dtype=like.dtype, device=like.device) for t in (self.m, self.evals,
-                                                                                          self.evecs))
-        return self._cast[key]
-
-    def _flat(self, x_t: torch.Tensor) -> torch.Tensor:
-        if tuple(x_t.shape[1:]) != self.shape:
-            raise ValueError(f"x_t must have shape (n, {', '.join(map(str, self.shape))}), got {tuple(x_t.shape)}")
-        return x_t.reshape(x_t.shape[0], -1)
-
-    def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-        ab = check_alpha_bar(alpha_bar)
-        x = self._flat(x_t)
-        if ab == 1.0:
-            return x_t.clone()
-        m, l, V = self._tables(x_t)
-        g = math.sqrt(ab) * l / (ab * l + (1.0 - ab))
-        return (m + ((x - math.sqrt(ab) * m) @ V * g) @ V.T).reshape(x_t.shape)
-
-    def sample_x0(self, x_t: torch.Tensor, alpha_bar: float, generator=None) -> torch.Tensor:
-        """One exact draw from ``p(x0 | x_t)`` per row."""
-        ab = check_alpha_bar(alpha_bar)
-        if ab == 1.0:
-            return x_t.clone()
-        _, l, V = self._tables(x_t)
-        sd = (l * (1.0 - ab) / (ab * l + (1.0 - ab))).sqrt()
-        z = torch.randn(x_t.shape[0], V.shape[0], generator=generator, dtype=x_t.dtype, device=x_t.device)
-        return self(x_t, ab) + ((z * sd) @ V.T).reshape(x_t.shape)
-
-    def _posterior(self, operator, y, sigma_y):
-        c, h, w = self.shape
-        matrix = getattr(operator, "matrix", None)
-        if callable(matrix):
-            A = matrix(self.shape, dtype=torch.float64)
-        else:
-            d = self.m.numel()
-            A = operator.A(torch.eye(d, dtype=torch.float64).reshape(d, c, h, w)).reshape(d, -1).T
-        y = torch.as_tensor(y).to(torch.float64).reshape(-1)
-        if y.numel() != A.shape[0]:
-            raise ValueError(f"y must hold one measurement of {A.shape[0]} values, got shape {tuple(y.shape)}")
-        S = (self.evecs * self.evals) @ self.evecs.T
-        SAt = S @ A.T
-        K = A @ SAt
-        K.diagonal().add_(float(sigma_y) ** 2)
-        L = torch.linalg.cholesky(K)
-        mu = self.m + SAt @ torch.cholesky_solve((y - A @ self.m).unsqueeze(-1), L).squeeze(-1)
-        W = torch.linalg.solve_triangular(L, SAt.T, upper=False)  # L^{-1} A S
-        return mu, S - W.T @ W
-
-    def condition(self, operator, y: torch.Tensor, sigma_y: float) -> GaussianImageDenoiser:
-        """The exact conditional denoiser ``E[x0 | x_t, y]`` (the denoiser of the posterior ``N(mu_y, Sigma_y)``)
-        for one measurement ``y`` (shape ``A`` of one image, with or without the batch axis of 1)."""
-        mu, Sigma = self._posterior(operator, y, sigma_y)
-        return GaussianImageDenoiser(mu.reshape(self.shape), Sigma)
-
-    def posterior_mean(self, operator, y: torch.Tensor, sigma_y: float) -> torch.Tensor:
-        """``E[x0 | y]``, image-shaped (float64)."""
-        return self._posterior(operator, y, sigma_y)[0].reshape(self.shape)
 
 
 # ---------------------------------------------------------------------------------------------- parser
@@ -287,13 +173,20 @@ def _exclude(image: str) -> tuple[str, ...]:
 
 def _load_backbone(args, size: int):
     """``(denoiser, schedule, description)``."""
+    import torch
+
     from ..schedules import linear_schedule
     from .data import photo_patches
 
     if args.backbone in FITTED_BACKBONES:
-        crops = photo_patches(size, args.n_crops, torch.Generator().manual_seed(_CROP_SEED),
-                              exclude=_exclude(args.image), photo_size=4 * size)
+        try:
+            crops = photo_patches(size, args.n_crops, torch.Generator().manual_seed(_CROP_SEED),
+                                  exclude=_exclude(args.image), photo_size=4 * size)
+        except ValueError as err:
+            raise RestoreError(f"--size {size} does not fit backbone {args.backbone!r}: {err}") from err
         if args.backbone == "gaussian":
+            from .problem import GaussianImageDenoiser
+
             den = GaussianImageDenoiser.fit(crops)
         else:
             from .backbones import EmpiricalMixtureDenoiser
@@ -302,7 +195,10 @@ def _load_backbone(args, size: int):
         return den, linear_schedule(), f"{args.backbone} prior of {args.n_crops} held-out {size}px photo crops"
     from .backbones import load_backbone
 
-    bb = load_backbone(args.backbone)
+    try:
+        bb = load_backbone(args.backbone)
+    except (FileNotFoundError, ValueError, TypeError, OSError, ImportError) as err:
+        raise RestoreError(f"cannot load backbone {args.backbone!r}: {err}") from err
     if getattr(bb, "latent", False):
         raise RestoreError("latent backbones are not supported by restore yet (pixel backbones only)")
     return bb.denoiser, bb.schedule, f"network {args.backbone}"
@@ -317,11 +213,24 @@ def _fmt(v) -> str:
     return "n/a (< 11 px)" if v is None else f"{v:.3f}"
 
 
+def _backbone_size(denoiser) -> int | None:
+    """The image size a backbone was built for, when it says so (an image set, a diffusers config)."""
+    import torch
+
+    images = getattr(denoiser, "images", None)
+    if isinstance(images, torch.Tensor) and images.ndim == 4:
+        return int(images.shape[-1])
+    size = getattr(getattr(getattr(denoiser, "net", None), "config", None), "sample_size", None)
+    return int(size) if isinstance(size, int) else None
+
+
 def _measurement_image(problem, y, x, x_pinv):
     return y if tuple(y.shape) == tuple(x.shape) else x_pinv
 
 
-def _side_by_side(*images: torch.Tensor) -> torch.Tensor:
+def _side_by_side(*images):
+    import torch
+
     gap = images[0].new_ones(*images[0].shape[:-1], 2)
     parts = []
     for i, im in enumerate(images):
@@ -363,7 +272,10 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
+    import torch
+
     from ..samplers import METHODS
+    from ..schedules import linear_schedule
     from .data import load_image
     from .metrics import psnr, ssim
     from .operators import TASKS, make_task
@@ -375,15 +287,22 @@ def _run(args) -> int:
     if args.method not in METHODS:
         raise RestoreError(f"unknown method {args.method!r}; choose from {', '.join(METHODS)}")
     fitted = args.backbone in FITTED_BACKBONES
-    size = args.size if args.size is not None else (DEFAULTS["size"] if fitted else None)
-    if size is not None and size < 4:
-        raise RestoreError(f"--size must be at least 4 pixels, got {size}")
+    if args.size is not None and args.size < 4:
+        raise RestoreError(f"--size must be at least 4 pixels, got {args.size}")
     paths = _output_paths(args.out)
+    denoiser = None
+    if fitted:
+        size = DEFAULTS["size"] if args.size is None else args.size
+    else:  # a network or a saved image set: its own size
+        denoiser, schedule, described = _load_backbone(args, None)
+        native = _backbone_size(denoiser)
+        if args.size is not None and native is not None and args.size != native:
+            raise RestoreError(f"--size {args.size} does not fit backbone {args.backbone!r} (its size is {native})")
+        size = args.size if args.size is not None else (native or 256)  # 256: the ADM / DPS checkpoints
     try:
         x = load_image(args.image, size)
     except (FileNotFoundError, ValueError, OSError) as err:
         raise RestoreError(f"cannot load image {args.image!r}: {err}") from err
-    size = x.shape[-1]
     shape = tuple(x.shape[1:])
     gen = torch.Generator().manual_seed(args.seed)
     try:
@@ -391,13 +310,11 @@ def _run(args) -> int:
     except ValueError as err:
         raise RestoreError(f"--task {args.task} does not fit --size {size}: {err}") from err
     sigma_y = task_sigma if args.sigma_y is None else args.sigma_y
+    _check_knobs(args, (linear_schedule() if denoiser is None else schedule).T)  # fitted priors: linear T=1000
     if fitted and not sigma_y > 0:
         raise RestoreError("--sigma-y must be > 0 with an exact prior (its posterior needs noise)")
-    try:
+    if denoiser is None:
         denoiser, schedule, described = _load_backbone(args, size)
-    except (FileNotFoundError, ValueError, TypeError, OSError) as err:
-        raise RestoreError(f"cannot load backbone {args.backbone!r}: {err}") from err
-    _check_knobs(args, schedule.T)
     try:
         probe = denoiser(x.new_zeros(1, *shape), 0.5)
     except (ValueError, RuntimeError) as err:
