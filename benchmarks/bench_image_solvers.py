@@ -2,9 +2,10 @@
 
 Problem: ``skimage:astronaut`` resized to ``size`` px, task ``sr4`` (4x4 average pooling, sigma_y = 0.05 in model
 units [-1, 1]), one measurement per seed. Backbone: the default prior of ``dptheory restore``, the exact
-Gaussian fitted to 1000 held-out photo crops (:class:`dptheory.images.problem.GaussianImageDenoiser`, astronaut
-excluded), shared by every method. References: the ``A^+ y`` baseline and the exact MMSE ``E[x0 | y]`` (the
-best PSNR any estimator can reach in expectation under this prior).
+Gaussian fitted to 1000 held-out photo crops (photos resized to ``PHOTO_SCALE * size``, astronaut excluded;
+:class:`dptheory.images.problem.GaussianImageDenoiser`), shared by every method. References: the ``A^+ y``
+baseline and the exact MMSE ``E[x0 | y]`` (the best PSNR any estimator can reach in expectation under this
+prior).
 
 Methods (all through :func:`dptheory.images.problem.solve_image`, the same code path as ``dptheory restore``):
 
@@ -50,6 +51,7 @@ from dptheory.images.data import load_image, photo_patches  # noqa: E402
 from dptheory.images.metrics import psnr  # noqa: E402
 from dptheory.images.operators import make_task  # noqa: E402
 from dptheory.images.problem import GaussianImageDenoiser, ImageInverseProblem, solve_image  # noqa: E402
+from dptheory.images.restore import PHOTO_SCALE  # noqa: E402
 from dptheory.schedules import linear_schedule  # noqa: E402
 
 
@@ -75,7 +77,7 @@ def main(argv=None) -> int:
 
     t = time.perf_counter()
     crops = photo_patches(size, 1000, torch.Generator().manual_seed(0), exclude=("skimage:astronaut",),
-                          photo_size=4 * size)
+                          photo_size=PHOTO_SCALE * size)
     prior = GaussianImageDenoiser.fit(crops)
     build_seconds = time.perf_counter() - t
     x = load_image("skimage:astronaut", size)

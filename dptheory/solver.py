@@ -22,7 +22,7 @@ from .samplers import METHODS, DPSGuidedDenoiser
 from .samplers._common import pinv_start
 from .schedules import VPSchedule, linear_schedule
 
-__all__ = ["solve", "METHOD_NAMES"]
+__all__ = ["solve", "METHOD_NAMES", "allowed_knobs"]
 
 METHOD_NAMES = tuple(METHODS)
 
@@ -30,7 +30,8 @@ METHOD_NAMES = tuple(METHODS)
 _SUPPLIED = {"operator", "y", "sigma_y", "generator", "callback", "progress_bar", "posterior_denoiser"}
 
 
-def _allowed_knobs(fn) -> set[str]:
+def allowed_knobs(fn) -> set[str]:
+    """The keyword knobs a user may pass to sampler ``fn`` (its keyword-only parameters, less what solve supplies)."""
     params = inspect.signature(fn).parameters.values()
     return {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY} - _SUPPLIED
 
@@ -59,7 +60,7 @@ def solve(problem, y, method: str, *, n_samples: int = 1, generator: torch.Gener
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHOD_NAMES)}; got {method!r}")
     fn = METHODS[method]
-    allowed = _allowed_knobs(fn)
+    allowed = allowed_knobs(fn)
     unknown = set(knobs) - allowed
     if unknown:
         raise TypeError(

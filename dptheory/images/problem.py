@@ -31,7 +31,7 @@ from ..denoisers import Denoiser
 from ..samplers import METHODS, DPSGuidedDenoiser
 from ..samplers._common import pinv_start
 from ..schedules import VPSchedule, linear_schedule
-from ..solver import METHOD_NAMES, _allowed_knobs
+from ..solver import METHOD_NAMES, allowed_knobs
 
 __all__ = [
     "ImageInverseProblem",
@@ -309,7 +309,7 @@ def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, deno
     if method not in METHODS:
         raise ValueError(f"method must be one of {', '.join(METHOD_NAMES)}; got {method!r}")
     fn = METHODS[method]
-    allowed = _allowed_knobs(fn)
+    allowed = allowed_knobs(fn)
     unknown = set(knobs) - allowed
     if unknown:
         raise TypeError(f"method {method!r} does not take knob(s) {sorted(unknown)}; its knobs are {sorted(allowed)}")
