@@ -22,7 +22,7 @@ from .samplers import METHODS, DPSGuidedDenoiser
 from .samplers._common import pinv_start
 from .schedules import VPSchedule, linear_schedule
 
-__all__ = ["solve", "METHOD_NAMES", "allowed_knobs"]
+__all__ = ["solve", "METHOD_NAMES", "allowed_knobs", "sampler_for"]
 
 METHOD_NAMES = tuple(METHODS)
 
@@ -34,6 +34,23 @@ def allowed_knobs(fn) -> set[str]:
     """The keyword knobs a user may pass to sampler ``fn`` (its keyword-only parameters, less what solve supplies)."""
     params = inspect.signature(fn).parameters.values()
     return {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY} - _SUPPLIED
+
+
+def sampler_for(method: str, knobs: dict):
+    """The sampler function of ``method``, after checking that every knob is one it takes.
+
+    Raises ``ValueError`` for an unknown method and ``TypeError`` listing the valid knobs for an unknown knob.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {', '.join(METHOD_NAMES)}; got {method!r}")
+    fn = METHODS[method]
+    allowed = allowed_knobs(fn)
+    unknown = set(knobs) - allowed
+    if unknown:
+        raise TypeError(
+            f"method {method!r} does not take knob(s) {sorted(unknown)}; its knobs are {sorted(allowed)}"
+        )
+    return fn
 
 
 def solve(problem, y, method: str, *, n_samples: int = 1, generator: torch.Generator | None = None,
@@ -57,15 +74,7 @@ def solve(problem, y, method: str, *, n_samples: int = 1, generator: torch.Gener
         ValueError: unknown method, a knob out of range (lam outside [0,1], t0 outside [0, T], ...), or shapes.
         TypeError: a knob the method does not take.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHOD_NAMES)}; got {method!r}")
-    fn = METHODS[method]
-    allowed = allowed_knobs(fn)
-    unknown = set(knobs) - allowed
-    if unknown:
-        raise TypeError(
-            f"method {method!r} does not take knob(s) {sorted(unknown)}; its knobs are {sorted(allowed)}"
-        )
+    fn = sampler_for(method, knobs)
     schedule = linear_schedule() if schedule is None else schedule
     if start not in ("noise", "exact"):
         raise ValueError(f"start must be 'noise' or 'exact', got {start!r}")

@@ -16,8 +16,8 @@ import math
 import torch
 
 from ..divergences import gaussian_w2, gaussian_w2_squared
-from ..dp_curve import joint_optimal_estimator, optimal_dp_curve, per_measurement_dp_curve
 from ..divergences import quantile_w2_squared_to_samples as _quantile_w2_squared_to_samples
+from ..dp_curve import joint_optimal_estimator, optimal_dp_curve, per_measurement_dp_curve
 from ..estimate import Estimate
 from ..solver import solve
 from ..worked import b1, g2, g2post

@@ -28,10 +28,10 @@ import torch
 
 from .._checks import check_alpha_bar, check_sigma
 from ..denoisers import Denoiser
-from ..samplers import METHODS, DPSGuidedDenoiser
+from ..samplers import DPSGuidedDenoiser
 from ..samplers._common import pinv_start
 from ..schedules import VPSchedule, linear_schedule
-from ..solver import METHOD_NAMES, allowed_knobs
+from ..solver import METHOD_NAMES, sampler_for
 
 __all__ = [
     "ImageInverseProblem",
@@ -306,13 +306,7 @@ def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, deno
             ``y`` or ``n_samples``, or ``"posterior"`` without an exact conditional denoiser.
         TypeError: a knob the method does not take.
     """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHOD_NAMES)}; got {method!r}")
-    fn = METHODS[method]
-    allowed = allowed_knobs(fn)
-    unknown = set(knobs) - allowed
-    if unknown:
-        raise TypeError(f"method {method!r} does not take knob(s) {sorted(unknown)}; its knobs are {sorted(allowed)}")
+    fn = sampler_for(method, knobs)
     if not isinstance(problem, ImageInverseProblem):
         raise TypeError(f"problem must be an ImageInverseProblem, got {type(problem).__name__}")
     schedule = linear_schedule() if schedule is None else schedule

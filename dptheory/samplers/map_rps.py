@@ -45,7 +45,10 @@ OFFICIAL_PRIOR_WEIGHTS = {"denoise": 2.0, "inp": 0.7, "sr4": 0.25, "deblur": 0.0
 
 
 def bayes_prior_weight(schedule, t1: int, sigma_y: float) -> float:
-    """``w_Bayes = 2 sigma_y^2 / tau_{t1} = 2 sigma_y^2 sqrt(ab / (1 - ab))``, ``ab = alphas_cumprod[t1]`` (THEORY 6.3)."""
+    """``w_Bayes = 2 sigma_y^2 / tau_{t1} = 2 sigma_y^2 sqrt(ab / (1 - ab))``, ``ab = alphas_cumprod[t1]``.
+
+    Source: THEORY 6.3 (the weight that makes the expected stage-1 gradient that of the smoothed posterior).
+    """
     ab = float(schedule.alpha_bar(schedule.check_step(t1 + 1, "t1 + 1")))
     return 2.0 * float(sigma_y) ** 2 * math.sqrt(ab / (1.0 - ab))
 
