@@ -10,13 +10,16 @@ d = 64, float64, alpha_bar = 0.5, side by side in ONE run with
 - dgemm floor: torch float64 matmul with exactly our nominal flop count 6 n K d^2, in two forms:
   "chunked" (the same two GEMM shapes per chunk as the fast path, ``(m, d) @ (d, K d)`` then
   ``(m, K d) @ (K d, 2 d)``, into preallocated outputs) and "square" (one square-ish GEMM of the same
-  flops into a preallocated output). The floor is the faster of the two.
+  flops into a preallocated output, its time scaled by 6 n K d^2 / its exact flops). The floor is the faster
+  of the two.
 
 The three are timed in interleaved rounds (ours, floors, then the reference in the first rounds) so that
 they see the same machine conditions; the reported statistic is the BEST of the rounds (medians are
 printed and stored too). torch and the numpy BLAS both use as many threads as there are cores available.
 The JSON result goes to ``benchmarks/results/gmm_denoiser.json`` (``gmm_denoiser_quick.json`` with
-``--quick``).
+``--quick``), with the load average at the start and end: on a shared machine other processes make every
+OpenMP barrier wait (one busy process made the square GEMM 5x and ours 5x slower here), so only runs on an
+idle machine give meaningful numbers.
 
 Run from the repository root:
 
@@ -173,6 +176,7 @@ def machine_info(threads: int) -> dict:
         "cores_available": available_cores(),
         "os_cpu_count": os.cpu_count(),
         "torch_threads": threads,
+        "niceness": os.nice(0) if hasattr(os, "nice") else None,
         "platform": platform.platform(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -165,3 +165,22 @@ def test_gaussian_image_sample_x0_moments(gaussian_case):
     draws = den.sample_x0(x_t, 0.5, g)
     se = draws.std(0) / 4000**0.5
     assert float(((draws.mean(0) - den(x_t[:1], 0.5)[0]).abs() / se).max()) < 5.0
+
+
+@pytest.mark.parametrize("method", ["map-rps", "dps"])
+def test_restore_latent_backbone_end_to_end(method, tmp_path, capsys):
+    """LMAP-RPS through the CLI: a tiny SD-style folder (VAE + UNet + CLIP text encoder made by the test), the solve
+    runs in latent space with the decoder inside the data term (dptheory.images.latent.solve_latent)."""
+    from test_backbones import _tiny_sd_folder
+
+    root = tmp_path / "sd"
+    root.mkdir()
+    _tiny_sd_folder(root, with_text=True)
+    out = tmp_path / "out"
+    extra = ["--t0", "3", "--steps", "5"] if method == "map-rps" else ["--steps", "4", "--zeta", "0.2"]
+    code = main(["--task", "sr4", "--backbone", f"sd:{root}", "--method", method, "--size", "16", "--out", str(out),
+                 "--no-progress", "--json", *extra])
+    assert code == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["nfe"] == (5 + 3 if method == "map-rps" else 4)  # stage-1 iterations + t0, or one call per step
+    assert _files(out) == ["measurement.png", "restoration.png", "restore.json", "side_by_side.png"]

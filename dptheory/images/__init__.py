@@ -9,6 +9,7 @@ Modules:
 - :mod:`.problem`: ``ImageInverseProblem(operator, sigma_y)`` and ``solve_image``;
 - :mod:`.backbones`: denoisers behind the one interface: the exact mixture over a finite image set, diffusers
   ``UNet2DModel`` folders, ADM / guided-diffusion checkpoints, and latent (VAE + UNet) backbones;
+- :mod:`.latent`: LMAP-RPS and the other solvers in a VAE latent space, with the decoder inside the data term;
 - :mod:`.restore`: the ``dptheory restore`` command.
 
 Nothing here downloads weights or data: checkpoints load from a local path.

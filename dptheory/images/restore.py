@@ -207,8 +207,8 @@ def _load_backbone(args, size: int):
         bb = load_backbone(args.backbone)
     except (FileNotFoundError, ValueError, TypeError, OSError, ImportError) as err:
         raise RestoreError(f"cannot load backbone {args.backbone!r}: {err}") from err
-    if getattr(bb, "latent", False):
-        raise RestoreError("latent backbones are not supported by restore yet (pixel backbones only)")
+    if getattr(bb, "latent", False):  # the solve runs in latent space with the decoder in the data term
+        return bb, bb.schedule, f"latent network {args.backbone}"
     return bb.denoiser, bb.schedule, f"network {args.backbone}"
 
 
@@ -303,10 +303,11 @@ def _run(args) -> int:
         size = DEFAULTS["size"] if args.size is None else args.size
     else:  # a network or a saved image set: its own size
         denoiser, schedule, described = _load_backbone(args, None)
-        native = _backbone_size(denoiser)
+        latent_bb = getattr(denoiser, "latent", False)  # VAE + UNet are convolutional: any multiple of 8
+        native = None if latent_bb else _backbone_size(denoiser)
         if args.size is not None and native is not None and args.size != native:
             raise RestoreError(f"--size {args.size} does not fit backbone {args.backbone!r} (its size is {native})")
-        size = args.size if args.size is not None else (native or 256)  # 256: the ADM / DPS checkpoints
+        size = args.size if args.size is not None else (native or (512 if latent_bb else 256))  # SD 1.5 / ADM
     try:
         x = load_image(args.image, size)
     except (FileNotFoundError, ValueError, OSError) as err:
@@ -323,8 +324,13 @@ def _run(args) -> int:
         raise RestoreError("--sigma-y must be > 0 with an exact prior (its posterior needs noise)")
     if denoiser is None:
         denoiser, schedule, described = _load_backbone(args, size)
+    latent = getattr(denoiser, "latent", False)
     try:
-        probe = denoiser(x.new_zeros(1, *shape), 0.5)
+        if latent:
+            with torch.no_grad():
+                probe = denoiser.decode(denoiser.denoiser(denoiser.encode(x.new_zeros(1, *shape)), 0.5))
+        else:
+            probe = denoiser(x.new_zeros(1, *shape), 0.5)
     except (ValueError, RuntimeError) as err:
         raise RestoreError(f"--size {size} does not fit backbone {args.backbone!r}: {err}") from err
     if tuple(probe.shape) != (1, *shape):
@@ -337,8 +343,14 @@ def _run(args) -> int:
     if args.zeta is not None:
         knobs["zeta"] = args.zeta
     try:
-        sol = solve_image(problem, y, args.method, denoiser, schedule=schedule, generator=gen,
-                          progress=not args.no_progress, **knobs)
+        if latent:
+            from .latent import solve_latent
+
+            sol = solve_latent(problem, y, args.method, denoiser, schedule=schedule, generator=gen,
+                               progress=not args.no_progress, **knobs)
+        else:
+            sol = solve_image(problem, y, args.method, denoiser, schedule=schedule, generator=gen,
+                              progress=not args.no_progress, **knobs)
     except (ValueError, TypeError) as err:
         raise RestoreError(str(err)) from err
     if not bool(torch.isfinite(sol.x).all()):

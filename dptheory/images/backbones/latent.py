@@ -72,7 +72,11 @@ class LatentBackbone:
         denoiser: :class:`~dptheory.NetworkDenoiser` on latents ``(n, C_z, h, w)``.
         schedule: the UNet's training :class:`~dptheory.VPSchedule`.
         scaling_factor, shift_factor: the VAE's latent normalisation.
+        latent: ``True`` (``PixelBackbone.latent`` is ``False``); the solvers go through
+            :func:`dptheory.images.latent.solve_latent`.
     """
+
+    latent = True
 
     def __init__(self, path, *, prompt_embedding: torch.Tensor | None = None, device=None,
                  dtype: torch.dtype = torch.float32, sample_latent: bool = False):  # fmt: skip

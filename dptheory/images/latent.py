@@ -1,0 +1,194 @@
+"""Latent-space solvers: LMAP-RPS and the other samplers in a VAE latent space, the decoder inside the data term.
+
+Source: Zhang, Liu, Yan, Xiao & Gu, ICML 2026 (arXiv 2605.28711), LMAP-RPS; official code weigerzan/MAP_RPS
+d8d5217 (``lmap_rps``); THEORY 6.1-6.2.
+
+With a latent backbone (VAE encoder ``E``, decoder ``D``, latent denoiser ``D_z(z_t, ab) = E[z0 | z_t]``; see
+:class:`~dptheory.images.backbones.LatentBackbone`) and a pixel-space problem ``y = A x + N(0, sigma_y^2 I)``,
+the latent problem is the NONLINEAR one
+
+    y = A(D(z)) + N(0, sigma_y^2 I),     z (n, C_z, h, w),  x = D(z) (n, 3, H, W),  H = 8 h for SD 1.5,
+
+i.e. the likelihood ``log p(y | D(z))`` through the decoder. :class:`LatentOperator` packages it with the
+operator protocol the samplers use:
+
+- ``A(z) = operator.A(backbone.decode(z))``, differentiable in ``z`` (autograd through the decoder);
+- ``pinv(y) = backbone.encode(operator.pinv(y))``: the official LMAP-RPS start, the encoded ``A^+ y``;
+- ``A_adjoint`` raises ``NotImplementedError``: ``A o D`` is nonlinear. None of map-rps, dps, red-diff (and the
+  DPS-guided ddpm / ddim / vsrd) call it: they only differentiate ``||y - A(z)||`` with autograd. vml-map calls it
+  only to estimate ``||A||^2`` by power iteration, so :func:`solve_latent` requires the knob ``A_norm_squared``
+  for vml-map (a Lipschitz bound of ``A o D`` in latent units, chosen by the user).
+
+:func:`solve_latent` builds the latent problem and calls :func:`~dptheory.images.problem.solve_image` UNCHANGED
+with the latent denoiser and the backbone's schedule, then decodes. What each method does in latent space:
+
+- ``map-rps`` (LMAP-RPS). Stage 1: start ``z = E(A^+ y)``, AdamW + cosine LR on
+
+      L(z) = ||y - A D(z)||^2 + w_prior <stopgrad(eps_hat(z_t1, t1)), z>,   z_t1 = sqrt(ab) z + sqrt(1 - ab) e,
+
+  one latent-denoiser call (and one decode + backward through the decoder) per iteration; DEFAULT ``t1 = 50``
+  (0-based, ``schedule.alpha_bar(51)``), the official latent setting (pixel: 10). Stage 2: re-noise to ``t0``
+  and ``t0`` reverse DPS steps in latent space, ``z_s = DDPM step - zeta grad_{z_t} ||y - A D(z0_hat(z_t))||``
+  (gradient through the decoder AND the latent UNet). NFE = ``iters + t0``.
+
+  Difference from the official latent stage 2: the official ``lmap_rps`` uses the SQUARED norm
+  ``||y - A D(z0_hat)||^2`` (the unsquared norm only with ``--stable``) and multiplies the gradient by
+  ``lr * alpha_bar_t`` (so the guidance fades at high noise). Here the default is the standard DPS of Chung et
+  al. (unsquared norm, constant step ``zeta``, the same as pixel MAP-RPS stage 2); ``zeta`` must be re-tuned
+  for a given backbone (the decoder changes the gradient scale).
+- ``dps``: DPS from ``z_T ~ N(0, I)`` with the gradient through the decoder (latent DPS, "Latent-DPS" of PSLD's
+  baselines), ``zeta`` as above. NFE = number of steps.
+- ``red-diff``: RED-Diff on the latent, data term ``||y - A D(mu)||^2 / (2 sigma_y^2)``; start ``E(A^+ y)``.
+- ``vml-map``: needs ``A_norm_squared`` (above).
+- ``ddpm``, ``ddim``, ``vsrd``: with the DPS-guided conditional denoiser (squared norm, weight ``zeta``; needs
+  ``sigma_y > 0``). ``posterior`` is not available (no exact conditional denoiser for a network).
+
+NFE counts latent-UNet calls (as :func:`solve_image`); decoder calls are counted separately
+(``LatentSolution.decoder_calls``: one per stage-1 iteration and per DPS step, plus the final decode).
+
+Running with a local Stable Diffusion 1.5 folder (nothing is downloaded)::
+
+    import torch
+    from dptheory.images.backbones import load_backbone
+    from dptheory.images.operators import SuperResolution
+    from dptheory.images.problem import ImageInverseProblem
+    from dptheory.images.latent import solve_latent
+
+    bb = load_backbone("sd:/path/to/stable-diffusion-v1-5", device="cuda")  # empty prompt, vae/unet/scheduler
+    problem = ImageInverseProblem(SuperResolution(4), sigma_y=0.1)         # 512x512 images, model units
+    y = problem.measure(x.cuda())                                           # x (1, 3, 512, 512) in [-1, 1]
+    sol = solve_latent(problem, y, "map-rps", bb, t0=200, iters=300, weighting="official", w_prior=0.25,
+                       zeta=1.0, generator=torch.Generator("cuda").manual_seed(0))
+    sol.z.shape, sol.x.shape      # (1, 4, 64, 64) latent, (1, 3, 512, 512) image
+
+(For float16 on the GPU pass ``dtype=torch.float16`` to ``load_backbone``; the VAE decoder is then the memory
+bottleneck of the data-term backward.)
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import torch
+
+from ..samplers._common import pinv_start
+from .problem import ImageInverseProblem, solve_image
+
+__all__ = ["LatentOperator", "LatentSolution", "solve_latent", "LATENT_T1"]
+
+LATENT_T1 = 50
+"""Default stage-1 noise index of LMAP-RPS (0-based, ``alpha_bar(51)``): the official latent setting."""
+
+
+class LatentOperator:
+    """The nonlinear operator ``z -> A(D(z))`` of a pixel operator ``A`` composed with a backbone's decoder.
+
+    Args:
+        operator: a pixel-space image operator (``A``; ``pinv`` or ``A_adjoint`` for the start).
+        backbone: anything with differentiable ``decode(z)`` and ``encode(x)`` (a
+            :class:`~dptheory.images.backbones.LatentBackbone`, or a ``PixelBackbone`` for the identity).
+
+    Attributes:
+        decoder_calls: number of ``A`` evaluations (each decodes once).
+    """
+
+    def __init__(self, operator, backbone):
+        if not callable(getattr(operator, "A", None)):
+            raise TypeError(f"operator must have an A method, got {type(operator).__name__}")
+        for name in ("encode", "decode"):
+            if not callable(getattr(backbone, name, None)):
+                raise TypeError(f"backbone must have {name}(), got {type(backbone).__name__}")
+        self.operator, self.backbone = operator, backbone
+        self.decoder_calls = 0
+
+    def __repr__(self) -> str:
+        return f"LatentOperator({type(self.operator).__name__} o decode)"
+
+    def A(self, z: torch.Tensor) -> torch.Tensor:
+        """``A(D(z))``, differentiable in ``z``; ``z (n, C_z, h, w)`` -> the pixel measurement shape."""
+        self.decoder_calls += 1
+        return self.operator.A(self.backbone.decode(z))
+
+    def pinv(self, y: torch.Tensor) -> torch.Tensor:
+        """``E(A^+ y)`` (``E(A^T y)`` for an operator without ``pinv``): the LMAP-RPS start, detached."""
+        with torch.no_grad():
+            return self.backbone.encode(pinv_start(self.operator, y))
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Not defined: ``A o D`` is nonlinear (use autograd vector-Jacobian products instead)."""
+        raise NotImplementedError(
+            "LatentOperator is nonlinear (A o decoder) and has no adjoint; the latent samplers (map-rps, dps, "
+            "red-diff, DPS-guided ddpm/ddim/vsrd) differentiate ||y - A(D(z))|| with autograd; vml-map needs the "
+            "knob A_norm_squared"
+        )
+
+
+@dataclass
+class LatentSolution:
+    """What :func:`solve_latent` returns.
+
+    Attributes:
+        x: the decoded restorations ``(n, 3, H, W)``, detached.
+        z: the latents ``(n, C_z, h, w)``, detached.
+        nfe: latent-denoiser evaluations.
+        decoder_calls: decoder evaluations (data-term evaluations plus the final decode).
+        seconds: wall time, final decode included.
+        method: the method name.
+        exact_conditional: always ``False`` for a network backbone.
+    """
+
+    x: torch.Tensor
+    z: torch.Tensor
+    nfe: int
+    decoder_calls: int
+    seconds: float
+    method: str
+    exact_conditional: bool
+
+
+def solve_latent(problem: ImageInverseProblem, y: torch.Tensor, method: str, backbone, *, schedule=None,
+                 n_samples: int = 1, generator: torch.Generator | None = None, progress: bool = False,
+                 callback=None, zeta: float = 1.0, **knobs) -> LatentSolution:  # fmt: skip
+    """Solve a PIXEL-space image problem in the backbone's latent space (module docstring).
+
+    Args:
+        problem: the pixel :class:`~dptheory.images.problem.ImageInverseProblem` (operator and ``sigma_y``).
+        y: the pixel measurement with a leading batch axis (as for :func:`solve_image`).
+        method: ``"map-rps"`` (LMAP-RPS), ``"dps"``, ``"red-diff"``, ``"vml-map"`` (needs ``A_norm_squared``),
+            or ``"ddpm"`` / ``"ddim"`` / ``"vsrd"`` (DPS-guided).
+        backbone: a latent backbone with ``.denoiser`` (latent), ``.schedule``, ``.encode`` and ``.decode``.
+        schedule: default ``backbone.schedule``.
+        zeta: DPS step (``dps`` and the map-rps stage 2) / DPS-guidance weight.
+        callback: forwarded to the sampler; it sees LATENTS.
+        knobs: the sampler's knobs; map-rps needs ``t0`` and defaults ``t1`` to :data:`LATENT_T1` (50).
+
+    Returns:
+        :class:`LatentSolution` (decoded ``x``, latent ``z``, NFE, decoder calls, wall time).
+
+    Raises:
+        ValueError: ``posterior`` (no exact conditional), vml-map without ``A_norm_squared``, and everything
+            :func:`solve_image` rejects.
+    """
+    if not isinstance(problem, ImageInverseProblem):
+        raise TypeError(f"problem must be an ImageInverseProblem, got {type(problem).__name__}")
+    if method == "posterior":
+        raise ValueError("method 'posterior' needs an exact conditional denoiser; with a latent network use "
+                         "map-rps, dps, red-diff or vsrd")  # fmt: skip
+    if method == "vml-map" and knobs.get("A_norm_squared") is None:
+        raise ValueError("vml-map in latent space needs A_norm_squared (a bound on the squared Lipschitz constant "
+                         "of z -> A(D(z))); the operator A o decoder has no adjoint for power iteration")  # fmt: skip
+    if method == "map-rps":
+        knobs.setdefault("t1", LATENT_T1)
+    start = time.perf_counter()
+    op = LatentOperator(problem.operator, backbone)
+    latent_problem = ImageInverseProblem(op, problem.sigma_y)
+    schedule = backbone.schedule if schedule is None else schedule
+    sol = solve_image(latent_problem, y, method, backbone.denoiser, schedule=schedule, n_samples=n_samples,
+                      generator=generator, progress=progress, callback=callback, zeta=zeta, **knobs)  # fmt: skip
+    z = sol.x
+    with torch.no_grad():
+        x = backbone.decode(z)
+    return LatentSolution(x=x.detach(), z=z, nfe=sol.nfe, decoder_calls=op.decoder_calls + 1,
+                          seconds=time.perf_counter() - start, method=method,
+                          exact_conditional=sol.exact_conditional)  # fmt: skip
