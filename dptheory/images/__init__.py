@@ -9,6 +9,8 @@ Modules:
 - :mod:`.problem`: ``ImageInverseProblem(operator, sigma_y)`` and ``solve_image``;
 - :mod:`.backbones`: denoisers behind the one interface: the exact mixture over a finite image set, diffusers
   ``UNet2DModel`` folders, ADM / guided-diffusion checkpoints, and latent (VAE + UNet) backbones;
+- :mod:`.spectral`: an exact stationary Gaussian image prior, diagonal in the Fourier basis, with a power law fitted
+  to the bundled photos: exact posteriors, denoisers and optimal D-P curves at any size for circulant operators;
 - :mod:`.latent`: LMAP-RPS and the other solvers in a VAE latent space, with the decoder inside the data term;
 - :mod:`.restore`: the ``dptheory restore`` command.
 
