@@ -23,16 +23,21 @@ Each method point runs :func:`~dptheory.images.problem.solve_image` with the EXA
 
 W2 is a DIAGONAL FRECHET ESTIMATE: the output covariance of a stationary (translation-equivariant) solver is
 diagonal in the DFT, so per-coefficient variances ``v^[k]`` are estimated from the samples and the commuting
-Gaussian formula ``W2^2 = ||m^ - m||^2 + sum_k (sqrt(v^[k]) - sqrt(v[k]))^2`` is used (joint: per-channel means;
-per-measurement: the mean term is bias-corrected by ``- tr Cov^ / n``). It ignores non-Gaussianity (MAP-RPS's
-AdamW and DPS are nonlinear) and is biased UPWARD for small ``n`` (about ``sqrt(tr v / 4n)``); the grey band is
-this floor (the estimator on exact target draws of the same size), where exact samplers land. Errors on P are
-+-1 bootstrap SE. Gaps to the curves are reported both with the raw P and with the floor removed
+Gaussian formula ``W2^2 = ||m^ - m||^2 + sum_k (sqrt(v^[k]) - sqrt(v[k]))^2`` is used. Joint form: the target's
+``m, v`` are the SAME estimates on the paired ground truths ``x`` (per-channel means), which cancels most of the
+sampling noise of the well-observed coefficients (against the exact prior spectrum the DC coefficient alone, with
+the brightness spread of the photos, gave a floor of ~0.05 at n = 96, half of W); per-measurement form: the exact
+posterior ``N(mu_y, Sigma)``, with the mean term bias-corrected by ``- tr Cov^ / n``. The estimate ignores
+non-Gaussianity (MAP-RPS's AdamW and DPS are nonlinear) and is biased UPWARD for small ``n`` (about
+``sqrt(tr v / 4n)``); the grey band is this floor (the same estimator on exact posterior draws, 3 replicates),
+where exact samplers land. Errors on P are +-1 bootstrap SE (particles, or pairs, resampled). Gaps to the
+curves (``D - D_curve(P)``, MSE per pixel at equal P) are reported both with the raw P and with the floor removed
 (``P_debiased = sqrt((P^2 - floor^2)_+)``). W2 is per sqrt(pixel) (W2 / sqrt(d)) and MSE per pixel, so both are
 in model units.
 
 Methods: MAP-RPS over t0 (stage 1: AdamW with the Bayes weight; stage 2: exact posterior kernels for t0 steps),
-VSRD over lam (exact kernel, respaced steps), DPS (unsquared l2 norm, small zeta, respaced) and posterior sampling
+VSRD over lam (exact kernel, respaced steps), DPS (unsquared l2 norm, respaced; zeta in {1, 3},
+quick {1}: at 100 steps a smaller zeta under-guides, e.g. zeta = 0.3 gave a joint MSE 2.5-25x D*) and posterior sampling
 (exact kernels, respaced steps; exact for any respacing), which must land at (2 D*_y, ~0) per measurement: the
 sidecar records ``posterior_check`` and the test asserts it within 4 SE. Right column: SWD (Karras et al.'s
 sliced Wasserstein on Laplacian-pyramid patches, against held-out prior draws: a weight-free perception proxy)
@@ -63,11 +68,12 @@ SIGMA_Y = 0.05
 KERNEL = (11, 2.0)  # Gaussian blur: size (px), sigma (px)
 
 CONFIG = {
-    True: dict(size=16, channels=1, n=96, n_fit=400, steps=25, iters=100, t0s=[0, 50], lams=[0.0, 1.0],
-               zetas=[0.3], boot=20, tasks=("blur-gauss", "denoise")),
-    False: dict(size=32, channels=3, n=256, n_fit=2000, steps=100, iters=300, t0s=[0, 20, 50, 100, 200],
-                lams=[0.0, 0.25, 0.5, 1.0], zetas=[0.1, 0.3], boot=40, tasks=("blur-gauss", "denoise")),
+    True: dict(size=16, channels=1, n=192, n_fit=400, steps=25, iters=100, t0s=[0, 50], lams=[0.0, 1.0],
+               zetas=[1.0], boot=20, tasks=("blur-gauss", "denoise")),
+    False: dict(size=32, channels=3, n=128, n_fit=2000, steps=100, iters=150, t0s=[0, 20, 50, 100, 200],
+                lams=[0.0, 0.25, 0.5, 1.0], zetas=[1.0, 3.0], boot=40, tasks=("blur-gauss", "denoise")),
 }
+SWD_KW = dict(patches_per_image=16, n_projections=128)  # SWD cost: a sort of (n * patches) x projections
 STYLE = {  # method -> (colour, marker, label)
     "map-rps": (plotting.COLORS["map-rps"], "s", "MAP-RPS over $t_0$"),
     "vsrd": (plotting.COLORS["vsrd"], "o", "VSRD over $\\lambda$"),
@@ -83,35 +89,53 @@ def _fft(x):
     return torch.fft.fft2(x, norm="ortho")
 
 
-def frechet_diag_squared(x: torch.Tensor, mean: torch.Tensor, power: torch.Tensor, *, stationary: bool) -> float:
-    """Diagonal Fréchet estimate of ``W2^2(law of x, N(mean, F^H diag(power) F))`` from ``x (n, c, h, w)``.
+def spectral_moments(x: torch.Tensor, *, stationary: bool):
+    """``(m^, v^)`` of ``x (n, c, h, w)``: the mean (per-channel pooled if ``stationary``, else the sample mean
+    image) and the per-coefficient variances ``v^[k] = sum_i |F(x_i - m^)_k|^2 / (n - 1)``, ``(c, h, w)``."""
+    n, c = x.shape[:2]
+    m_hat = x.mean(dim=(0, 2, 3)).reshape(c, 1, 1) if stationary else x.mean(0)
+    u = _fft(x - m_hat)
+    return m_hat, (u.real.square() + u.imag.square()).sum(0) / (n - 1)
 
-    ``v^[k] = sum_i |F(x_i - m^)_k|^2 / (n - 1)``; ``W2^2 = mean term + sum_k (sqrt(v^[k]) - sqrt(power[k]))^2``.
-    ``stationary``: ``m^`` is the per-channel pooled mean and the mean term ``h w sum_c (m^_c - m_c)^2``;
-    otherwise ``m^`` is the sample mean image and the mean term ``||m^ - mean||^2 - tr Cov^ / n`` (unbiased).
+
+def frechet_diag_squared(x: torch.Tensor, *, ref: torch.Tensor | None = None, mean=None, power=None) -> float:
+    """Diagonal Frechet estimate of ``W2^2`` between the law of ``x (n, c, h, w)`` and a target law.
+
+    ``W2^2 = mean term + sum_k (sqrt(v^[k]) - sqrt(v[k]))^2`` (commuting Gaussian covariances, diagonal in the
+    DFT). Two targets:
+
+    - ``ref``: draws of a STATIONARY target, paired with ``x`` (the joint form: ``ref`` are the ``x`` behind the
+      measurements). Both sides use :func:`spectral_moments` with per-channel means, mean term
+      ``h w sum_c (m^_c - m^ref_c)^2``; the pairing cancels most sampling noise of the well-observed coefficients.
+    - ``mean, power``: an exact target ``N(mean, F^H diag(power) F)`` (the per-measurement form); mean term
+      ``||m^ - mean||^2 - tr Cov^ / n`` (unbiased for ``||E x - mean||^2``).
     """
     n, c, h, w = x.shape
-    if stationary:
-        m_hat = x.mean(dim=(0, 2, 3)).reshape(c, 1, 1)
-        mean_sq = float(h * w * (m_hat - mean.reshape(c, 1, 1)).square().sum())
-    else:
-        m_hat = x.mean(0)
-    u = _fft(x - m_hat)
-    v = (u.real.square() + u.imag.square()).sum(0) / (n - 1)
-    if not stationary:
-        mean_sq = float((m_hat - mean).square().sum()) - float(v.sum()) / n
+    if ref is not None:
+        m_hat, v = spectral_moments(x, stationary=True)
+        m_ref, v_ref = spectral_moments(ref, stationary=True)
+        return float(h * w * (m_hat - m_ref).square().sum() + (v.sqrt() - v_ref.sqrt()).square().sum())
+    m_hat, v = spectral_moments(x, stationary=False)
+    mean_sq = float((m_hat - mean).square().sum()) - float(v.sum()) / n
     return mean_sq + float((v.sqrt() - power.to(v.dtype).sqrt()).square().sum())
 
 
-def w2_estimate(x, mean, power, *, stationary: bool, boot: int, gen) -> dict:
-    """:func:`frechet_diag_squared` as W2 per sqrt(pixel), with a bootstrap SE over the particles."""
+def w2_estimate(x, *, boot: int, gen, ref=None, mean=None, power=None) -> dict:
+    """:func:`frechet_diag_squared` as W2 per sqrt(pixel), with a bootstrap SE (pairs resampled together)."""
     d = x[0].numel()
-    est = math.sqrt(max(frechet_diag_squared(x, mean, power, stationary=stationary), 0.0) / d)
-    reps = []
-    for _ in range(boot):
-        idx = torch.randint(x.shape[0], (x.shape[0],), generator=gen)
-        reps.append(math.sqrt(max(frechet_diag_squared(x[idx], mean, power, stationary=stationary), 0.0) / d))
+
+    def one(idx):
+        r = None if ref is None else ref[idx]
+        return math.sqrt(max(frechet_diag_squared(x[idx], ref=r, mean=mean, power=power), 0.0) / d)
+
+    est = one(slice(None))
+    reps = [one(torch.randint(x.shape[0], (x.shape[0],), generator=gen)) for _ in range(boot)]
     return {"value": est, "stderr": float(torch.tensor(reps).std()) if boot > 1 else 0.0}
+
+
+def _swd(a, b) -> float:
+    """:func:`~dptheory.images.metrics.swd` with fixed projections and patch positions (seeded generator)."""
+    return float(swd(a, b, generator=torch.Generator().manual_seed(1), **SWD_KW))
 
 
 def mean_se(v: torch.Tensor) -> tuple[float, float]:
@@ -160,13 +184,14 @@ def run_task(task: str, prior, x_show, cfg: dict, gen) -> dict:
     post = lin.posterior(y_show)
     mu_y = post.mean
     # floors of the W2 estimator: the same estimate on exact target draws of the same size (3 replicates)
-    floor_j = [w2_estimate(prior.sample(n, gen), prior._mean, prior.power, stationary=True, boot=0, gen=gen)["value"]
-               for _ in range(3)]
-    floor_y = [w2_estimate(post.sample(n, gen), mu_y, post.power, stationary=False, boot=0, gen=gen)["value"]
-               for _ in range(3)]
+    floor_j, floor_y = [], []
+    for _ in range(3):
+        x, yj = lin.sample_joint(n, gen)
+        floor_j.append(w2_estimate(lin.posterior(yj).sample(n, gen), ref=x, boot=0, gen=gen)["value"])
+        floor_y.append(w2_estimate(post.sample(n, gen), mean=mu_y, power=post.power, boot=0, gen=gen)["value"])
     floors = {"joint": mean_se(torch.tensor(floor_j)), "per_measurement": mean_se(torch.tensor(floor_y))}
     ref = prior.sample(n, gen)  # held-out prior draws for the SWD
-    swd_floor = float(swd(prior.sample(n, gen), ref, generator=torch.Generator().manual_seed(1)))
+    swd_floor = float(_swd(prior.sample(n, gen), ref))
 
     sweeps = {"map-rps": cfg["t0s"], "vsrd": cfg["lams"], "dps": cfg["zetas"], "posterior": [cfg["steps"]]}
     out = {"methods": {}, "images": {}}
@@ -177,19 +202,19 @@ def run_task(task: str, prior, x_show, cfg: dict, gen) -> dict:
             sj = _solve(problem, yj, method, den, v, cfg, gen)
             err = (sj.x - x).square().flatten(1).mean(1)
             Dj, Dj_se = mean_se(err)
-            Pj = w2_estimate(sj.x, prior._mean, prior.power, stationary=True, boot=cfg["boot"], gen=gen)
+            Pj = w2_estimate(sj.x, ref=x, boot=cfg["boot"], gen=gen)
             sy = _solve(problem, y_show, method, den, v, cfg, gen, n_samples=n)
             dev = (sy.x - mu_y).square().flatten(1).mean(1)
             Dy, Dy_se = mean_se(dev)
             Dy += lin.mmse_error() / d
-            Py = w2_estimate(sy.x, mu_y, post.power, stationary=False, boot=cfg["boot"], gen=gen)
+            Py = w2_estimate(sy.x, mean=mu_y, power=post.power, boot=cfg["boot"], gen=gen)
             row = {KNOB[method]: v,
                    "joint": {"distortion": Dj, "distortion_stderr": Dj_se, "perception": Pj["value"],
                              "perception_stderr": Pj["stderr"]},
                    "per_measurement": {"distortion": Dy, "distortion_stderr": Dy_se, "perception": Py["value"],
                                        "perception_stderr": Py["stderr"]},
                    "psnr_db": mean_se(psnr(sj.x, x)),
-                   "swd": float(swd(sj.x, ref, generator=torch.Generator().manual_seed(1))),
+                   "swd": _swd(sj.x, ref),
                    "nfe": sj.nfe, "seconds_joint": sj.seconds, "seconds_per_measurement": sy.seconds}
             for form, curve in (("joint", joint_curve), ("per_measurement", pm_curve)):
                 p = row[form]
@@ -251,36 +276,45 @@ def compute(quick: bool) -> dict:
 
 # ---------------------------------------------------------------------------------------------- plot
 def _dp_panel(ax, res: dict, form: str):
+    """One D-P plane. The axes frame the curves and the non-DPS points; DPS points outside are listed in a note
+    (with few steps DPS can land far from everything else)."""
     curve = DPCurve(res[f"curve_{form}"]["D_star"], res[f"curve_{form}"]["W"], form.replace("_", "-"))
-    p_top = curve.w
+    other = "per_measurement" if form == "joint" else "joint"
+    oc = DPCurve(res[f"curve_{other}"]["D_star"], res[f"curve_{other}"]["W"], other.replace("_", "-"))
+    framed = [r[form] for m, rows in res["methods"].items() if m != "dps" for r in rows]
+    d_max = 1.2 * max(max(p["distortion"] + p["distortion_stderr"] for p in framed), 2 * curve.mmse_error)
+    p_max = 1.12 * max(max(p["perception"] + p["perception_stderr"] for p in framed), curve.w)
+    outside = []
     for method, (color, marker, label) in STYLE.items():
         rows = res["methods"][method]
         pts = [r[form] for r in rows]
         D = [p["distortion"] for p in pts]
         P = [p["perception"] for p in pts]
         ax.errorbar(D, P, xerr=[p["distortion_stderr"] for p in pts], yerr=[p["perception_stderr"] for p in pts],
-                    color=color, marker=marker, markersize=12 if marker == "*" else 5, linewidth=1.2, capsize=2,
-                    label=label, zorder=3)
-        p_top = max(p_top, *P)
-        if method in SYMBOL:
-            for r, x, y in zip(rows, D, P, strict=True):
+                    color=color, marker=marker, markersize=12 if marker == "*" else 5, capsize=2, label=label, zorder=3,
+                    linewidth=1.2, linestyle="none" if method == "dps" else "-")  # zeta is no D-P knob: no line
+        for r, x, y in zip(rows, D, P, strict=True):
+            if x > d_max or y > p_max:
+                outside.append(f"DPS $\\zeta$={r['zeta']:g}: ({x:.4f}, {y:.3f})")
+            elif method in SYMBOL:
                 ax.annotate(f"{SYMBOL[method]}={r[KNOB[method]]:g}", (x, y), textcoords="offset points",
                             xytext=(5, 3), fontsize=6.5, color=color)
-    other = "per_measurement" if form == "joint" else "joint"
-    oc = DPCurve(res[f"curve_{other}"]["D_star"], res[f"curve_{other}"]["W"], other.replace("_", "-"))
-    plotting.draw_dp_curve(ax, curve, p_max=1.15 * p_top, label=f"optimal {form.replace('_', '-')} curve")
-    plotting.draw_dp_curve(ax, oc, p_max=1.15 * p_top, label=f"optimal {other.replace('_', '-')} curve (ref.)",
-                           alpha=0.35)
+    plotting.draw_dp_curve(ax, curve, p_max=p_max, label=f"optimal {form.replace('_', '-')} curve")
+    plotting.draw_dp_curve(ax, oc, p_max=p_max, label=f"optimal {other.replace('_', '-')} curve", alpha=0.35)
     fl = res["w2_floor"][form]
     ax.axhspan(0, fl["value"] + fl["stderr"], color="0.8", alpha=0.6, zorder=0, label="floor of the W2 estimate")
     opt = res["optimal_at_map_rps"][form]
     ax.plot([opt["distortion"]], [opt["perception"]], marker="P", color="k", markersize=8, linestyle="none",
-            zorder=4, label=f"optimal estimator at P of $t_0$={res['optimal_at_map_rps']['t0']} (debiased)")
+            zorder=4, label=f"optimal estimator (of the panel's form) at the P of MAP-RPS "
+                                f"$t_0$={res['optimal_at_map_rps']['t0']} (floor removed)")
+    if outside:
+        ax.text(0.98, 0.6, "off the panel (D, P):\n" + "\n".join(outside), transform=ax.transAxes, ha="right",
+                va="center", fontsize=7, color=STYLE["dps"][0])
     target = "$p(x\\mid y)$" if form == "per_measurement" else "$p_X$"
     xl = "MSE per pixel $E[\\|X-\\hat X\\|^2\\mid y]/d$" if form == "per_measurement" else \
         "MSE per pixel $E\\|X-\\hat X\\|^2/d$"
-    ax.set(xlabel=xl + " (model units$^2$)", ylabel=f"W2 to {target} / $\\sqrt{{d}}$ (model units)", ylim=(0, None))
-    ax.legend(loc="upper right", fontsize=6.5)
+    ax.set(xlabel=xl + " (model units$^2$)", ylabel=f"W2 to {target} / $\\sqrt{{d}}$ (model units)",
+           xlim=(0.9 * curve.mmse_error, d_max), ylim=(0, p_max))
 
 
 def _swd_panel(ax, res: dict):
@@ -289,9 +323,9 @@ def _swd_panel(ax, res: dict):
         ps = [r["psnr_db"][0] for r in rows]
         ax.errorbar(ps, [r["swd"] for r in rows], xerr=[r["psnr_db"][1] for r in rows], color=color,
                     marker=marker, markersize=12 if marker == "*" else 5, linewidth=1.2, capsize=2, label=label)
-    ax.axhline(res["swd_floor"], color="0.5", linestyle=":", label="SWD of exact prior draws (floor)")
+    h = ax.axhline(res["swd_floor"], color="0.5", linestyle=":", label="SWD of exact prior draws (floor)")
     ax.set(xlabel="PSNR to $x$ (dB, joint draws)", ylabel="SWD to held-out prior draws (a.u.)")
-    ax.legend(loc="best", fontsize=6.5)
+    ax.legend(handles=[h], loc="best", fontsize=7)
 
 
 def _to_img(t: torch.Tensor):
@@ -319,7 +353,7 @@ def _image_row(fig, spec, res: dict, task: str):
 
 def plot(d: dict):
     tasks = list(d["tasks"])
-    fig, _ = plotting.figure(0, figsize=(15.5, 4.6 * len(tasks) + 2.6))
+    fig, _ = plotting.figure(0, figsize=(15.5, 4.6 * len(tasks) + 3.2))
     gs = fig.add_gridspec(len(tasks) + 1, 3, height_ratios=[4.6] * len(tasks) + [2.2])
     panel = iter("abcdefghij")
     for r, task in enumerate(tasks):
@@ -327,11 +361,16 @@ def plot(d: dict):
         for k, form in enumerate(("per_measurement", "joint")):
             ax = fig.add_subplot(gs[r, k])
             _dp_panel(ax, res, form)
+            if r == 0 and k == 0:
+                handles, labels = ax.get_legend_handles_labels()
             ax.set_title(f"({next(panel)}) {task}: {form.replace('_', '-')} D-P plane", fontsize=10.5)
         ax = fig.add_subplot(gs[r, 2])
         _swd_panel(ax, res)
         ax.set_title(f"({next(panel)}) {task}: SWD vs PSNR (joint)", fontsize=10.5)
     _image_row(fig, gs[len(tasks), :], d["tasks"][tasks[0]], tasks[0])
+    fig.legend(handles, labels, loc="outside upper center", ncol=5, fontsize=8.5,
+               title="D-P planes: the panel's own curve is opaque, the other form's is faded; error bars +-1 SE",
+               title_fontsize=8.5)
     return fig
 
 
