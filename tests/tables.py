@@ -261,3 +261,30 @@ def matrices(rows: int, cols: int, bound: float = 1.5):
     return st.lists(entries, min_size=rows * cols, max_size=rows * cols).map(
         lambda v: torch.tensor(v, dtype=torch.float64).reshape(rows, cols)
     )
+
+
+# ---------------------------------------------------------------------------------------------- image-shaped helpers
+class FlatDenoiser(dpt.Denoiser):
+    """An image-shaped denoiser: flattens ``(n, c, h, w)`` for a vector prior and reshapes back."""
+
+    def __init__(self, prior):
+        self.inner = dpt.ExactDenoiser(prior)
+
+    def __call__(self, x_t, alpha_bar):
+        return self.inner(x_t.reshape(x_t.shape[0], -1), alpha_bar).reshape(x_t.shape)
+
+
+class MaskImage:
+    """Inpainting on ``(n, c, h, w)`` images: ``A x`` = the pixels where ``mask (h, w)`` is True, ``(n, c m)``;
+    no matrix, no svd (only the operator protocol)."""
+
+    def __init__(self, mask, channels=1):
+        self.mask, self.channels = mask, channels
+
+    def A(self, x):
+        return x[:, :, self.mask].reshape(x.shape[0], -1)
+
+    def A_adjoint(self, y):
+        out = y.new_zeros(y.shape[0], self.channels, *self.mask.shape)
+        out[:, :, self.mask] = y.reshape(y.shape[0], self.channels, -1)
+        return out

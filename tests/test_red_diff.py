@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 import torch
-from tables import GAUSSIANS, PROBLEMS, measurement, problem
+from tables import GAUSSIANS, PROBLEMS, FlatDenoiser, MaskImage, measurement, problem
 
 import dptheory as dpt
 from dptheory.samplers.red_diff import red_diff, red_diff_effective_precision, red_diff_fixed_point
@@ -224,32 +224,6 @@ def test_solve_runs_red_diff_from_the_pseudo_inverse(gen):
     assert float((out - prob.map(y)).norm(dim=1).max()) < 0.5
 
 
-class _FlatDenoiser(dpt.Denoiser):
-    """An image-shaped denoiser: flattens ``(n, c, h, w)`` for a vector prior and reshapes back."""
-
-    def __init__(self, prior):
-        self.inner = dpt.ExactDenoiser(prior)
-
-    def __call__(self, x_t, alpha_bar):
-        return self.inner(x_t.reshape(x_t.shape[0], -1), alpha_bar).reshape(x_t.shape)
-
-
-class _MaskImage:
-    """Inpainting on ``(n, c, h, w)`` images: ``A x`` = the pixels where ``mask (h, w)`` is True, ``(n, c m)``;
-    no matrix, no svd (only the operator protocol)."""
-
-    def __init__(self, mask, channels=1):
-        self.mask, self.channels = mask, channels
-
-    def A(self, x):
-        return x[:, :, self.mask].reshape(x.shape[0], -1)
-
-    def A_adjoint(self, y):
-        out = y.new_zeros(y.shape[0], self.channels, *self.mask.shape)
-        out[:, :, self.mask] = y.reshape(y.shape[0], self.channels, -1)
-        return out
-
-
 def test_runs_on_float32_images_like_on_vectors():
     """The same code on (n, c, h, w) float32 images and on (n, d) float32 vectors: same noise stream (same numel,
     dtype and generator), same iterates up to float32 round-off in reductions (1e-5)."""
@@ -257,12 +231,12 @@ def test_runs_on_float32_images_like_on_vectors():
     B = torch.randn(16, 16, generator=g, dtype=torch.float64)
     prior = dpt.Gaussian(torch.zeros(16, dtype=torch.float32), (B @ B.T / 16 + 0.1 * torch.eye(16)).float())
     mask = torch.rand(4, 4, generator=g) < 0.5
-    op = _MaskImage(mask)
+    op = MaskImage(mask)
     y = torch.randn(3, int(mask.sum()), generator=g, dtype=torch.float32)
     x_img = op.A_adjoint(y)
     kw = dict(y=y, sigma_y=0.2, steps=50)
     img = red_diff(
-        _FlatDenoiser(prior),
+        FlatDenoiser(prior),
         x_img,
         dpt.linear_schedule(),
         operator=op,

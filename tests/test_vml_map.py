@@ -17,6 +17,8 @@ from scipy import optimize
 from scipy.stats import multivariate_normal
 from tables import (
     PROBLEMS,
+    FlatDenoiser,
+    MaskImage,
     matrices,
     measurement,
     np_gaussian_condition,
@@ -338,32 +340,6 @@ def test_solve_runs_vml_map(gen):
     assert float((out - prob.map(y)).abs().max()) < 1e-10  # as in the G2 test
 
 
-class _FlatDenoiser(dpt.Denoiser):
-    """An image-shaped denoiser: flattens ``(n, c, h, w)`` for a vector prior and reshapes back."""
-
-    def __init__(self, prior):
-        self.inner = dpt.ExactDenoiser(prior)
-
-    def __call__(self, x_t, alpha_bar):
-        return self.inner(x_t.reshape(x_t.shape[0], -1), alpha_bar).reshape(x_t.shape)
-
-
-class _MaskImage:
-    """Inpainting on ``(n, c, h, w)`` images: ``A x`` = the pixels where ``mask (h, w)`` is True, ``(n, c m)``;
-    no matrix, no svd (only the operator protocol)."""
-
-    def __init__(self, mask, channels=1):
-        self.mask, self.channels = mask, channels
-
-    def A(self, x):
-        return x[:, :, self.mask].reshape(x.shape[0], -1)
-
-    def A_adjoint(self, y):
-        out = y.new_zeros(y.shape[0], self.channels, *self.mask.shape)
-        out[:, :, self.mask] = y.reshape(y.shape[0], self.channels, -1)
-        return out
-
-
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-6), (torch.float32, 3e-4)])
 def test_runs_on_images_and_reaches_the_map(dtype, tol):
     """(n, 1, 4, 4) images, an inpainting operator with only A/A_adjoint (power iteration for ||A||^2), a 16-D
@@ -378,7 +354,7 @@ def test_runs_on_images_and_reaches_the_map(dtype, tol):
     y = torch.randn(3, int(mask.sum()), generator=g)
     prior = dpt.Gaussian(torch.zeros(16, dtype=dtype), cov.to(dtype))
     x = torch.randn(3, 1, 4, 4, generator=g, dtype=dtype)
-    out = vml_map(_FlatDenoiser(prior), x, dpt.linear_schedule(), operator=_MaskImage(mask), y=y.to(dtype),
+    out = vml_map(FlatDenoiser(prior), x, dpt.linear_schedule(), operator=MaskImage(mask), y=y.to(dtype),
                   sigma_y=0.3, steps=30, generator=g)
     assert out.shape == (3, 1, 4, 4) and out.dtype == dtype
     prob = dpt.LinearInverseProblem(dpt.Gaussian(torch.zeros(16), cov), torch.eye(16)[mask.reshape(-1)], 0.3)
