@@ -142,20 +142,19 @@ def plot(d: dict):
     return fig
 
 
+def _params(data: dict, quick: bool) -> dict:
+    """The sidecar's parameters."""
+    params = {"data": "1-D N(0, Sigma), exact prior denoiser, start N(0, 1)", "Sigmas": data["sigmas"],
+              "T": data["T"], "schedule": "dpt.linear_schedule(T) (betas 1e-4..0.02 rescaled by 1000/T)",
+              "error": "Var[x_0]/Sigma - 1 (exact law recursion, dptheory.laws.sampler_law)",
+              "vsrd_variant_a": "G2post, lam = 1, kernel='small', start='exact'; signed relative error of "
+                                "the largest-magnitude entry of (Sigma_0 - Sigma_y) / max|Sigma_y|"}
+    return params
+
+
 def main(argv=None) -> int:
-    args = plotting.parse_args(__doc__, argv)
-    timer = plotting.Timer()
-    data = compute(args.quick)
-    with plotting.style():
-        fig = plot(data)
-        params = {"data": "1-D N(0, Sigma), exact prior denoiser, start N(0, 1)", "Sigmas": data["sigmas"],
-                  "T": data["T"], "schedule": "dpt.linear_schedule(T) (betas 1e-4..0.02 rescaled by 1000/T)",
-                  "error": "Var[x_0]/Sigma - 1 (exact law recursion, dptheory.laws.sampler_law)",
-                  "vsrd_variant_a": "G2post, lam = 1, kernel='small', start='exact'; signed relative error of "
-                                    "the largest-magnitude entry of (Sigma_0 - Sigma_y) / max|Sigma_y|"}
-        plotting.save_figure(fig, NAME, args.out, title=__doc__.splitlines()[0], claims=CLAIMS, params=params,
-                             seed=SEED, data=data, quick=args.quick, seconds=timer.seconds)
-    return 0
+    return plotting.run_analysis(__doc__, argv, name=NAME, claims=CLAIMS, seed=SEED, compute=compute, plot=plot,
+                                 params=_params)
 
 
 if __name__ == "__main__":

@@ -183,21 +183,20 @@ def plot(d: dict):
     return fig
 
 
+def _params(data: dict, quick: bool) -> dict:
+    """The sidecar's parameters."""
+    params = {"method": "vsrd (exact kernel, variant B), exact conditional denoiser, start='exact'",
+              "schedule": "linear, T = 1000",
+              "G2": "prior N((.3,-.2), [[1,.6],[.6,.8]]), A = [1, .5], sigma = .3, y = .7; exact laws",
+              "B1": "prior 0.5 N(-1, .05) + 0.5 N(1, .05) (stand-in for Wang et al.'s), A = 1, sigma = .5, "
+                    "y = -.6; Monte Carlo",
+              "B1_n": data["B1"]["n"], "B1_parts": data["B1"]["parts"], "B1_steps": data["B1"]["steps"]}
+    return params
+
+
 def main(argv=None) -> int:
-    args = plotting.parse_args(__doc__, argv)
-    timer = plotting.Timer()
-    data = compute(args.quick)
-    with plotting.style():
-        fig = plot(data)
-        params = {"method": "vsrd (exact kernel, variant B), exact conditional denoiser, start='exact'",
-                  "schedule": "linear, T = 1000",
-                  "G2": "prior N((.3,-.2), [[1,.6],[.6,.8]]), A = [1, .5], sigma = .3, y = .7; exact laws",
-                  "B1": "prior 0.5 N(-1, .05) + 0.5 N(1, .05) (stand-in for Wang et al.'s), A = 1, sigma = .5, "
-                        "y = -.6; Monte Carlo",
-                  "B1_n": data["B1"]["n"], "B1_parts": data["B1"]["parts"], "B1_steps": data["B1"]["steps"]}
-        plotting.save_figure(fig, NAME, args.out, title=__doc__.splitlines()[0], claims=CLAIMS, params=params,
-                             seed=SEED, data=data, quick=args.quick, seconds=timer.seconds)
-    return 0
+    return plotting.run_analysis(__doc__, argv, name=NAME, claims=CLAIMS, seed=SEED, compute=compute, plot=plot,
+                                 params=_params)
 
 
 if __name__ == "__main__":

@@ -379,24 +379,23 @@ def _strip_images(d: dict) -> dict:
     return {**d, "tasks": {t: {k: v for k, v in r.items() if k != "images"} for t, r in d["tasks"].items()}}
 
 
+def _params(data: dict, quick: bool) -> dict:
+    """The sidecar's parameters."""
+    cfg = CONFIG[quick]
+    params = {**{k: v for k, v in cfg.items()}, "sigma_y": SIGMA_Y, "held_out_photo": HELD_OUT,
+              "blur": f"gaussian_kernel({KERNEL[0]}, {KERNEL[1]}), circular, pinv tol 0.1",
+              "schedule": "linear, T = 1000", "prior": "SpectralGaussianPrior.fit_power_law, DC empirical",
+              "map-rps": "stage 1 AdamW (Bayes weight, t1 = 10, lr 0.5); stage 2 exact posterior kernels, every "
+                         "step from t0",
+              "vsrd": "exact kernel, N(0, I) start, respaced", "dps": "norm l2, small variance, respaced",
+              "W2": "diagonal Frechet estimate per DFT coefficient, per sqrt(pixel); bootstrap SE",
+              "D": "per pixel; per-measurement D = D*_y + mean ||x^ - mu_y||^2"}
+    return params
+
+
 def main(argv=None) -> int:
-    args = plotting.parse_args(__doc__, argv)
-    timer = plotting.Timer()
-    data = compute(args.quick)
-    cfg = CONFIG[args.quick]
-    with plotting.style():
-        fig = plot(data)
-        params = {**{k: v for k, v in cfg.items()}, "sigma_y": SIGMA_Y, "held_out_photo": HELD_OUT,
-                  "blur": f"gaussian_kernel({KERNEL[0]}, {KERNEL[1]}), circular, pinv tol 0.1",
-                  "schedule": "linear, T = 1000", "prior": "SpectralGaussianPrior.fit_power_law, DC empirical",
-                  "map-rps": "stage 1 AdamW (Bayes weight, t1 = 10, lr 0.5); stage 2 exact posterior kernels, every "
-                             "step from t0",
-                  "vsrd": "exact kernel, N(0, I) start, respaced", "dps": "norm l2, small variance, respaced",
-                  "W2": "diagonal Frechet estimate per DFT coefficient, per sqrt(pixel); bootstrap SE",
-                  "D": "per pixel; per-measurement D = D*_y + mean ||x^ - mu_y||^2"}
-        plotting.save_figure(fig, NAME, args.out, title=__doc__.splitlines()[0], claims=CLAIMS, params=params,
-                             seed=SEED, data=_strip_images(data), quick=args.quick, seconds=timer.seconds)
-    return 0
+    return plotting.run_analysis(__doc__, argv, name=NAME, claims=CLAIMS, seed=SEED, compute=compute, plot=plot,
+                                 params=_params, sidecar_data=_strip_images)
 
 
 if __name__ == "__main__":

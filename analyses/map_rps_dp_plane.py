@@ -165,25 +165,24 @@ def plot(d: dict):
     return fig
 
 
+def _params(data: dict, quick: bool) -> dict:
+    """The sidecar's parameters."""
+    b = data["B1"]
+    params = {"schedule": "linear, T = 1000",
+              "G2": "prior N((.3,-.2), [[1,.6],[.6,.8]]), A = [1, .5], sigma = .3, y = .7; exact laws",
+              "G2 map-rps": "stage 2 exact kernels from x_map = mu(Y) (MAP = MMSE)",
+              "B1": "0.5 N(-1, .05) + 0.5 N(1, .05), A = 1, sigma = .5, y = -.6; Monte Carlo",
+              "B1 map-rps": f"stage 1 AdamW, {b['iters']} iterations, Bayes weight, t1 = 10; stage 2 exact "
+                            "posterior kernels",
+              "vsrd": "exact kernel, start from the exact diffused posterior",
+              "dps": "norm='squared' (ideal DPS), DDPM fixedsmall, start N(0, I)",
+              "B1_n": b["n"], "B1_parts": b["parts"], "B1_steps": b["steps"]}
+    return params
+
+
 def main(argv=None) -> int:
-    args = plotting.parse_args(__doc__, argv)
-    timer = plotting.Timer()
-    data = compute(args.quick)
-    with plotting.style():
-        fig = plot(data)
-        b = data["B1"]
-        params = {"schedule": "linear, T = 1000",
-                  "G2": "prior N((.3,-.2), [[1,.6],[.6,.8]]), A = [1, .5], sigma = .3, y = .7; exact laws",
-                  "G2 map-rps": "stage 2 exact kernels from x_map = mu(Y) (MAP = MMSE)",
-                  "B1": "0.5 N(-1, .05) + 0.5 N(1, .05), A = 1, sigma = .5, y = -.6; Monte Carlo",
-                  "B1 map-rps": f"stage 1 AdamW, {b['iters']} iterations, Bayes weight, t1 = 10; stage 2 exact "
-                                "posterior kernels",
-                  "vsrd": "exact kernel, start from the exact diffused posterior",
-                  "dps": "norm='squared' (ideal DPS), DDPM fixedsmall, start N(0, I)",
-                  "B1_n": b["n"], "B1_parts": b["parts"], "B1_steps": b["steps"]}
-        plotting.save_figure(fig, NAME, args.out, title=__doc__.splitlines()[0], claims=CLAIMS, params=params,
-                             seed=SEED, data=data, quick=args.quick, seconds=timer.seconds)
-    return 0
+    return plotting.run_analysis(__doc__, argv, name=NAME, claims=CLAIMS, seed=SEED, compute=compute, plot=plot,
+                                 params=_params)
 
 
 if __name__ == "__main__":

@@ -105,18 +105,17 @@ def plot(d: dict):
     return fig
 
 
+def _params(data: dict, quick: bool) -> dict:
+    """The sidecar's parameters."""
+    params = {"prior": "0.5 N(-delta, 0.05) + 0.5 N(delta, 0.05)", "A": 1.0,
+              "quadrature": "trapezoid over y on [-delta - 8 s_y, delta + 8 s_y], s_y^2 = 0.05 + sigma^2",
+              "n_quad": data["n_quad"], "n_table": data["n_table"], "threshold": THRESHOLD}
+    return params
+
+
 def main(argv=None) -> int:
-    args = plotting.parse_args(__doc__, argv)
-    timer = plotting.Timer()
-    data = compute(args.quick)
-    with plotting.style():
-        fig = plot(data)
-        params = {"prior": "0.5 N(-delta, 0.05) + 0.5 N(delta, 0.05)", "A": 1.0,
-                  "quadrature": "trapezoid over y on [-delta - 8 s_y, delta + 8 s_y], s_y^2 = 0.05 + sigma^2",
-                  "n_quad": data["n_quad"], "n_table": data["n_table"], "threshold": THRESHOLD}
-        plotting.save_figure(fig, NAME, args.out, title=__doc__.splitlines()[0], claims=CLAIMS, params=params,
-                             seed=SEED, data=data, quick=args.quick, seconds=timer.seconds)
-    return 0
+    return plotting.run_analysis(__doc__, argv, name=NAME, claims=CLAIMS, seed=SEED, compute=compute, plot=plot,
+                                 params=_params)
 
 
 if __name__ == "__main__":

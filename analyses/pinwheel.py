@@ -190,21 +190,20 @@ def plot(d: dict):
     return fig
 
 
+def _params(data: dict, quick: bool) -> dict:
+    """The sidecar's parameters."""
+    params = {"data": "pinwheel (5 arms, radial std 0.3, tangential std 0.05, rate 0.25)",
+              "n_train": data["n_train"], "gmm": f"sklearn GaussianMixture, {data['n_components']} full "
+              "components, reg_covar 1e-5, random_state = seed", "A": f"{A_SCALE:g} I", "sigma_y": SIGMA_Y,
+              "method": "vsrd, exact GMM conditional denoiser, exact kernel", "steps": data["steps"],
+              "schedule": "linear, T = 1000, respaced", "lams_shown": list(LAMS_SHOWN),
+              "n_mc": data["n_mc"], "parts": data["parts"]}
+    return params
+
+
 def main(argv=None) -> int:
-    args = plotting.parse_args(__doc__, argv)
-    timer = plotting.Timer()
-    data = compute(args.quick)
-    with plotting.style():
-        fig = plot(data)
-        params = {"data": "pinwheel (5 arms, radial std 0.3, tangential std 0.05, rate 0.25)",
-                  "n_train": data["n_train"], "gmm": f"sklearn GaussianMixture, {data['n_components']} full "
-                  "components, reg_covar 1e-5, random_state = seed", "A": f"{A_SCALE:g} I", "sigma_y": SIGMA_Y,
-                  "method": "vsrd, exact GMM conditional denoiser, exact kernel", "steps": data["steps"],
-                  "schedule": "linear, T = 1000, respaced", "lams_shown": list(LAMS_SHOWN),
-                  "n_mc": data["n_mc"], "parts": data["parts"]}
-        plotting.save_figure(fig, NAME, args.out, title=__doc__.splitlines()[0], claims=CLAIMS, params=params,
-                             seed=SEED, data=data, quick=args.quick, seconds=timer.seconds)
-    return 0
+    return plotting.run_analysis(__doc__, argv, name=NAME, claims=CLAIMS, seed=SEED, compute=compute, plot=plot,
+                                 params=_params)
 
 
 if __name__ == "__main__":

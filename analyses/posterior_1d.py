@@ -122,17 +122,16 @@ def plot(d: dict):
     return fig
 
 
+def _params(data: dict, quick: bool) -> dict:
+    """The sidecar's parameters."""
+    params = {"prior": "0.5 N(-1, 0.05) + 0.5 N(1, 0.05) (B1; stand-in for Wang et al.'s unknown prior)",
+              "A": 1.0, "sigma_y": SIGMA_Y, "y": Y_OBS, "grid_points": len(data["x"])}
+    return params
+
+
 def main(argv=None) -> int:
-    args = plotting.parse_args(__doc__, argv)
-    timer = plotting.Timer()
-    data = compute(args.quick)
-    with plotting.style():
-        fig = plot(data)
-        params = {"prior": "0.5 N(-1, 0.05) + 0.5 N(1, 0.05) (B1; stand-in for Wang et al.'s unknown prior)",
-                  "A": 1.0, "sigma_y": SIGMA_Y, "y": Y_OBS, "grid_points": len(data["x"])}
-        plotting.save_figure(fig, NAME, args.out, title=__doc__.splitlines()[0], claims=CLAIMS, params=params,
-                             seed=SEED, data=data, quick=args.quick, seconds=timer.seconds)
-    return 0
+    return plotting.run_analysis(__doc__, argv, name=NAME, claims=CLAIMS, seed=SEED, compute=compute, plot=plot,
+                                 params=_params)
 
 
 if __name__ == "__main__":

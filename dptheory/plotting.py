@@ -207,6 +207,24 @@ def save_figure(fig, name: str, out, *, title: str, claims, params: dict, seed, 
     return paths
 
 
+def run_analysis(doc: str, argv, *, name: str, claims, seed, compute, plot, params, sidecar_data=None) -> int:
+    """The ``main`` of every analysis script: parse ``--quick``/``--out``, ``data = compute(quick)``, draw
+    ``plot(data)`` in the shared style and write the figure with its sidecar (:func:`save_figure`).
+
+    ``params(data, quick)`` gives the sidecar's parameters; ``sidecar_data(data)`` (default: ``data`` itself) the
+    plotted numbers stored in it. Returns 0 (the process exit code).
+    """
+    args = parse_args(doc, argv)
+    timer = Timer()
+    data = compute(args.quick)
+    with style():
+        fig = plot(data)
+        save_figure(fig, name, args.out, title=doc.splitlines()[0], claims=claims, params=params(data, args.quick),
+                    seed=seed, data=data if sidecar_data is None else sidecar_data(data), quick=args.quick,
+                    seconds=timer.seconds)
+    return 0
+
+
 def dumps(obj, indent: int = 0) -> str:
     """JSON with one key per line but every list of numbers on ONE line (readable, and 3x smaller than
     ``json.dumps(indent=...)``, which puts each number on its own line)."""
