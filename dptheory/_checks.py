@@ -16,6 +16,7 @@ __all__ = [
     "check_alpha_bar",
     "check_vector_batch",
     "check_sigma",
+    "check_int",
     "common_dtype",
 ]
 
@@ -102,3 +103,11 @@ def check_sigma(sigma, name: str = "sigma_y") -> float:
     if not (s >= 0.0) or s == float("inf"):
         raise ValueError(f"{name} must be a finite number >= 0, got {s}")
     return s
+
+
+def check_int(value, name: str, minimum: int = 1) -> int:
+    """Validate an integer count ``>= minimum`` (bools rejected) and return it as a Python int."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
+    return int(value)

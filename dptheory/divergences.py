@@ -48,13 +48,12 @@ Equation numbers are given only where they were checked; the others cite section
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from typing import NamedTuple
 
 import torch
 
-from ._checks import as_tensor, check_finite
+from ._checks import as_tensor, check_finite, check_int
 from .estimate import Estimate
 from .gaussian import Gaussian
 from .linalg import SymmetricEig
@@ -197,12 +196,6 @@ def _kl_matrix(f: _Mix, g: _Mix) -> torch.Tensor:
     )
     kl = 0.5 * (trace + mahalanobis - d + logdet_g.unsqueeze(0) - logdet_f.unsqueeze(1))
     return torch.where(singular_f.unsqueeze(1), torch.inf, kl)
-
-
-def _check_int(n, name: str, minimum: int) -> int:
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {n!r}")
-    return int(n)
 
 
 # ---------------------------------------------------------------------------------------------- Gaussian
@@ -423,7 +416,7 @@ def empirical_w2_squared(x, y, a=None, b=None, *, num_iter_max: int = 10_000_000
         raise ValueError(
             f"x and y must have the same dimension d, got x {tuple(x.shape)} and y {tuple(y.shape)}"
         )
-    num_iter_max = _check_int(num_iter_max, "num_iter_max", 1)
+    num_iter_max = check_int(num_iter_max, "num_iter_max", 1)
     a_np = _ot_weights(a, x.shape[0], "a", "x")
     b_np = _ot_weights(b, y.shape[0], "b", "y")
     x_np = x.detach().cpu().to(torch.float64).numpy()
@@ -518,7 +511,7 @@ def quantile_w2_squared_1d(p, q, n_quantiles: int = 200_000) -> torch.Tensor:
     dtype = _pair(p, q)
     if p.dim != 1:
         raise ValueError(f"p and q must be laws on the real line (d = 1), got d = {p.dim}")
-    n = _check_int(n_quantiles, "n_quantiles", 1)
+    n = check_int(n_quantiles, "n_quantiles", 1)
     f, g = _as_mix(p, dtype), _as_mix(q, dtype)
     u = (torch.arange(n, dtype=dtype, device=f.means.device) + 0.5) / n
     return (_quantile_1d(f, u) - _quantile_1d(g, u)).square().mean()
@@ -631,7 +624,7 @@ def gmm_kl_monte_carlo(p, q, n: int, *, generator: torch.Generator | None) -> Es
         True
     """
     dtype = _pair(p, q)
-    n = _check_int(n, "n", 2)
+    n = check_int(n, "n", 2)
     f, g = _as_mix(p, dtype).nonempty(), _as_mix(q, dtype).nonempty()
     _require_spd(g, "gmm_kl_monte_carlo", "q")
     if bool(f.singular.any()):
@@ -735,7 +728,7 @@ def gmm_kl_upper_bound(p, q, iters: int = 100) -> torch.Tensor:
         >>> round(float(dpt.gmm_kl_upper_bound(f, g)), 10)  # pairing bound: sum_a (1/2) KL(f_a || g_a)
         0.25
     """
-    iters = _check_int(iters, "iters", 0)
+    iters = check_int(iters, "iters", 0)
     pair = _kl_pair_mixtures(p, q, "gmm_kl_upper_bound")
     if pair is None:
         return torch.tensor(math.inf, dtype=torch.promote_types(p.dtype, q.dtype), device=p.device)

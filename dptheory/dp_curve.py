@@ -28,7 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .gaussian import Gaussian, _check_n
+from ._checks import check_int
+from .gaussian import Gaussian
 from .linalg import sym_eig
 
 __all__ = [
@@ -103,7 +104,7 @@ def optimal_dp_curve(problem, *, n: int = 20000, generator: torch.Generator | No
     if problem.is_gaussian:
         d_star = problem.mmse_error()
         return DPCurve(d_star.value, float(gaussian_w2(problem.prior, problem.mmse_law())), "joint")
-    n = _check_n(n)
+    n = check_int(n, "n")
     d_star = problem.mmse_error(n, generator=generator)
     n_ot = n if problem.dim == 1 else min(n, 3000)
     x = problem.prior.sample(n_ot, generator=generator)
@@ -132,7 +133,7 @@ def shrunk_posterior_samples(problem, y, P: float, n: int, *, generator=None) ->
         raise ValueError(f"P must be >= 0, got {P}")
     c = max(0.0, 1.0 - P / curve.w) if curve.w > 0 else 0.0
     mu = post.mean
-    return mu + c * (post.sample(_check_n(n), generator=generator) - mu)
+    return mu + c * (post.sample(check_int(n, "n"), generator=generator) - mu)
 
 
 @dataclass(frozen=True)

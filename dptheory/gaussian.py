@@ -21,7 +21,15 @@ import math
 
 import torch
 
-from ._checks import as_tensor, check_alpha_bar, check_finite, check_sigma, check_vector_batch, common_dtype
+from ._checks import (
+    as_tensor,
+    check_alpha_bar,
+    check_finite,
+    check_int,
+    check_sigma,
+    check_vector_batch,
+    common_dtype,
+)
 from .conditioning import LinearGaussianUpdate
 from .linalg import SymmetricEig, check_covariance, sym_eig
 from .operators import as_operator, dense_matrix
@@ -121,7 +129,7 @@ class Gaussian:
 
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
         """``n`` i.i.d. draws, ``(n, d)``: ``m + V diag(sqrt(lam)) z`` with ``z ~ N(0, I)`` (works when singular)."""
-        n = _check_n(n)
+        n = check_int(n, "n")
         z = torch.randn(n, self.dim, generator=generator, dtype=self.dtype, device=self.device)
         eig = self.eig
         return self._mean + (z * eig.evals.sqrt()) @ eig.evecs.transpose(-1, -2)
@@ -194,12 +202,6 @@ class Gaussian:
         if h is not None:
             mean = mean + check_vector_batch(h, F.shape[0], "h", like=self._mean)
         return Gaussian._trusted(mean, F @ self._cov @ F.transpose(-1, -2))
-
-
-def _check_n(n) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}")
-    return n
 
 
 def _measurement(A, y, sigma_y, dist):

@@ -25,9 +25,9 @@ import math
 
 import torch
 
-from ._checks import as_tensor, check_alpha_bar, check_finite, check_vector_batch, common_dtype
+from ._checks import as_tensor, check_alpha_bar, check_finite, check_int, check_vector_batch, common_dtype
 from .conditioning import LinearGaussianUpdate
-from .gaussian import Gaussian, _check_n, _measurement
+from .gaussian import Gaussian, _measurement
 from .linalg import SymmetricEig, check_covariance, sym_eig
 
 __all__ = ["GaussianMixture"]
@@ -165,7 +165,7 @@ class GaussianMixture:
 
         With ``return_labels=True`` also returns the component indices ``(n,)``.
         """
-        n = _check_n(n)
+        n = check_int(n, "n")
         k = torch.multinomial(self._weights, n, replacement=True, generator=generator)
         z = torch.randn(n, self.dim, generator=generator, dtype=self.dtype, device=self.device)
         eig = self.eig

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import check_sigma, check_vector_batch
+from ._checks import check_int, check_sigma, check_vector_batch
 from .conditioning import LinearGaussianUpdate
 from .estimate import Estimate
-from .gaussian import Gaussian, _check_n
+from .gaussian import Gaussian
 from .linalg import sym_eig
 from .mixture import GaussianMixture
 from .operators import as_operator, dense_matrix
@@ -90,7 +90,7 @@ class LinearInverseProblem:
 
     def sample_joint(self, n: int, *, generator: torch.Generator | None = None):
         """``n`` draws of ``(X, Y)``: ``x (n, d)``, ``y (n, m)``."""
-        x = self.prior.sample(_check_n(n), generator=generator)
+        x = self.prior.sample(check_int(n, "n"), generator=generator)
         return x, self.measure(x, generator=generator)
 
     def evidence(self):
@@ -146,7 +146,7 @@ class LinearInverseProblem:
         """
         if self.is_gaussian:
             return Estimate.of_exact(torch.diagonal(self._update.post_covs[0]).sum())
-        _, y = self.sample_joint(_check_n(n), generator=generator)
+        _, y = self.sample_joint(check_int(n, "n"), generator=generator)
         return Estimate.from_samples(self.posterior_cov_trace(y))
 
     def mmse_law(self) -> Gaussian:

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._checks import check_int
+
 __all__ = ["VPSchedule", "linear_schedule", "cosine_schedule"]
 
 
@@ -186,8 +188,7 @@ def linear_schedule(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0
 
     Source: Ho et al. (2020), section 4; Nichol & Dhariwal (2021), appendix.
     """
-    if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 1:
-        raise ValueError(f"T must be a positive integer, got {T!r}")
+    T = check_int(T, "T")
     scale = 1000.0 / T
     betas = torch.linspace(scale * beta_start, scale * beta_end, T, dtype=torch.float64)
     return VPSchedule.from_betas(betas, name=f"linear(T={T})")
@@ -196,8 +197,7 @@ def linear_schedule(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0
 def cosine_schedule(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> VPSchedule:
     """The cosine schedule ``alpha_bar(t) = f(t) / f(0)``, ``f(t) = cos^2(((t/T) + s)/(1 + s) * pi/2)``, betas
     clipped at ``max_beta`` (Nichol & Dhariwal 2021, eq. (17))."""
-    if isinstance(T, bool) or not isinstance(T, numbers.Integral) or T < 1:
-        raise ValueError(f"T must be a positive integer, got {T!r}")
+    T = check_int(T, "T")
     t = torch.arange(T + 1, dtype=torch.float64) / T
     f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2
     ab = f / f[0]

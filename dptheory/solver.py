@@ -17,6 +17,7 @@ import math
 
 import torch
 
+from ._checks import check_int
 from .denoisers import ConditionalExactDenoiser, ExactDenoiser
 from .samplers import METHODS, DPSGuidedDenoiser
 from .samplers._common import pinv_start
@@ -79,8 +80,7 @@ def solve(problem, y, method: str, *, n_samples: int = 1, generator: torch.Gener
     if start not in ("noise", "exact"):
         raise ValueError(f"start must be 'noise' or 'exact', got {start!r}")
     y = problem._y(y)
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    n_samples = check_int(n_samples, "n_samples")
     if y.ndim == 2 and n_samples != 1:
         raise ValueError("with a batch of measurements y (n, m), n_samples must be 1 (one draw per measurement)")
     n = n_samples if y.ndim == 1 else y.shape[0]

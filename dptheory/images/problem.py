@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .._checks import check_alpha_bar, check_sigma
+from .._checks import check_alpha_bar, check_int, check_sigma
 from ..denoisers import Denoiser
 from ..samplers import DPSGuidedDenoiser
 from ..samplers._common import pinv_start
@@ -310,8 +310,7 @@ def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, deno
     if not isinstance(problem, ImageInverseProblem):
         raise TypeError(f"problem must be an ImageInverseProblem, got {type(problem).__name__}")
     schedule = linear_schedule() if schedule is None else schedule
-    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
-        raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
+    n_samples = check_int(n_samples, "n_samples")
     if not isinstance(y, torch.Tensor) or y.ndim < 2:
         raise ValueError("y must be a tensor with a leading batch axis, (1, ...) or (n, ...)")
     if not bool(torch.isfinite(y).all()):

@@ -33,6 +33,7 @@ import math
 
 import torch
 
+from .._checks import check_int
 from ._common import apply_A, pinv_start, progress, randn_like
 from .dps import dps
 from .posterior import posterior
@@ -70,8 +71,7 @@ def map_rps_stage1(denoiser, x, schedule, *, operator, y, sigma_y, t1=10, iters=
         raise ValueError(f"weighting must be 'bayes' or 'official', got {weighting!r}")
     if weighting == "official" and w_prior is None:
         raise ValueError("weighting='official' needs w_prior (e.g. OFFICIAL_PRIOR_WEIGHTS['sr4'] = 0.25)")
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise ValueError(f"iters must be a positive integer, got {iters!r}")
+    iters = check_int(iters, "iters")
     if w_prior is None:
         w_prior = bayes_prior_weight(schedule, t1, sigma_y)
     if weight_decay is None:
