@@ -28,7 +28,7 @@ import torch
 from ._checks import check_alpha_bar
 from .gaussian import Gaussian
 from .linalg import sym_eig
-from .mixture import GaussianMixture
+from .mixture import GaussianMixture, _MixturePosterior
 
 __all__ = [
     "Denoiser",
@@ -91,77 +91,6 @@ def _level(alpha_bar) -> float:
 
 
 # ---------------------------------------------------------------------------------------------- exact
-class _MixturePosterior:
-    """``p(x0 | x_t)`` for the prior ``sum_k w_k N(mu_k, Sig_k)`` with shared eigendecomposed covariances and
-    means/log-weights that may differ per particle (broadcast over a leading batch).
-
-    For a component, ``p(x0 | x_t, k) = N(mu_k + G_k (x_t - sqrt(ab) mu_k), C_k)`` with
-    ``G_k = sqrt(ab) Sig_k (ab Sig_k + (1-ab) I)^{-1}`` and ``C_k = Sig_k (1-ab)(ab Sig_k + (1-ab) I)^{-1}``;
-    the component's weight is ``w_k N(x_t; sqrt(ab) mu_k, ab Sig_k + (1-ab) I)`` (THEORY 3.2).
-
-    Fast path (as in :class:`~dptheory.GaussianMixture`): the rotated coordinates ``u_k = V_k^T (x - sqrt(ab) mu_k)``
-    of all K components come from ONE GEMM of ``x`` against the concatenated eigenbases minus the rotated means
-    (precomputed once), the mixture mean from ONE GEMM against the stacked back-projections, and a draw needs only
-    the drawn component's mean (component chosen by inverse CDF from one uniform per particle).
-    """
-
-    def __init__(self, log_w: torch.Tensor, means: torch.Tensor, evals: torch.Tensor, evecs: torch.Tensor):
-        self.log_w, self.means, self.evals, self.evecs = log_w, means, evals, evecs  # (.., K), (.., K, d)
-        K, d = evals.shape
-        self._V_cat = evecs.permute(1, 0, 2).reshape(d, K * d)  # [V_1 | ... | V_K]
-        self._Vt_stack = evecs.transpose(-1, -2).reshape(K * d, d)  # [V_1^T; ...; V_K^T]
-        self._rot_means = (means.unsqueeze(-2) @ evecs).squeeze(-2)  # V_k^T mu_k, (.., K, d)
-
-    def parts(self, x: torch.Tensor, ab: float):
-        """Responsibilities ``(n, K)``, rotated coordinates ``u (n, K, d)`` and ``e = ab lam + 1 - ab (K, d)``."""
-        K, d = self.evals.shape
-        e = ab * self.evals + (1.0 - ab)
-        u = (x @ self._V_cat).view(-1, K, d) - math.sqrt(ab) * self._rot_means
-        log_joint = self.log_w - 0.5 * ((u.square() / e).sum(-1) + e.log().sum(-1))
-        return torch.softmax(log_joint, dim=-1), u, e
-
-    def mean(self, x: torch.Tensor, ab: float) -> torch.Tensor:
-        gamma, u, e = self.parts(x, ab)
-        g = math.sqrt(ab) * self.evals / e  # gain of each component in its eigenbasis
-        back = (u * g * gamma.unsqueeze(-1)).reshape(x.shape[0], -1) @ self._Vt_stack
-        return (gamma.unsqueeze(-1) * self.means).sum(-2) + back
-
-    def cov(self, x: torch.Tensor, ab: float) -> torch.Tensor:
-        gamma, u, e = self.parts(x, ab)
-        g = math.sqrt(ab) * self.evals / e
-        mu = self.means + ((u * g).unsqueeze(-2) @ self.evecs.transpose(-1, -2)).squeeze(-2)  # (n, K, d)
-        C = (self.evecs * (self.evals * (1.0 - ab) / e).unsqueeze(-2)) @ self.evecs.transpose(-1, -2)
-        mean = (gamma.unsqueeze(-1) * mu).sum(-2)
-        second = torch.einsum("nk,kij->nij", gamma, C) + torch.einsum("nk,nki,nkj->nij", gamma, mu, mu)
-        return second - mean.unsqueeze(-1) * mean.unsqueeze(-2)
-
-    @staticmethod
-    def _draw_component(probs: torch.Tensor, generator) -> torch.Tensor:
-        """One index per row of ``probs (n, K)`` by inverse CDF of a single uniform."""
-        cdf = probs.cumsum(-1)
-        r = torch.rand(probs.shape[0], 1, generator=generator, dtype=probs.dtype, device=probs.device)
-        return torch.searchsorted(cdf, r * cdf[:, -1:]).squeeze(-1).clamp_max(probs.shape[-1] - 1)
-
-    def sample_components(self, n: int, generator, like: torch.Tensor) -> torch.Tensor:
-        """``n`` draws from the mixture itself (one per row of the batch when the weights are per particle)."""
-        probs = torch.softmax(self.log_w, dim=-1).expand(n, -1)
-        k = self._draw_component(probs, generator)
-        means = self.means.expand(n, *self.means.shape[-2:])
-        z = torch.randn(n, means.shape[-1], generator=generator, dtype=like.dtype, device=like.device)
-        noise = ((z * self.evals[k].sqrt()).unsqueeze(-2) @ self.evecs[k].transpose(-1, -2)).squeeze(-2)
-        return means[torch.arange(n, device=like.device), k] + noise
-
-    def sample(self, x: torch.Tensor, ab: float, generator) -> torch.Tensor:
-        gamma, u, e = self.parts(x, ab)
-        k = self._draw_component(gamma, generator)  # (n,)
-        idx = torch.arange(x.shape[0], device=x.device)
-        g = math.sqrt(ab) * self.evals[k] / e[k]
-        sd = (self.evals[k] * (1.0 - ab) / e[k]).sqrt()  # (n, d)
-        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        means = self.means.expand(x.shape[0], *self.means.shape[-2:])[idx, k]
-        return means + ((u[idx, k] * g + z * sd).unsqueeze(-2) @ self.evecs[k].transpose(-1, -2)).squeeze(-2)
-
-
 class ExactDenoiser(Denoiser):
     """The exact Tweedie denoiser ``E[x0 | x_t]`` of a Gaussian or GMM prior (THEORY 3.1-3.2).
 
