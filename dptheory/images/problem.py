@@ -27,7 +27,9 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_alpha_bar, check_int, check_sigma
+from ..conditioning import LinearGaussianUpdate
 from ..denoisers import Denoiser
+from ..linalg import sym_eig
 from ..samplers import DPSGuidedDenoiser
 from ..samplers._common import pinv_start
 from ..schedules import VPSchedule, linear_schedule
@@ -175,11 +177,11 @@ class GaussianImageDenoiser(Denoiser):
         self.shape = tuple(mean.shape)
         self.m = mean.reshape(-1).to(torch.float64)
         if eig is None:
-            cov = cov.to(torch.float64)
-            evals, evecs = torch.linalg.eigh(0.5 * (cov + cov.T))
+            dec = sym_eig(0.5 * (cov.to(torch.float64) + cov.to(torch.float64).T), "cov")  # rejects non-PSD by name
+            evals, evecs = dec.evals, dec.evecs
         else:
             evals, evecs = eig
-        self.evals, self.evecs = evals.clamp_min(0.0), evecs
+        self.evals, self.evecs = evals, evecs
         self._cast: dict = {}
 
     @classmethod
@@ -245,13 +247,8 @@ class GaussianImageDenoiser(Denoiser):
         if y.numel() != A.shape[0]:
             raise ValueError(f"y must hold one measurement of {A.shape[0]} values, got shape {tuple(y.shape)}")
         S = (self.evecs * self.evals) @ self.evecs.T
-        SAt = S @ A.T
-        K = A @ SAt
-        K.diagonal().add_(float(sigma_y) ** 2)
-        L = torch.linalg.cholesky(K)
-        mu = self.m + SAt @ torch.cholesky_solve((y - A @ self.m).unsqueeze(-1), L).squeeze(-1)
-        W = torch.linalg.solve_triangular(L, SAt.T, upper=False)  # L^{-1} A S
-        return mu, S - W.T @ W
+        upd = LinearGaussianUpdate(self.m.unsqueeze(0), S.unsqueeze(0), A, check_sigma(sigma_y))
+        return upd.post_means(y)[0], upd.post_covs[0]
 
     def condition(self, operator, y: torch.Tensor, sigma_y: float) -> GaussianImageDenoiser:
         """The exact conditional denoiser ``E[x0 | x_t, y]`` (the denoiser of the posterior ``N(mu_y, Sigma_y)``)
