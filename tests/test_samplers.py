@@ -392,3 +392,24 @@ def test_map_rps_argument_errors():
         map_rps_stage1(den, x, SCHEDULE, weighting="official", **kw)
     with pytest.raises(ValueError, match="iters"):
         map_rps_stage1(den, x, SCHEDULE, iters=0, **kw)
+
+
+@pytest.mark.parametrize("ab", [0.001, 0.3, 0.95])
+def test_dps_guided_denoiser_pigdm_likelihood_matches_the_closed_form(ab):
+    """For a Gaussian prior N(m, S) the denoiser is affine with Jacobian J = sqrt(ab) S (ab S + (1 - ab) I)^{-1}
+    (numpy oracle), so the PiGDM-guided denoiser is
+    D + ((1 - ab)/sqrt(ab)) zeta J A^T (y - A D) / (sigma_y^2 + 1 - ab); "plugin" has sigma_y^2 alone."""
+    prob, y = problem("G2"), measurement("G2")
+    m, S = prob.prior.mean.numpy(), prob.prior.cov.numpy()
+    A = prob.operator.matrix().numpy()
+    x_t = torch.randn(5, prob.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    J = math.sqrt(ab) * S @ np.linalg.inv(ab * S + (1 - ab) * np.eye(len(m)))
+    D = m + (x_t.numpy() - math.sqrt(ab) * m) @ J.T
+    zeta, s2 = 0.7, prob.sigma_y**2
+    for likelihood, var in (("pigdm", s2 + 1 - ab), ("plugin", s2)):
+        guided = DPSGuidedDenoiser(dpt.ExactDenoiser(prob.prior), prob.operator, y, prob.sigma_y, zeta,
+                                   likelihood=likelihood)
+        want = D + (1 - ab) / math.sqrt(ab) * zeta * ((y.numpy() - D @ A.T) @ A @ J) / var
+        np.testing.assert_allclose(guided(x_t, ab).numpy(), want, rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="likelihood"):
+        DPSGuidedDenoiser(dpt.ExactDenoiser(prob.prior), prob.operator, y, prob.sigma_y, likelihood="exact")

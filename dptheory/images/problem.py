@@ -285,7 +285,9 @@ def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, deno
         posterior_denoiser: the conditional denoiser ``E[x0 | x_t, y]``: ``None`` (default) builds the exact one
             with ``denoiser.condition(operator, y, sigma_y)`` when the backbone offers it, else DPS guidance;
             ``"dps"`` forces DPS guidance (:class:`~dptheory.samplers.DPSGuidedDenoiser`, weight ``zeta``,
-            needs ``sigma_y > 0``); or pass a conditional denoiser (exact when it has ``sample_x0``).
+            needs ``sigma_y > 0``); ``"pigdm"`` the same guidance with the PiGDM likelihood variance
+            ``sigma_y^2 + 1 - ab`` (stable at high noise with a network); or pass a conditional denoiser (exact
+            when it has ``sample_x0``).
         zeta: the DPS weight of the guided conditional denoiser, and the default ``zeta`` of ``dps`` and of
             MAP-RPS's ``dps`` stage 2.
         progress: tqdm progress bars.
@@ -316,8 +318,8 @@ def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, deno
         raise ValueError("with a batch of measurements y (n, ...), n_samples must be 1 (one draw per measurement)")
     if method == "map-rps" and "t0" not in knobs:
         raise ValueError(f"method 'map-rps' needs the knob t0 (an integer step in [0, {schedule.T}])")
-    if isinstance(posterior_denoiser, str) and posterior_denoiser != "dps":
-        raise ValueError(f"posterior_denoiser must be None, 'dps' or a denoiser, got {posterior_denoiser!r}")
+    if isinstance(posterior_denoiser, str) and posterior_denoiser not in ("dps", "pigdm"):
+        raise ValueError(f"posterior_denoiser must be None, 'dps', 'pigdm' or a denoiser, got {posterior_denoiser!r}")
 
     start_time = time.perf_counter()
     op, sigma_y = problem.operator, problem.sigma_y
@@ -332,8 +334,9 @@ def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, deno
     )
     cond = None
     if needs_cond:
-        if isinstance(posterior_denoiser, str):  # "dps"
-            cond = DPSGuidedDenoiser(prior, op, y, sigma_y, zeta)
+        if isinstance(posterior_denoiser, str):  # "dps" or "pigdm"
+            likelihood = "plugin" if posterior_denoiser == "dps" else "pigdm"
+            cond = DPSGuidedDenoiser(prior, op, y, sigma_y, zeta, likelihood=likelihood)
         elif posterior_denoiser is not None:
             cond = CountingDenoiser(posterior_denoiser, counter)
         elif callable(getattr(denoiser, "condition", None)):

@@ -62,7 +62,7 @@ FITTED_BACKBONES = ("gaussian", "empirical")
 DEFAULTS = dict(
     task="sr4",
     image="skimage:astronaut",
-    backbone="gaussian",
+    backbone="photo-unet",
     method="map-rps",
     size=24,
     n_crops=1000,
@@ -94,9 +94,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                         help="sr4, inpaint-box, inpaint-random, blur-gauss, blur-motion, cs or denoise "
                              f"(default {D['task']})")
     parser.add_argument("--image", default=D["image"], help=f"PATH or skimage:NAME (default {D['image']})")
+    parser.add_argument("--crop", default=None,
+                        help="TOP,LEFT,HEIGHT,WIDTH box in the photo's native pixels, cut before resizing to --size "
+                             "(default: the largest centred square)")
     parser.add_argument("--backbone", default=D["backbone"],
-                        help="gaussian | empirical (exact priors fitted to held-out photo crops) or a network "
-                             f"spec for load_backbone (default {D['backbone']})")
+                        help="photo-unet (the project's trained 32 px UNet), gaussian | empirical (exact priors "
+                             "fitted to held-out photo crops) or a network spec for load_backbone (default "
+                             f"{D['backbone']})")
     parser.add_argument("--method", default=D["method"],
                         help=f"map-rps, dps, vsrd, red-diff, vml-map, ddpm, ddim or posterior (default "
                              f"{D['method']})")
@@ -212,6 +216,19 @@ def _load_backbone(args, size: int):
     return bb.denoiser, bb.schedule, f"network {args.backbone}"
 
 
+def _crop_box(crop: str | None):
+    """``"TOP,LEFT,HEIGHT,WIDTH"`` -> a box for :func:`~dptheory.images.data.load_image` (``None``: centred)."""
+    if crop is None:
+        return None
+    try:
+        box = tuple(int(v) for v in crop.split(","))
+    except ValueError:
+        box = ()
+    if len(box) != 4 or min(box[2:]) <= 0 or min(box[:2]) < 0:
+        raise RestoreError(f"--crop must be TOP,LEFT,HEIGHT,WIDTH (integers, positive sizes), got {crop!r}")
+    return box
+
+
 def _ssim(ssim, x, ref):
     """SSIM, or ``None`` below its 11 x 11 window."""
     return float(ssim(x, ref)[0]) if min(x.shape[-2:]) >= 11 else None
@@ -228,6 +245,9 @@ def _backbone_size(denoiser) -> int | None:
     images = getattr(denoiser, "images", None)
     if isinstance(images, torch.Tensor) and images.ndim == 4:
         return int(images.shape[-1])
+    size = getattr(getattr(getattr(denoiser, "net", None), "model", None), "image_size", None)
+    if isinstance(size, int):
+        return size
     size = getattr(getattr(getattr(denoiser, "net", None), "config", None), "sample_size", None)
     return int(size) if isinstance(size, int) else None
 
@@ -309,8 +329,8 @@ def _run(args) -> int:
             raise RestoreError(f"--size {args.size} does not fit backbone {args.backbone!r} (its size is {native})")
         size = args.size if args.size is not None else (native or (512 if latent_bb else 256))  # SD 1.5 / ADM
     try:
-        x = load_image(args.image, size)
-    except (FileNotFoundError, ValueError, OSError) as err:
+        x = load_image(args.image, size, crop=_crop_box(args.crop))
+    except (FileNotFoundError, ValueError, TypeError, OSError) as err:
         raise RestoreError(f"cannot load image {args.image!r}: {err}") from err
     shape = tuple(x.shape[1:])
     gen = torch.Generator().manual_seed(args.seed)
@@ -361,8 +381,8 @@ def _run(args) -> int:
     x_hat = sol.x[:1].to(x.dtype)
     meas = _measurement_image(problem, y, x, x_pinv).to(x.dtype)
     report = dict(
-        task=args.task, image=args.image, size=size, backbone=described, method=args.method, sigma_y=sigma_y,
-        seed=args.seed, knobs=knobs, exact_conditional=sol.exact_conditional,
+        task=args.task, image=args.image, crop=args.crop, size=size, backbone=described, method=args.method,
+        sigma_y=sigma_y, seed=args.seed, knobs=knobs, exact_conditional=sol.exact_conditional,
         psnr=float(psnr(x_hat, x)[0]), ssim=_ssim(ssim, x_hat, x),
         psnr_baseline=float(psnr(x_pinv, x)[0]), ssim_baseline=_ssim(ssim, x_pinv, x),
         nfe=sol.nfe, seconds=seconds, solve_seconds=sol.seconds,

@@ -2,6 +2,7 @@
 
 - :class:`EmpiricalMixtureDenoiser`: the exact denoiser of a finite image set (and its exact conditioning);
 - :func:`load_diffusers_unet`: a local diffusers ``UNet2DModel`` folder (pixel space);
+- :func:`load_photo_unet`: the project's own UNet trained on 32 x 32 crops of the bundled photos (the default);
 - :func:`load_adm` / :func:`build_adm`: ADM / guided-diffusion checkpoints (DPS's ``ffhq_10m.pt``), loaded strictly;
 - :class:`LatentBackbone`: VAE + latent UNet of a local Stable Diffusion folder (LMAP-RPS);
 - :func:`load_backbone`: one spec string to a backbone with ``.denoiser``, ``.schedule``, ``.encode``,
@@ -22,6 +23,7 @@ from .adm import ADM_CONFIGS, ADMUNet, build_adm, load_adm
 from .diffusers_unet import load_diffusers_unet, schedule_from_scheduler_config
 from .empirical import EmpiricalMixtureDenoiser
 from .latent import LatentBackbone, empty_prompt_embedding
+from .photo_unet import PHOTO_UNET_WEIGHTS, load_photo_unet
 
 __all__ = [
     "EmpiricalMixtureDenoiser",
@@ -31,6 +33,8 @@ __all__ = [
     "ADMUNet",
     "build_adm",
     "load_adm",
+    "PHOTO_UNET_WEIGHTS",
+    "load_photo_unet",
     "LatentBackbone",
     "empty_prompt_embedding",
     "PixelBackbone",
@@ -58,7 +62,8 @@ class PixelBackbone:
 
 
 _SPEC_HELP = (
-    "backbone spec must be an image tensor (N, c, h, w) (exact empirical prior), 'empirical:FILE.pt' (a saved "
+    "backbone spec must be 'photo-unet' (the project's trained 32 px UNet) or 'photo-unet:FILE.pt', an image "
+    "tensor (N, c, h, w) (exact empirical prior), 'empirical:FILE.pt' (a saved "
     "image tensor), 'empirical:photo_patches' (dptheory.images.data.photo_patches), 'adm:CONFIG:FILE.pt' (CONFIG "
     f"in {sorted(ADM_CONFIGS)}), a FILE.pt (ADM, config ffhq_10m), 'diffusers:DIR' or a DIR (diffusers "
     "UNet2DModel or pipeline folder), or 'sd:DIR' (Stable Diffusion folder, latent)"
@@ -84,7 +89,8 @@ def _empirical_images(arg: str, kwargs: dict) -> torch.Tensor:
 def load_backbone(spec, *, device=None, dtype: torch.dtype = torch.float32, **kwargs):
     """Map a spec to a backbone with ``.denoiser``, ``.schedule``, ``.encode``, ``.decode`` and ``.latent``.
 
-    Specs: an image tensor or ``empirical:FILE.pt`` / ``empirical:NAME`` (a function of
+    Specs: ``photo-unet`` (the committed :func:`load_photo_unet` weights) or ``photo-unet:FILE.pt``; an image
+    tensor or ``empirical:FILE.pt`` / ``empirical:NAME`` (a function of
     :mod:`dptheory.images.data` called with ``**kwargs``) give the exact :class:`EmpiricalMixtureDenoiser` (on the
     default linear T = 1000 grid; it is exact at any ``alpha_bar``); ``adm:CONFIG:FILE.pt`` or ``FILE.pt`` an ADM
     checkpoint; ``diffusers:DIR`` or an existing directory a diffusers ``UNet2DModel``; ``sd:DIR`` a
@@ -99,6 +105,8 @@ def load_backbone(spec, *, device=None, dtype: torch.dtype = torch.float32, **kw
         raise TypeError(f"{_SPEC_HELP}; got {type(spec).__name__}")
     spec = str(spec)
     kind, _, rest = spec.partition(":")
+    if kind == "photo-unet":
+        return PixelBackbone(*load_photo_unet(rest or None, device=device, dtype=dtype), spec)
     if kind == "empirical" and rest:
         images = _empirical_images(rest, kwargs).to(device=device, dtype=dtype)
         return PixelBackbone(EmpiricalMixtureDenoiser(images), linear_schedule(), spec)

@@ -1,0 +1,109 @@
+"""Figure ``photo_unet_training``: the model card of the trained photo UNet: loss curves and held-out denoising MSE.
+
+Claims: none of the papers'; this is the evidence behind the default backbone of ``dptheory restore`` (issue 6).
+
+(a) The training log stored beside the committed weights (``photo_unet32.json``, written by
+``python -m dptheory.images.train``): the simple DDPM loss (per-pixel eps MSE, mean over 50 steps, timesteps
+uniform) and the validation loss of the EMA weights on a FIXED held-out batch (crops of astronaut and coffee,
+timesteps evenly spread over 0..999, fixed noise), so its fall is not sampling noise.
+
+(b) Held-out denoising MSE per pixel of ``E[x0 | x_t]`` against the true crop, at network steps ``i``
+(``abar = alpha_bar(i + 1)``), on ``n`` crops of the held-out photos (the same ``x_t`` for every denoiser), for:
+
+- the network (``x0 = (x_t - sqrt(1 - abar) eps_theta) / sqrt(abar)``);
+- the EXACT denoiser of the empirical law of ``N`` training crops
+  (:class:`~dptheory.images.backbones.EmpiricalMixtureDenoiser`): the Bayes denoiser if the world were those
+  crops; on held-out crops at low noise it snaps to the nearest training crop and is worse than the identity;
+- the exact denoiser of the Gaussian fitted to the same crops (mean, covariance + 1e-3 I;
+  :class:`~dptheory.images.problem.GaussianImageDenoiser`), the best linear denoiser for that law;
+- yardsticks: the identity ``x_t / sqrt(abar)`` and the constant 0.
+
+Errors are +-1 SE over crops. (c) The network's MSE relative to the better of the two exact denoisers.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from dptheory import plotting
+from dptheory.images.backbones import EmpiricalMixtureDenoiser, load_photo_unet
+from dptheory.images.backbones.photo_unet import photo_unet_log
+from dptheory.images.problem import GaussianImageDenoiser
+from dptheory.images.train import HELD_OUT, SCALES, PhotoCrops, denoising_mse
+
+NAME = "photo_unet_training"
+CLAIMS = ()
+SEED = 20261126
+WEIGHTS = None  # None: the committed weights (tests may point this elsewhere)
+STEPS = [5, 20, 50, 100, 200, 300, 500, 700, 999]
+CONFIG = {True: dict(n=32, n_train=1000, gaussian=False), False: dict(n=256, n_train=20000, gaussian=True)}
+# quick: no fitted Gaussian (its 3072 x 3072 eigendecomposition takes ~20 s on one core)
+LINES = {  # name -> (colour, marker, label)
+    "network": (plotting.COLORS["map-rps"], "o", "photo UNet (ours)"),
+    "empirical": (plotting.COLORS["posterior"], "s", "exact empirical-law denoiser"),
+    "gaussian": (plotting.COLORS["vsrd"], "^", "exact fitted-Gaussian denoiser"),
+    "identity": ("0.55", "", "identity $x_t/\\sqrt{\\bar\\alpha}$"),
+    "zero": ("0.75", "", "constant 0"),
+}
+
+
+def compute(quick: bool) -> dict:
+    cfg = CONFIG[quick]
+    log = photo_unet_log(WEIGHTS)
+    den, schedule = load_photo_unet(WEIGHTS)
+    size = int(log["config"]["size"])
+    train_crops = PhotoCrops(log["photos"], size, SCALES).sample(cfg["n_train"], torch.Generator().manual_seed(SEED))
+    x0 = PhotoCrops(HELD_OUT, size, SCALES).sample(cfg["n"], torch.Generator().manual_seed(SEED + 1))
+    denoisers = {"network": den, "empirical": EmpiricalMixtureDenoiser(train_crops)}
+    if cfg["gaussian"]:
+        denoisers["gaussian"] = GaussianImageDenoiser.fit(train_crops)
+    mse = denoising_mse(denoisers, x0, schedule, STEPS, torch.Generator().manual_seed(SEED + 2))
+    exact = [name for name in ("empirical", "gaussian") if name in mse]
+    ratio = [[row[0], row[1] / min(mse[e][k][1] for e in exact)] for k, row in enumerate(mse["network"])]
+    return {"train_loss": log["train_loss"], "val_loss": log["val_loss"], "mse": mse, "ratio_to_best_exact": ratio,
+            "training": {k: log[k] for k in ("n_params", "seconds", "threads", "torch", "machine", "photos")}
+            | {"steps": log["config"]["steps"], "batch": log["config"]["batch"]}, "n": cfg["n"],
+            "n_train": cfg["n_train"]}
+
+
+def plot(d: dict):
+    fig, axes = plotting.figure(1, 3, figsize=(15, 4.4))
+    ax = axes[0]
+    s, v = zip(*d["train_loss"], strict=True)
+    ax.plot(s, v, color=plotting.COLORS["map-rps"], lw=1.0, label="training loss (mean of 50 steps)")
+    s, v = zip(*d["val_loss"], strict=True)
+    ax.plot(s, v, color="k", marker="o", ms=4, lw=1.2, label="held-out validation loss (EMA weights, fixed batch)")
+    t = d["training"]
+    ax.set(yscale="log", xlabel="optimiser step", ylabel="eps MSE per pixel",
+           title=f"(a) training: {t['n_params'] / 1e6:.2f} M params, {t['steps']} x {t['batch']} crops, "
+                 f"{t['seconds'] / 60:.0f} min on {t['threads']} threads")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    for name, (color, marker, label) in LINES.items():
+        if name not in d["mse"]:
+            continue
+        rows = d["mse"][name]
+        ax.errorbar([r[0] for r in rows], [r[1] for r in rows], yerr=[r[2] for r in rows], color=color,
+                    marker=marker or None, ms=4, lw=1.2, capsize=2, label=label,
+                    linestyle="--" if not marker else "-")
+    ax.set(xscale="log", yscale="log", xlabel="network step $i$ (noise level)",
+           ylabel="MSE per pixel of $E[x_0\\mid x_t]$ (model units$^2$)",
+           title=f"(b) held-out denoising, {d['n']} crops (astronaut, coffee)")
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    s, r = zip(*d["ratio_to_best_exact"], strict=True)
+    ax.plot(s, r, color=plotting.COLORS["map-rps"], marker="o", ms=4)
+    ax.axhline(1.0, color="0.5", ls=":")
+    ax.set(xscale="log", xlabel="network step $i$", ylabel="network MSE / best exact MSE",
+           title=f"(c) relative to the better exact denoiser ({d['n_train']} training crops)")
+    return fig
+
+
+def _params(data: dict, quick: bool) -> dict:
+    return {**CONFIG[quick], "steps": STEPS, "held_out_photos": list(HELD_OUT), "scales": [str(s) for s in SCALES],
+            "weights": "committed photo_unet32.pt" if WEIGHTS is None else str(WEIGHTS)}
+
+
+def main(argv=None) -> int:
+    return plotting.run_analysis(__doc__, argv, name=NAME, claims=CLAIMS, seed=SEED, compute=compute, plot=plot,
+                                 params=_params)

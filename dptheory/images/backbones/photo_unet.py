@@ -1,0 +1,61 @@
+"""The project's own default backbone: a 2.86 M-parameter ADM UNet trained on 32 x 32 crops of the bundled photos
+by :mod:`dptheory.images.train` (eps-prediction, VP linear schedule, T = 1000; model card:
+``dptheory/images/backbones/weights/README.md``).
+
+The weights (``weights/photo_unet32.pt``, the EMA state dict, 11.4 MB) ship with the package; the training log
+and config sit beside them in ``photo_unet32.json``. Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from ...denoisers import NetworkDenoiser
+from ...schedules import linear_schedule
+from .adm import _ADMNet, build_adm
+
+__all__ = ["PHOTO_UNET_WEIGHTS", "load_photo_unet", "photo_unet_log"]
+
+PHOTO_UNET_WEIGHTS = Path(__file__).parent / "weights" / "photo_unet32.pt"
+"""The committed weights (made by ``python -m dptheory.images.train``)."""
+
+
+def photo_unet_log(path=None) -> dict:
+    """The training config and log stored beside the weights (``photo_unet32.json``)."""
+    path = Path(path or PHOTO_UNET_WEIGHTS).expanduser().with_suffix(".json")
+    if not path.is_file():
+        raise FileNotFoundError(f"expected the training log {path} beside the weights")
+    return json.loads(path.read_text())
+
+
+def load_photo_unet(path=None, *, device=None, dtype: torch.dtype = torch.float32):
+    """Load the trained photo UNet as ``(NetworkDenoiser, VPSchedule)``.
+
+    Args:
+        path: a state dict written by :func:`dptheory.images.train.main` (default: the committed
+            :data:`PHOTO_UNET_WEIGHTS`); its model config is read from the ``.json`` log beside it.
+        device, dtype: where the network runs (float32 by default; float64 works for tests).
+
+    The denoiser is ``D(x_t, abar) = (x_t - sqrt(1 - abar_i) eps_theta(x_t, i)) / sqrt(abar_i)`` at the network
+    step ``i`` nearest in log-SNR (:class:`~dptheory.denoisers.NetworkDenoiser`); the input size is 32 x 32 RGB
+    in model units [-1, 1] (the UNet is convolutional, so sizes divisible by 4 also run, off its training
+    distribution).
+    """
+    path = Path(path or PHOTO_UNET_WEIGHTS).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(f"expected photo UNet weights (a state dict .pt) at {path}; make them with "
+                                "python -m dptheory.images.train")
+    log = photo_unet_log(path)
+    model = build_adm(**log["config"]["model"])
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise RuntimeError(f"{path} does not match the model config in {path.with_suffix('.json')}: {err}") from err
+    model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+    model.image_size = int(log["config"]["size"])
+    schedule = linear_schedule(int(log["config"]["T"]))
+    return NetworkDenoiser(_ADMNet(model), schedule, prediction="eps"), schedule
