@@ -12,22 +12,27 @@ pooling), ``inpaint-random`` (70 % of the pixels missing), ``blur-gauss`` (61 x 
 and ``cs`` (25 % of the orthonormal DCT coefficients), all with sigma_y = 0.05 in model units [-1, 1].
 
 Methods (:func:`~dptheory.images.problem.solve_image`, one particle per crop): MAP-RPS over t0 (stage 1: AdamW
-with the Bayes prior weight, ``iters`` steps; stage 2: DPS with zeta = 1 from t0 down to 0, every step); VSRD over
-lam (the guided conditional denoiser with the PiGDM likelihood ``N(y; A x0_hat, (sigma_y^2 + 1 - ab) I)``,
-``posterior_denoiser="pigdm"``: the plain DPS plug-in over-steps at high noise and diverges; small-variance
-kernel, respaced); DPS (unsquared norm, zeta = 1,
-respaced). With a network no sampler is an exact posterior sampler; DPS is the usual stand-in. The exact-prior
-figure ``image_dp_traversal`` places the same solvers against exact D-P curves.
+with the Bayes prior weight at ``t1 = 50`` (:data:`~dptheory.images.backbones.photo_unet.PHOTO_UNET_MAP_T1`),
+``iters`` steps; stage 2: DPS with zeta = 1 from t0 down to 0, every step); VSRD over
+lam (VSRD's small kernel with the DPS conditional score, unsquared norm, zeta = 1: ``dps(..., lam=lam)``, the
+ancestral noise variance scaled by lam; respaced). lam = 1 IS DPS. The squared-norm guided conditional denoiser
+inside ``vsrd`` (plug-in or PiGDM likelihood) diverges on this network for every zeta >= 0.1: it multiplies the
+network's Jacobian error by ``(1 - ab) / (ab sigma_y^2)`` at high noise. With a network no sampler is an exact
+posterior sampler; DPS is the usual stand-in. The exact-prior figure ``image_dp_traversal`` places the same
+solvers against exact D-P curves. At lam = 0 the path carries no noise, its ``x_t`` leave the network's training
+distribution and the output degrades (measured below ``A^+ y``): VSRD's lam sweep needs lam > 0 on a network.
 
 Axes. Distortion: PSNR (dB, data range 2) and MSE per pixel against the ground truth, mean +- 1 SE over crops.
 Perception: SWD (Karras et al.'s sliced Wasserstein on Laplacian-pyramid patches, fixed projections) between
-the restorations and the ground-truth crops; the dotted floor is the SWD between two disjoint sets of held-out
-crops of the same size, errors +- 1 bootstrap SE (crops resampled). No exact W2 exists for a network prior, so
-the MSE-W2 plane is left to the exact figure. Every point records its NFE (network calls; a batch counts once)
-and wall time per image on this CPU (the batch time divided by ``n``).
+the restorations and their ground-truth crops (the same crops, so a perfect restoration scores 0; two DISJOINT
+sets of held-out crops of this size score far higher, e.g. 0.24 for n = 6, so no "floor" applies), errors
++- 1 bootstrap SE (crops resampled in both sets together). The sidecar's ``checks`` give SWD(t0) - SWD(MAP) with
+a PAIRED bootstrap SE (all sets resampled together), which is what decides whether SWD falls along t0. No exact
+W2 exists for a network prior, so the MSE-W2 plane is left to the exact figure. Every point records its NFE
+(network calls; a batch counts once) and wall time per image on this CPU (the batch time divided by ``n``).
 
 Bottom rows: one crop per task: the truth, ``A^+ y``, MAP-RPS from the MAP (t0 = 0) to the largest t0, VSRD at
-lam = 1 and DPS.
+lam = 0 and lam = 1 (DPS).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import torch
 
 from dptheory import plotting
 from dptheory.images.backbones import load_photo_unet
+from dptheory.images.backbones.photo_unet import PHOTO_UNET_MAP_T1
 from dptheory.images.metrics import psnr, swd
 from dptheory.images.operators import make_task
 from dptheory.images.problem import ImageInverseProblem, solve_image
@@ -52,17 +58,16 @@ TEST_SCALES = (64, 96, 128, 192)
 WEIGHTS = None  # None: the committed weights (tests may point this elsewhere)
 
 CONFIG = {
-    True: dict(n=6, iters=60, t0s=[0, 50, 200], lams=[0.0, 1.0], steps=50, boot=10, tasks=("sr4", "inpaint-random")),
-    False: dict(n=16, iters=200, t0s=[0, 25, 50, 100, 200, 400], lams=[0.0, 0.5, 1.0], steps=200, boot=30,
+    True: dict(n=6, iters=60, t0s=[0, 100], lams=[0.0, 1.0], steps=50, boot=10, tasks=("sr4",)),
+    False: dict(n=16, iters=150, t0s=[0, 50, 100, 250], lams=[0.0, 0.5, 1.0], steps=100, boot=30,
                 tasks=("sr4", "inpaint-random", "blur-gauss", "cs")),
 }
 SWD_KW = dict(patches_per_image=32, n_projections=256)
 STYLE = {  # method -> (colour, marker, label)
-    "map-rps": (plotting.COLORS["map-rps"], "s", "MAP-RPS over $t_0$"),
-    "vsrd": (plotting.COLORS["vsrd"], "o", "VSRD over $\\lambda$"),
-    "dps": (plotting.COLORS["dps"], "^", "DPS"),
+    "map-rps": (plotting.COLORS["map-rps"], "s", "MAP-RPS over $t_0$ (stage 2: DPS)"),
+    "vsrd": (plotting.COLORS["vsrd"], "o", "VSRD over $\\lambda$ with DPS guidance ($\\lambda$=1: DPS)"),
 }
-KNOB = {"map-rps": "t0", "vsrd": "lam", "dps": "steps"}
+KNOB = {"map-rps": "t0", "vsrd": "lam"}
 SYMBOL = {"map-rps": "$t_0$", "vsrd": "$\\lambda$"}
 
 
@@ -80,6 +85,16 @@ def swd_estimate(x, ref, *, boot: int, gen) -> dict:
     return {"value": _swd(x, ref), "stderr": float(torch.tensor(reps).std()) if boot > 1 else 0.0}
 
 
+def swd_difference(a, b, ref, *, boot: int, gen) -> dict:
+    """``SWD(a, ref) - SWD(b, ref)`` with a PAIRED bootstrap SE (the same crops resampled in all three sets), which
+    removes the crop-to-crop spread the two SWDs share."""
+    reps = []
+    for _ in range(boot):
+        idx = torch.randint(ref.shape[0], (ref.shape[0],), generator=gen)
+        reps.append(_swd(a[idx], ref[idx]) - _swd(b[idx], ref[idx]))
+    return {"value": _swd(a, ref) - _swd(b, ref), "stderr": float(torch.tensor(reps).std()) if boot > 1 else 0.0}
+
+
 def mean_se(v: torch.Tensor) -> tuple[float, float]:
     return float(v.mean()), float(v.std() / math.sqrt(v.numel()))
 
@@ -91,10 +106,8 @@ def held_out_crops(n: int, seed: int) -> torch.Tensor:
 
 def _knobs(method: str, value, cfg: dict) -> dict:
     if method == "map-rps":
-        return {"t0": int(value), "iters": cfg["iters"]}
-    if method == "vsrd":
-        return {"lam": float(value), "steps": cfg["steps"], "posterior_denoiser": "pigdm"}
-    return {"steps": cfg["steps"]}
+        return {"t0": int(value), "iters": cfg["iters"], "t1": PHOTO_UNET_MAP_T1}
+    return {"lam": float(value), "steps": cfg["steps"]}  # VSRD with DPS guidance
 
 
 def _point(sol, x, ref_swd, cfg, gen) -> dict:
@@ -111,13 +124,16 @@ def run_task(task: str, x: torch.Tensor, den, schedule, cfg: dict, gen) -> dict:
     out = {"baseline": {"psnr_db": mean_se(psnr(x_pinv, x)), "mse": mean_se((x_pinv - x).square().flatten(1).mean(1)),
                         "swd": swd_estimate(x_pinv, x, boot=cfg["boot"], gen=gen)},
            "methods": {}, "images": {"x": x[0], "A^+ y": x_pinv[0]}}
-    sweeps = {"map-rps": cfg["t0s"], "vsrd": cfg["lams"], "dps": [cfg["steps"]]}
+    sweeps = {"map-rps": cfg["t0s"], "vsrd": cfg["lams"]}
+    outputs = {}
     for method, values in sweeps.items():
         rows = []
         for v in values:
-            sol = solve_image(problem, y, method, den, schedule=schedule, generator=gen, **_knobs(method, v, cfg))
+            solver = "map-rps" if method == "map-rps" else "dps"
+            sol = solve_image(problem, y, solver, den, schedule=schedule, generator=gen, **_knobs(method, v, cfg))
+            outputs[method, v] = sol.x
             rows.append({KNOB[method]: v, **_point(sol, x, x, cfg, gen)})
-            if method == "map-rps" or (method == "vsrd" and v == values[-1]) or method == "dps":
+            if method == "map-rps" or v in (values[0], values[-1]):
                 out["images"][f"{method} {KNOB[method]}={v:g}"] = sol.x[0]
         out["methods"][method] = rows
     t0 = out["methods"]["map-rps"]
@@ -125,6 +141,9 @@ def run_task(task: str, x: torch.Tensor, den, schedule, cfg: dict, gen) -> dict:
         "map_psnr_minus_baseline_db": t0[0]["psnr_db"][0] - out["baseline"]["psnr_db"][0],
         "swd_map": t0[0]["swd"]["value"], "swd_largest_t0": t0[-1]["swd"]["value"],
         "swd_falls_along_t0": t0[-1]["swd"]["value"] < t0[0]["swd"]["value"],
+        # SWD(t0) - SWD(MAP) for every t0 > 0, with the paired bootstrap SE
+        "swd_minus_map": {str(v): swd_difference(outputs["map-rps", v], outputs["map-rps", cfg["t0s"][0]], x,
+                                                 boot=cfg["boot"], gen=gen) for v in cfg["t0s"][1:]},
     }
     return out
 
@@ -133,22 +152,21 @@ def compute(quick: bool) -> dict:
     cfg = CONFIG[quick]
     den, schedule = load_photo_unet(WEIGHTS)
     x = held_out_crops(cfg["n"], SEED)
-    floor = swd_estimate(held_out_crops(cfg["n"], SEED + 1), x, boot=cfg["boot"],
-                         gen=torch.Generator().manual_seed(SEED + 2))
     gen = torch.Generator().manual_seed(SEED)
-    return {"swd_floor": floor, "n": cfg["n"],
+    return {"n": cfg["n"],
             "tasks": {t: run_task(t, x, den, schedule, cfg, gen) for t in cfg["tasks"]}}
 
 
 # ---------------------------------------------------------------------------------------------- plot
-def _plane(ax, res: dict, floor: dict):
-    for method, (color, marker, label) in STYLE.items():
+def _plane(ax, res: dict, methods=tuple(STYLE)):
+    for method in methods:
+        color, marker, label = STYLE[method]
         rows = res["methods"][method]
         ps = [r["psnr_db"][0] for r in rows]
         sw = [r["swd"]["value"] for r in rows]
         ax.errorbar(ps, sw, xerr=[r["psnr_db"][1] for r in rows], yerr=[r["swd"]["stderr"] for r in rows],
                     color=color, marker=marker, markersize=5, capsize=2, linewidth=1.2, label=label,
-                    linestyle="-" if method in SYMBOL else "none")
+                    linestyle="-")
         for r, px, s in zip(rows, ps, sw, strict=True):
             tag = f"{SYMBOL[method]}={r[KNOB[method]]:g}" if method in SYMBOL else ""
             ax.annotate(f"{tag}\n{r['nfe']} NFE, {r['seconds_per_image']:.2f} s/img".strip(), (px, s),
@@ -156,7 +174,6 @@ def _plane(ax, res: dict, floor: dict):
     b = res["baseline"]
     ax.errorbar([b["psnr_db"][0]], [b["swd"]["value"]], xerr=[b["psnr_db"][1]], yerr=[b["swd"]["stderr"]],
                 color="0.3", marker="x", markersize=6, linestyle="none", label="$A^+y$ baseline")
-    ax.axhline(floor["value"], color="0.5", linestyle=":", label="SWD between held-out crop sets (floor)")
     ax.set(xlabel="PSNR to $x$ (dB)  [distortion: right is better]",
            ylabel="SWD to the true crops  [perception: lower is better]")
 
@@ -170,26 +187,27 @@ def _label(key: str) -> str:
         t0 = key.split("=")[1]
         return f"MAP-RPS $t_0$={t0}" + (" (MAP)" if t0 == "0" else "")
     if key.startswith("vsrd"):
-        return "VSRD $\\lambda$=" + key.split("=")[1]
-    if key.startswith("dps"):
-        return "DPS"
+        lam = key.split("=")[1]
+        return "VSRD $\\lambda$=" + lam + (" (DPS)" if lam == "1" else "")
     return {"x": "truth $x$", "A^+ y": "$A^+y$"}[key]
 
 
 def plot(d: dict):
     tasks = list(d["tasks"])
     n_img = len(d["tasks"][tasks[0]]["images"])
-    fig, _ = plotting.figure(0, figsize=(max(4.2 * len(tasks), 1.25 * n_img), 4.4 + 1.45 * len(tasks)))
-    gs = fig.add_gridspec(1 + len(tasks), len(tasks), height_ratios=[4.4] + [1.45] * len(tasks))
-    for k, task in enumerate(tasks):
-        ax = fig.add_subplot(gs[0, k])
-        _plane(ax, d["tasks"][task], d["swd_floor"])
-        ax.set_title(f"({'abcd'[k]}) {task}, $\\sigma_y$={SIGMA_Y}", fontsize=10.5)
-        if k == 0:
-            handles, labels = ax.get_legend_handles_labels()
+    fig, _ = plotting.figure(0, figsize=(max(4.2 * len(tasks), 1.25 * n_img), 8.4 + 1.45 * len(tasks)))
+    gs = fig.add_gridspec(2 + len(tasks), len(tasks), height_ratios=[4.0, 4.0] + [1.45] * len(tasks))
+    panel = iter("abcdefghijkl")
+    for row, (methods, what) in enumerate(((("map-rps",), "MAP-RPS over $t_0$ (zoom)"), (tuple(STYLE), "all"))):
+        for k, task in enumerate(tasks):
+            ax = fig.add_subplot(gs[row, k])
+            _plane(ax, d["tasks"][task], methods)
+            ax.set_title(f"({next(panel)}) {task}, $\\sigma_y$={SIGMA_Y}: {what}", fontsize=10)
+            if row == 1 and k == 0:
+                handles, labels = ax.get_legend_handles_labels()
     for r, task in enumerate(tasks):
         imgs = d["tasks"][task]["images"]
-        sub = gs[1 + r, :].subgridspec(1, len(imgs), wspace=0.04)
+        sub = gs[2 + r, :].subgridspec(1, len(imgs), wspace=0.04)
         for i, (key, im) in enumerate(imgs.items()):
             ax = fig.add_subplot(sub[0, i])
             ax.imshow(_to_img(im), interpolation="nearest")
@@ -211,9 +229,10 @@ def _strip_images(d: dict) -> dict:
 def _params(data: dict, quick: bool) -> dict:
     return {**CONFIG[quick], "sigma_y": SIGMA_Y, "size": SIZE, "held_out_photos": list(HELD_OUT),
             "test_scales": list(TEST_SCALES), "swd": SWD_KW, "backbone": "photo-unet (committed weights)",
-            "map-rps": "stage 1 AdamW, Bayes weight, t1 = 10, lr 0.5; stage 2 DPS zeta 1, every step from t0",
-            "vsrd": "guided conditional denoiser, PiGDM likelihood (zeta 1), small-variance kernel, respaced",
-            "dps": "norm l2 (unsquared), zeta 1, respaced", "threads": torch.get_num_threads()}
+            "map-rps": f"stage 1 AdamW, Bayes weight, t1 = {PHOTO_UNET_MAP_T1}, lr 0.5; stage 2 DPS zeta 1, every "
+                       "step from t0",
+            "vsrd": "dps(lam=...): small kernel, noise variance x lam, DPS guidance norm l2 zeta 1, respaced",
+            "threads": torch.get_num_threads()}
 
 
 def main(argv=None) -> int:

@@ -75,8 +75,8 @@ def plot(d: dict):
     ax.plot(s, v, color="k", marker="o", ms=4, lw=1.2, label="held-out validation loss (EMA weights, fixed batch)")
     t = d["training"]
     ax.set(yscale="log", xlabel="optimiser step", ylabel="eps MSE per pixel",
-           title=f"(a) training: {t['n_params'] / 1e6:.2f} M params, {t['steps']} x {t['batch']} crops, "
-                 f"{t['seconds'] / 60:.0f} min on {t['threads']} threads")
+           title=f"(a) training: {t['n_params'] / 1e6:.2f} M params, {t['steps']} x {t['batch']} crops,\n"
+                 f"{t['seconds'] / 60:.0f} min on {t['threads']} CPU threads")
     ax.legend(fontsize=8)
     ax = axes[1]
     for name, (color, marker, label) in LINES.items():
@@ -88,14 +88,14 @@ def plot(d: dict):
                     linestyle="--" if not marker else "-")
     ax.set(xscale="log", yscale="log", xlabel="network step $i$ (noise level)",
            ylabel="MSE per pixel of $E[x_0\\mid x_t]$ (model units$^2$)",
-           title=f"(b) held-out denoising, {d['n']} crops (astronaut, coffee)")
+           title=f"(b) held-out denoising MSE,\n{d['n']} crops of astronaut and coffee")
     ax.legend(fontsize=8)
     ax = axes[2]
     s, r = zip(*d["ratio_to_best_exact"], strict=True)
     ax.plot(s, r, color=plotting.COLORS["map-rps"], marker="o", ms=4)
     ax.axhline(1.0, color="0.5", ls=":")
-    ax.set(xscale="log", xlabel="network step $i$", ylabel="network MSE / best exact MSE",
-           title=f"(c) relative to the better exact denoiser ({d['n_train']} training crops)")
+    ax.set(xscale="log", yscale="log", xlabel="network step $i$", ylabel="network MSE / best exact MSE",
+           title=f"(c) network / better exact denoiser\n(exact laws of {d['n_train']} training crops)")
     return fig
 
 

@@ -2,8 +2,9 @@
 
 Each analysis runs with ``--quick`` into a temporary folder; the test checks the PNG, the PDF and the JSON
 sidecar (``params``, ``seed``, ``version``, ``data``) and a few of the plotted numbers against the values the
-claims report measures (THEORY's quotes, with the claims' tolerances). Only ``posterior_1d`` (~2 s) runs in the
-default suite; the others take 5-15 s each and are marked ``slow`` (``pytest -m slow``).
+claims report measures (THEORY's quotes, with the claims' tolerances). Only ``posterior_1d`` (~2 s) and
+``image_dp_photo_unet`` (~25 s; it carries issue 6's acceptance on held-out crops) run in the default suite; the
+others take 5-15 s each and are marked ``slow`` (``pytest -m slow``).
 
 The figures are built on :class:`matplotlib.figure.Figure` without pyplot, so no GUI backend is involved; Agg is
 forced anyway for any code path that touches pyplot.
@@ -23,7 +24,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 from dptheory import plotting, reproduce  # noqa: E402
 
 SCRIPTS = {p.stem: p for p in reproduce.find_analyses()}
-FAST = {"posterior_1d"}
+FAST = {"posterior_1d", "image_dp_photo_unet"}  # the second carries issue 6's acceptance checks (~25 s)
 EXPECTED = {"posterior_1d", "trajectories_1d", "dp_curves_lambda", "pinwheel", "map_rps_dp_plane", "map_vs_mmse",
             "ddpm_order", "image_dp_traversal", "image_dp_photo_unet", "photo_unet_training"}
 

@@ -441,3 +441,24 @@ def test_latent_backbone_end_to_end(tmp_path, gen, with_text):
     assert xr.shape == x.shape
     xr.square().sum().backward()  # the data term of LMAP-RPS differentiates through the decoder
     assert zr.grad is not None and torch.isfinite(zr.grad).all()
+
+
+def test_photo_unet_spec_loads_the_committed_weights(tmp_path):
+    """``photo-unet`` is the committed trained UNet: a 32 px eps-prediction network on the linear T = 1000 grid
+    whose x0 estimate at low noise is close to the clean image (MSE far below the noise variance)."""
+    from dptheory.images.backbones import load_backbone
+    from dptheory.images.data import load_image
+
+    bb = load_backbone("photo-unet")
+    assert not bb.latent and bb.schedule.T == 1000 and bb.denoiser.prediction == "eps"
+    x = load_image("skimage:astronaut", 32)
+    ab = float(bb.schedule.alpha_bar(51))
+    z = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)
+    x_t = ab**0.5 * x + (1 - ab) ** 0.5 * z
+    with torch.no_grad():
+        x0 = bb.denoiser(x_t, ab)
+    assert x0.shape == x.shape and x0.dtype == torch.float32
+    noise_mse = (1 - ab) / ab  # the MSE of x_t / sqrt(ab), 0.011
+    assert float((x0 - x).square().mean()) < 0.6 * noise_mse  # card: 0.45x at step 50 on held-out crops
+    with pytest.raises(FileNotFoundError, match="photo UNet weights"):
+        load_backbone(f"photo-unet:{tmp_path / 'missing.pt'}")

@@ -250,7 +250,8 @@ def test_counting_denoiser_sees_sample_x0_only_when_present():
         ("vsrd", dict(lam=1.5, steps=2), ValueError, "lam must lie in"),
         ("map-rps", dict(t0=1001, iters=2), ValueError, "t0 must be an integer step"),
         ("map-rps", dict(iters=2), ValueError, "needs the knob t0"),
-        ("dps", dict(lam=0.5), TypeError, "does not take knob"),
+        ("dps", dict(t0=5), TypeError, "does not take knob"),
+        ("dps", dict(lam=1.5, steps=2), ValueError, "lam must lie in"),
         ("ddpm", dict(t0=3), TypeError, "does not take knob"),
     ],
 )

@@ -413,3 +413,23 @@ def test_dps_guided_denoiser_pigdm_likelihood_matches_the_closed_form(ab):
         np.testing.assert_allclose(guided(x_t, ab).numpy(), want, rtol=1e-10, atol=1e-12)
     with pytest.raises(ValueError, match="likelihood"):
         DPSGuidedDenoiser(dpt.ExactDenoiser(prob.prior), prob.operator, y, prob.sigma_y, likelihood="exact")
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.3, 1.0])
+def test_dps_lam_scales_the_ancestral_variance_like_vsrd(lam):
+    """Without guidance (zeta = 0) ``dps(lam=...)`` is VSRD's small kernel with the prior denoiser: the same
+    trajectory given the same noise draws (round-off only); lam = 0 is deterministic."""
+    prob = problem("G2")
+    y = measurement("G2")
+    den = dpt.ExactDenoiser(prob.prior)
+    x_T = torch.randn(32, prob.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    a = dps(den, x_T, SCHEDULE, operator=prob.operator, y=y, zeta=0.0, lam=lam, steps=40,
+            generator=torch.Generator().manual_seed(5))
+    b = vsrd(den, x_T, SCHEDULE, lam=lam, kernel="small", steps=40, generator=torch.Generator().manual_seed(5))
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+    if lam == 0.0:
+        c = dps(den, x_T, SCHEDULE, operator=prob.operator, y=y, zeta=0.0, lam=0.0, steps=40,
+                generator=torch.Generator().manual_seed(6))
+        assert torch.equal(a, c)
+    with pytest.raises(ValueError, match="lam"):
+        dps(den, x_T, SCHEDULE, operator=prob.operator, y=y, lam=1.5, steps=4)

@@ -1,7 +1,7 @@
 """Train the project's default image backbone: a small ADM UNet (eps-prediction, VP linear schedule, T = 1000)
 on 32 x 32 colour crops of the photos that ship inside scikit-image and matplotlib.
 
-    python -m dptheory.images.train                      # the committed weights (about 45 min on 2 cores)
+    python -m dptheory.images.train                      # the committed weights (44 min on 2 CPU cores, measured)
     python -m dptheory.images.train --steps 200 --out /tmp/unet   # a short run
 
 **Objective** (Ho et al. 2020, "Denoising Diffusion Probabilistic Models", Algorithm 1, the simple loss):
@@ -69,7 +69,7 @@ PHOTO_UNET_CONFIG: dict = dict(
     norm_groups=16,
 )
 """The ADM config of the default backbone: widths 32 / 64 / 128 at 32 / 16 / 8 px, one ResBlock per level,
-attention (4 heads of 32) at 8 px, scale-shift norm; 2.86 M parameters (11.4 MB in float32)."""
+attention (4 heads of 32) at 8 px, scale-shift norm; 2.86 M parameters (11.5 MB in float32)."""
 
 SCALES: tuple = (32, 48, 64, 96, 128, 192, 256, None)
 """Short sides (px) the training photos are resized to before cropping; ``None`` keeps the native size."""
@@ -145,7 +145,7 @@ class PhotoCrops:
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         """``(n, 3, size, size)`` float32 crops: uniform level, uniform window, flip with probability 1/2."""
         which = torch.randint(len(self.levels), (n,), generator=generator)
-        flips = torch.rand(n, generator=generator) < 0.5
+        flips = torch.rand(n, generator=generator, dtype=torch.float32) < 0.5  # float32 draws whatever the default
         out = torch.empty(n, 3, self.size, self.size, dtype=self.levels[0].dtype)
         for k in range(n):
             im = self.levels[int(which[k])]
@@ -191,7 +191,7 @@ def _eval_batch(cfg: TrainConfig):
     the validation loss, drawn from its own generator so it does not perturb the training stream."""
     g = torch.Generator().manual_seed(cfg.seed + 10_000)
     x0 = PhotoCrops(cfg.held_out, cfg.size, cfg.scales).sample(cfg.n_eval, g)
-    steps = torch.linspace(0, cfg.T - 1, cfg.n_eval).round().long()
+    steps = torch.linspace(0, cfg.T - 1, cfg.n_eval, dtype=torch.float32).round().long()  # as in the logged run
     return x0, steps, g.get_state()
 
 

@@ -46,8 +46,8 @@ def _check_dps_args(norm, sigma_y, zeta):
         raise ValueError(f"zeta must be >= 0, got {zeta}")
 
 
-def dps(denoiser, x, schedule, *, operator, y, sigma_y=None, zeta=1.0, norm="l2", variance="small", steps=None,
-        t_start=None, generator=None, callback=None, progress_bar=False):
+def dps(denoiser, x, schedule, *, operator, y, sigma_y=None, zeta=1.0, norm="l2", variance="small", lam=1.0,
+        steps=None, t_start=None, generator=None, callback=None, progress_bar=False):
     """DPS (Chung et al. 2023, Algorithm 1) on a VP schedule.
 
     Args:
@@ -57,15 +57,24 @@ def dps(denoiser, x, schedule, *, operator, y, sigma_y=None, zeta=1.0, norm="l2"
         sigma_y: noise std (needed for ``norm="squared"``).
         zeta: step size (see module docstring).
         variance: ``"small"`` or ``"large"`` ancestral noise.
+        lam: variance scale in [0, 1] of the ancestral noise (``sqrt(lam var) z``): VSRD's knob (Wang et al.
+            2025, THEORY 5.1) with the DPS conditional score, i.e. VSRD's Algorithm 1 with the small kernel and
+            DPS guidance. ``lam = 1`` is DPS, ``lam = 0`` the deterministic guided mean path. This is the form
+            that runs on a trained network: the squared-norm :class:`DPSGuidedDenoiser` inside ``vsrd``
+            multiplies the network's Jacobian error by ``(1 - ab) / (ab sigma_y^2)`` at high noise and diverges
+            (the photo UNet: NaN for every zeta >= 0.1 on sr4).
     """
     _check_dps_args(norm, sigma_y, zeta)
+    lam = float(lam)
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must lie in [0, 1], got {lam}")
     if variance not in ("small", "large"):
         raise ValueError(f"variance must be 'small' or 'large', got {variance!r}")
     pairs = reverse_pairs(schedule, steps, t_start)
     for i, (t, s) in enumerate(progress(pairs, progress_bar, "dps")):
         c1, c2, beta_tilde, beta = schedule.reverse_coefficients(t, s)
         x0, grad = _residual_loss(denoiser, x, float(schedule.alpha_bar(t)), operator, y, norm, sigma_y)
-        var = 0.0 if s == 0 else (beta_tilde if variance == "small" else beta)
+        var = 0.0 if s == 0 else lam * (beta_tilde if variance == "small" else beta)
         step = float(zeta) if norm == "l2" else float(zeta) * beta / math.sqrt(1.0 - beta)
         x = c1 * x0 + c2 * x + math.sqrt(var) * randn_like(x, generator) - step * grad
         if callback is not None:

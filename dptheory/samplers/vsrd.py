@@ -15,7 +15,9 @@ Kernels (THEORY 5.2):
   off by O(1/T) (THEORY 3.3).
 
 With a network, pass a guided denoiser (``DPSGuidedDenoiser``) as the conditional denoiser; Wang et al.'s
-Algorithm 1 is then ``kernel="small"`` with DPS guidance ``zeta``.
+Algorithm 1 is then ``kernel="small"`` with DPS guidance ``zeta``. The squared-norm guided denoiser amplifies a
+network's Jacobian error at high noise and diverges on the trained photo UNet; the unsquared-norm (official
+DPS) form of the same sampler is ``dps(..., lam=...)``.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 by :mod:`dptheory.images.train` (eps-prediction, VP linear schedule, T = 1000; model card:
 ``dptheory/images/backbones/weights/README.md``).
 
-The weights (``weights/photo_unet32.pt``, the EMA state dict, 11.4 MB) ship with the package; the training log
+The weights (``weights/photo_unet32.pt``, the EMA state dict, 11.5 MB) ship with the package; the training log
 and config sit beside them in ``photo_unet32.json``. Nothing is downloaded.
 """
 
@@ -17,10 +17,19 @@ from ...denoisers import NetworkDenoiser
 from ...schedules import linear_schedule
 from .adm import _ADMNet, build_adm
 
-__all__ = ["PHOTO_UNET_WEIGHTS", "load_photo_unet", "photo_unet_log"]
+__all__ = ["PHOTO_UNET_WEIGHTS", "PHOTO_UNET_MAP_T1", "load_photo_unet", "photo_unet_log"]
 
 PHOTO_UNET_WEIGHTS = Path(__file__).parent / "weights" / "photo_unet32.pt"
 """The committed weights (made by ``python -m dptheory.images.train``)."""
+
+PHOTO_UNET_MAP_T1 = 50
+"""MAP-RPS stage-1 noise index (0-based, ``alpha_bar(51) = 0.989``) for this network, used by ``dptheory restore``
+and the image analyses instead of the official pixel-model 10. Measured on 16 held-out 32 px crops, sigma_y =
+0.05, 300 AdamW steps with the Bayes weight (mean PSNR, dB; ``A^+ y`` first): sr4 20.39 | t1 = 10: 18.46,
+50: 21.61, 100: 21.58, 200: 20.54; inpaint-random 11.81 | 22.52, 23.35, 22.22, 19.76; blur-gauss 19.94 | 19.01,
+21.71, 21.83, 21.01; cs 10.78 | 10.67, 11.61, 12.06, 11.53. At t1 = 10 the network's noise prediction at
+noise std 0.04 carries too little prior signal, and more iterations make it worse (sr4: 20.11 at 100 steps,
+18.46 at 300); from t1 = 200 the MAP of the blurred prior is over-smoothed."""
 
 
 def photo_unet_log(path=None) -> dict:
