@@ -77,7 +77,7 @@ def run_analysis(script: Path, *, quick: bool, out: Path) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dptheory reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
-                        help="smaller grids and samples for the figures and the claims (~3 min instead of ~20)")
+                        help="smaller grids and samples for the figures and the claims (~2 min instead of ~27)")
     parser.add_argument("--out", default=Path("figures"), type=Path, help="output directory (default: figures/)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these analyses (script names)")
     parser.add_argument("--no-claims", action="store_true", help="skip the claims report")
