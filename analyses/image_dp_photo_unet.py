@@ -76,23 +76,21 @@ def _swd(a, b) -> float:
     return float(swd(a, b, generator=torch.Generator().manual_seed(1), **SWD_KW))
 
 
+def _bootstrap(stat, n: int, *, boot: int, gen) -> dict:
+    """``stat(all crops)`` with the std of ``stat(idx)`` over ``boot`` resamples ``idx`` of the ``n`` crops."""
+    reps = [stat(torch.randint(n, (n,), generator=gen)) for _ in range(boot)]
+    return {"value": stat(slice(None)), "stderr": float(torch.tensor(reps).std()) if boot > 1 else 0.0}
+
+
 def swd_estimate(x, ref, *, boot: int, gen) -> dict:
     """:func:`_swd` of ``x`` to ``ref`` with a bootstrap SE (the same crops resampled in both sets)."""
-    reps = []
-    for _ in range(boot):
-        idx = torch.randint(x.shape[0], (x.shape[0],), generator=gen)
-        reps.append(_swd(x[idx], ref[idx]))
-    return {"value": _swd(x, ref), "stderr": float(torch.tensor(reps).std()) if boot > 1 else 0.0}
+    return _bootstrap(lambda i: _swd(x[i], ref[i]), x.shape[0], boot=boot, gen=gen)
 
 
 def swd_difference(a, b, ref, *, boot: int, gen) -> dict:
     """``SWD(a, ref) - SWD(b, ref)`` with a PAIRED bootstrap SE (the same crops resampled in all three sets), which
     removes the crop-to-crop spread the two SWDs share."""
-    reps = []
-    for _ in range(boot):
-        idx = torch.randint(ref.shape[0], (ref.shape[0],), generator=gen)
-        reps.append(_swd(a[idx], ref[idx]) - _swd(b[idx], ref[idx]))
-    return {"value": _swd(a, ref) - _swd(b, ref), "stderr": float(torch.tensor(reps).std()) if boot > 1 else 0.0}
+    return _bootstrap(lambda i: _swd(a[i], ref[i]) - _swd(b[i], ref[i]), ref.shape[0], boot=boot, gen=gen)
 
 
 def mean_se(v: torch.Tensor) -> tuple[float, float]:
@@ -110,7 +108,7 @@ def _knobs(method: str, value, cfg: dict) -> dict:
     return {"lam": float(value), "steps": cfg["steps"]}  # VSRD with DPS guidance
 
 
-def _point(sol, x, ref_swd, cfg, gen) -> dict:
+def _point(sol, x, cfg, gen) -> dict:
     err = (sol.x - x).square().flatten(1).mean(1)
     return {"psnr_db": mean_se(psnr(sol.x, x)), "mse": mean_se(err), "swd": swd_estimate(sol.x, x, boot=cfg["boot"],
             gen=gen), "nfe": sol.nfe, "seconds_per_image": sol.seconds / x.shape[0], "seconds_batch": sol.seconds}
@@ -132,7 +130,7 @@ def run_task(task: str, x: torch.Tensor, den, schedule, cfg: dict, gen) -> dict:
             solver = "map-rps" if method == "map-rps" else "dps"
             sol = solve_image(problem, y, solver, den, schedule=schedule, generator=gen, **_knobs(method, v, cfg))
             outputs[method, v] = sol.x
-            rows.append({KNOB[method]: v, **_point(sol, x, x, cfg, gen)})
+            rows.append({KNOB[method]: v, **_point(sol, x, cfg, gen)})
             if method == "map-rps" or v in (values[0], values[-1]):
                 out["images"][f"{method} {KNOB[method]}={v:g}"] = sol.x[0]
         out["methods"][method] = rows
@@ -165,12 +163,10 @@ def _plane(ax, res: dict, methods=tuple(STYLE)):
         ps = [r["psnr_db"][0] for r in rows]
         sw = [r["swd"]["value"] for r in rows]
         ax.errorbar(ps, sw, xerr=[r["psnr_db"][1] for r in rows], yerr=[r["swd"]["stderr"] for r in rows],
-                    color=color, marker=marker, markersize=5, capsize=2, linewidth=1.2, label=label,
-                    linestyle="-")
+                    color=color, marker=marker, markersize=5, capsize=2, linewidth=1.2, label=label)
         for r, px, s in zip(rows, ps, sw, strict=True):
-            tag = f"{SYMBOL[method]}={r[KNOB[method]]:g}" if method in SYMBOL else ""
-            ax.annotate(f"{tag}\n{r['nfe']} NFE, {r['seconds_per_image']:.2f} s/img".strip(), (px, s),
-                        textcoords="offset points", xytext=(4, 3), fontsize=5.5, color=color)
+            ax.annotate(f"{SYMBOL[method]}={r[KNOB[method]]:g}\n{r['nfe']} NFE, {r['seconds_per_image']:.2f} s/img",
+                        (px, s), textcoords="offset points", xytext=(4, 3), fontsize=5.5, color=color)
     b = res["baseline"]
     ax.errorbar([b["psnr_db"][0]], [b["swd"]["value"]], xerr=[b["psnr_db"][1]], yerr=[b["swd"]["stderr"]],
                 color="0.3", marker="x", markersize=6, linestyle="none", label="$A^+y$ baseline")
