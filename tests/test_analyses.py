@@ -26,7 +26,7 @@ from dptheory import plotting, reproduce  # noqa: E402
 SCRIPTS = {p.stem: p for p in reproduce.find_analyses()}
 FAST = {"posterior_1d", "image_dp_photo_unet"}  # the second carries issue 6's acceptance checks (~25 s)
 EXPECTED = {"posterior_1d", "trajectories_1d", "dp_curves_lambda", "pinwheel", "map_rps_dp_plane", "map_vs_mmse",
-            "ddpm_order", "image_dp_traversal", "image_dp_photo_unet", "photo_unet_training"}
+            "ddpm_order", "image_dp_traversal", "image_dp_photo_unet", "photo_unet_training", "image_dp_exact_scale"}
 
 
 def _run(name: str, out: Path) -> dict:
@@ -82,6 +82,16 @@ def _checks(name: str, side: dict) -> None:
         net, ident, emp = d["mse"]["network"], d["mse"]["identity"], d["mse"]["empirical"]
         assert all(a[1] < b[1] for a, b in zip(net, ident, strict=True))
         assert all(a[1] < b[1] for a, b in zip(net, emp, strict=True) if a[0] <= 100)
+    elif name == "image_dp_exact_scale":  # IMG-1: the sidecar's peak gaps are the claim's numbers (same call)
+        from dptheory.claims.image_scale import check_img1
+
+        peaks = check_img1(True).measured["peak_gap_over_Dstar"]
+        for task, by_size in d["tasks"].items():
+            for size, res in by_size.items():
+                got = max(r["per_measurement"]["gap"] for r in res["map_rps"]) / res["curves"]["per_measurement"][
+                    "D_star"]
+                assert abs(got - peaks[task][f"{size}px"]) <= 1e-6  # the claim rounds to 6 digits
+        assert all(abs(r["z"]) <= 4 for r in d["monte_carlo"]["rows"])  # MC within 4 SE of the exact laws
     elif name == "pinwheel":  # MC: lam = 1 samples the prior, so its KL is 0 within a few SE
         pts = d["traversal"]["joint"]
         assert d["traversal"]["values"][-1] == 1.0
