@@ -33,6 +33,7 @@ from .linalg import SymmetricEig, check_covariance, sym_eig
 __all__ = ["GaussianMixture"]
 
 _CHUNK_ELEMENTS = 1 << 21  # points per chunk = this / (K d): U is a reused ~16 MB float64 buffer
+_QUADRATIC_FEATURES_MAX_DIM = 8  # exact draws by quadratic features (d^2 + d + 1 columns) up to this dimension
 
 
 class _MixturePosterior:
@@ -96,6 +97,8 @@ class _MixturePosterior:
         return means[torch.arange(n, device=like.device), k] + noise
 
     def sample(self, x: torch.Tensor, ab: float, generator) -> torch.Tensor:
+        if self.log_w.ndim == 1 and self.means.ndim == 2 and self.evals.shape[-1] <= _QUADRATIC_FEATURES_MAX_DIM:
+            return self._sample_small_dim(x, ab, generator)
         gamma, u, e = self.parts(x, ab)
         k = self._draw_component(gamma, generator)  # (n,)
         idx = torch.arange(x.shape[0], device=x.device)
@@ -104,6 +107,41 @@ class _MixturePosterior:
         z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
         means = self.means.expand(x.shape[0], *self.means.shape[-2:])[idx, k]
         return means + ((u[idx, k] * g + z * sd).unsqueeze(-2) @ self.evecs[k].transpose(-1, -2)).squeeze(-2)
+
+    def _sample_small_dim(self, x: torch.Tensor, ab: float, generator) -> torch.Tensor:
+        """The same draw as :meth:`sample` for shared weights and means in small dimension, in two GEMMs.
+
+        The log-joint of component k is affine in the quadratic features ``phi(x) = [vec(x x^T), x, 1]``:
+        ``log w_k - (1/2)[(x - c_k)^T P_k (x - c_k) + log det E_k]`` with ``c_k = sqrt(ab) mu_k`` and
+        ``P_k = V_k diag(1/e_k) V_k^T``, so ``phi(x) @ Theta`` gives all K at once (``Theta (d^2 + d + 1, K)``).
+        The draw of every component, ``mu_k + G_k (x - c_k) + L_k z`` with ``G_k = V_k diag(g_k) V_k^T`` and
+        ``L_k = V_k diag(sd_k)``, is ONE GEMM of ``[x, z]`` against the stacked ``[G_k^T; L_k^T]``; the drawn
+        component's row is then gathered. The uniform and the normal draws are consumed in the same order as
+        :meth:`sample`, so both give the same particles up to round-off.
+        """
+        K, d = self.evals.shape
+        n = x.shape[0]
+        e = ab * self.evals + (1.0 - ab)  # (K, d)
+        V = self.evecs
+        P = (V / e.unsqueeze(-2)) @ V.transpose(-1, -2)  # (K, d, d)
+        c = math.sqrt(ab) * self.means  # (K, d)
+        Pc = (P @ c.unsqueeze(-1)).squeeze(-1)  # (K, d)
+        const = self.log_w - 0.5 * ((c * Pc).sum(-1) + e.log().sum(-1))
+        theta = torch.cat([-0.5 * P.reshape(K, d * d), Pc, const.unsqueeze(-1)], dim=1).T  # (d^2 + d + 1, K)
+        phi = torch.cat([(x.unsqueeze(-1) * x.unsqueeze(-2)).reshape(n, d * d), x, x.new_ones(n, 1)], dim=1)
+        log_joint = phi @ theta  # (n, K)
+        probs = (log_joint - log_joint.amax(-1, keepdim=True)).exp_()
+        k = self._draw_component(probs, generator)
+        z = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+        g = math.sqrt(ab) * self.evals / e
+        sd = (self.evals * (1.0 - ab) / e).sqrt()
+        G = (V * g.unsqueeze(-2)) @ V.transpose(-1, -2)  # (K, d, d)
+        L = V * sd.unsqueeze(-2)  # (K, d, d): L L^T = C_k
+        M = torch.cat([G.transpose(-1, -2), L.transpose(-1, -2)], dim=1)  # (K, 2d, d): rows act on [x, z]
+        M = M.permute(1, 0, 2).reshape(2 * d, K * d)
+        bias = (self.means - (G @ c.unsqueeze(-1)).squeeze(-1)).reshape(1, K * d)
+        draws = torch.addmm(bias, torch.cat([x, z], dim=1), M).view(n, K, d)
+        return draws.gather(1, k.view(n, 1, 1).expand(n, 1, d)).squeeze(1)
 
 
 class GaussianMixture:
