@@ -10,7 +10,7 @@ astronaut and coffee), the held-out astronaut box ``(64, 128, 256, 256)`` croppe
 the image task table. Every operator is block-diagonal in the 2-D DFT, so the exact laws of VSRD (exact kernel,
 ``N(0, I)`` start) over lambda and MAP-RPS (stage-1 fixed point, exact posterior kernels) over t0 follow in closed
 form (:mod:`dptheory.images.spectral_laws`), as do both optimal curves. Left: the per-measurement plane at the
-largest size; middle: the joint plane; right: MAP-RPS's per-measurement gap ``D - D_y(P)`` over ``D*_y`` against
+largest size; middle: the joint plane (largest size only); right: MAP-RPS's per-measurement gap ``D - D_y(P)`` over ``D*_y`` against
 t0, one line per resolution (the numbers of claim IMG-1, from the same call). The extra panel checks the exact
 laws against Monte Carlo runs of the actual samplers (VSRD and posterior sampling through ``solve_image`` with
 the exact spectral denoiser) at 64 px, with +-1 SE. Per pixel: MSE / d and W2 / sqrt(d) in model units [-1, 1].
@@ -76,7 +76,7 @@ def compute(quick: bool) -> dict:
     n_cells = len(RESOLUTIONS[quick]) * len(TASKS[quick])
     bar = tqdm(total=n_cells, desc=f"{NAME}: task x size", leave=False)
     start = time.perf_counter()
-    study = scale_study(quick, forms=("per_measurement", "joint"), kl=True, progress=bar.update)
+    study = scale_study(quick, joint=True, kl=True, progress=bar.update)
     bar.close()
     seconds = time.perf_counter() - start
     mc = monte_carlo_check(quick)
@@ -208,7 +208,8 @@ def _params(data: dict, quick: bool) -> dict:
             "t0s": list(T0S), "lams": list(LAMS), "schedule": "linear, T = 1000",
             "vsrd": "exact kernel, N(0, I) start (closed-form end law)",
             "map-rps": "stage-1 expected-gradient fixed point (Bayes weight, t1 = 10), exact posterior kernels",
-            "kl": "KL(target || estimate) per pixel; inf at singular laws", "monte_carlo": MC[quick]}
+            "kl": "per-measurement KL(posterior || estimate) per pixel; inf at singular laws",
+            "monte_carlo": MC[quick]}
 
 
 def main(argv=None) -> int:

@@ -44,10 +44,11 @@ def held_out_crop(size: int) -> torch.Tensor:
     return x[:, o : o + size, o : o + size]
 
 
-def scale_study(quick: bool, *, forms=("per_measurement",), kl: bool = False, t0s=T0S, lams=LAMS,
+def scale_study(quick: bool, *, joint: bool = False, kl: bool = False, t0s=T0S, lams=LAMS,
                 resolutions=None, tasks=None, progress=None) -> dict:
     """Exact traversals (:func:`~dptheory.images.spectral_laws.exact_traversal`) for each task and resolution.
 
+    The per-measurement form at every size; with ``joint=True`` also the joint form at the largest size.
     Returns ``{task: {size: traversal dict + "seconds"}}``; ``progress`` (optional) is called once per cell."""
     import time
 
@@ -68,6 +69,7 @@ def scale_study(quick: bool, *, forms=("per_measurement",), kl: bool = False, t0
             noise = torch.randn(prob.out_shape, generator=torch.Generator().manual_seed(SEED + size),
                                 dtype=torch.float64)
             y = op.A(x[None])[0] + sigma_y * noise
+            forms = ("per_measurement", "joint") if joint and size == max(resolutions) else ("per_measurement",)
             res = exact_traversal(prob, y, lams=lams, t0s=t0s, forms=forms, kl=kl)
             res["seconds"] = time.perf_counter() - start
             res["sigma_y"] = sigma_y
