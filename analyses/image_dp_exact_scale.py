@@ -10,8 +10,8 @@ astronaut and coffee), the held-out astronaut box ``(64, 128, 256, 256)`` croppe
 the image task table. Every operator is block-diagonal in the 2-D DFT, so the exact laws of VSRD (exact kernel,
 ``N(0, I)`` start) over lambda and MAP-RPS (stage-1 fixed point, exact posterior kernels) over t0 follow in closed
 form (:mod:`dptheory.images.spectral_laws`), as do both optimal curves. Left: the per-measurement plane at the
-largest size; middle: the joint plane (largest size only); right: MAP-RPS's per-measurement gap ``D - D_y(P)`` over ``D*_y`` against
-t0, one line per resolution (the numbers of claim IMG-1, from the same call). The extra panel checks the exact
+largest size; middle: the joint plane (largest size only); right: MAP-RPS's per-measurement gap
+``D - D_y(P)`` over ``D*_y`` against t0, one line per resolution (the numbers of claim IMG-1, from the same call). The extra panel checks the exact
 laws against Monte Carlo runs of the actual samplers (VSRD and posterior sampling through ``solve_image`` with
 the exact spectral denoiser) at 64 px, with +-1 SE. Per pixel: MSE / d and W2 / sqrt(d) in model units [-1, 1].
 """

@@ -361,7 +361,8 @@ def exact_traversal(problem: BlockSpectralProblem, y, *, lams=(0.0, 0.25, 0.5, 0
     Every number is per pixel (MSE / d, W2 / sqrt(d), KL / d), with its gap ``D - D(P)`` to the exact optimal
     curve of its form: per measurement (given ``y``: against ``D_y(P)``) and joint (over ``Y``: against
     Freirich et al.'s ``D(P)``). ``kl=True`` adds the per-measurement ``KL(posterior || estimate)`` (``inf`` at
-    singular laws; O(1) per point, since the laws commute given ``y``); the joint KL is :meth:`BlockLaw.kl`. ``forms`` selects the forms (the joint one costs a block Bures per point).
+    singular laws; O(1) per point, since the laws commute given ``y``); the joint KL is :meth:`BlockLaw.kl`.
+    ``forms`` selects the forms (the joint one costs a block Bures per point).
     Returns a JSON-ready dict with ``curves``, ``vsrd``, ``map_rps`` and ``posterior``.
     """
     forms = tuple(forms)
