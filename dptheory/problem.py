@@ -36,9 +36,9 @@ class LinearInverseProblem:
     Examples:
         >>> import dptheory as dpt
         >>> prob = dpt.LinearInverseProblem(dpt.Gaussian([0.0], [[1.0]]), [[1.0]], 1.0)
-        >>> prob.mmse([2.0]).tolist()   # S / (S + s^2) * y
+        >>> [round(v, 12) for v in prob.mmse([2.0]).tolist()]   # S / (S + s^2) * y
         [1.0]
-        >>> prob.mmse_error().value   # tr Sigma = 1/2
+        >>> round(prob.mmse_error().value, 12)   # tr Sigma = 1/2
         0.5
     """
 
