@@ -271,7 +271,9 @@ def check_wang5(quick: bool) -> ClaimResult:
     return ClaimResult(
         id="WANG-5",
         paper="wang2025vsrd",
-        statement="Theorem 1 / the 2-D mixture experiment: lam = 0 converges to the MMSE point E[X0|y].",
+        statement="Theorem 1 / the 2-D mixture experiment: lam = 0 converges to the MMSE point E[X0|y]. "
+        "Judged here on a mixture prior (the paper's experiment; the Gaussian case is WANG-1, which holds): "
+        "fails.",
         measured={
             "lam0_end_from_xT=0": end_zero,
             "lam0_ends_from_N(0,1): min": float(ends.min()),
@@ -286,7 +288,7 @@ def check_wang5(quick: bool) -> ClaimResult:
         tolerance="1e-3 on the end point; 1e-4 on the MMSE and the mode",
         reason="a deterministic 1000-step recursion (the start's influence is O(sqrt(ab_T)) ~ 6e-3 times a "
         "contraction); THEORY quotes 4 digits",
-        verdict="one-formulation",
+        verdict="fails",
         passed=passed,
         theory="claim 14; THEORY 5.3",
     )
