@@ -14,9 +14,9 @@ and the number's name (so two calls of the same constructor build the same pertu
 numbers are those in the constructor's description: G2's prior mean and covariance (perturbed symmetrically), A,
 sigma_y and y; the mu and Sigma of a problem with a given posterior (Iso: the scalar variance 0.2, so it stays
 isotropic); B1's delta, var, sigma_y and y (its weights stay equal, so B1 stays symmetric, and y = 0 stays 0: a
-relative perturbation keeps zeros). A verdict that changes under ``rel = 1e-12`` depends on round-off
-(``tests/test_claims_roundoff.py``). Outside the block (``rel = 0``, the default) nothing is touched: each number is
-returned exactly as given.
+relative perturbation keeps zeros); the GMM2 prior's weights (renormalised), means and covariances. A verdict that
+changes under ``rel = 1e-12`` depends on round-off (``tests/test_claims_roundoff.py``). Outside the block (``rel =
+0``, the default) nothing is touched: each number is returned exactly as given.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .gaussian import Gaussian
 from .mixture import GaussianMixture
 from .problem import LinearInverseProblem
 
-__all__ = ["WORKED", "g2", "g2post", "iso", "b1", "problem_with_posterior", "perturbed"]
+__all__ = ["WORKED", "g2", "g2post", "iso", "b1", "gmm2", "problem_with_posterior", "perturbed"]
 
 _PERTURBATION = {"rel": 0.0, "seed": 0}
 """The active relative perturbation of the worked problems' data (set only by :func:`perturbed`)."""
@@ -114,6 +114,22 @@ def b1(sigma_y: float = 0.5, y: float = -0.6, delta: float = 1.0, var: float = 0
     delta, var = _number("b1.delta", delta), _number("b1.var", var)
     prior = GaussianMixture([0.5, 0.5], [[-delta], [delta]], [[[var]], [[var]]])
     return LinearInverseProblem(prior, [[1.0]], _number("b1.sigma_y", sigma_y)), _data("b1.y", [float(y)])
+
+
+def gmm2() -> GaussianMixture:
+    """The 2-D, 3-component prior of the Tweedie, conditional-score and VML checks (``gmm2_k3`` of the tests):
+    weights (.3, .3, .4), means (-1.5, 0), (1, 1.2), (.8, -1.1). Under :func:`perturbed` its weights (then
+    renormalised), means and covariances (symmetrically) are perturbed."""
+    w = _data("gmm2.weights", [0.3, 0.3, 0.4])
+    means = _data("gmm2.means", [[-1.5, 0.0], [1.0, 1.2], [0.8, -1.1]])
+    covs = _data(
+        "gmm2.covs",
+        [[[0.2, 0.0], [0.0, 0.2]], [[0.5, 0.2], [0.2, 0.3]], [[0.1, -0.05], [-0.05, 0.6]]],
+        symmetric=True,
+    )
+    if _PERTURBATION["rel"]:
+        w = w / w.sum()
+    return GaussianMixture(w, means, covs)
 
 
 WORKED = {"G2": g2, "G2post": g2post, "Iso": iso, "B1": b1}

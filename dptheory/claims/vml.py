@@ -25,8 +25,8 @@ from ..samplers.vml_map import vml_map
 from ..schedules import linear_schedule
 from ..solver import solve
 from ..vml import vml, vml_s, vml_s_gradient
-from ..worked import b1, g2
-from .foundations import F64, GMM2, rng, single_threaded, t64
+from ..worked import b1, g2, gmm2
+from .foundations import F64, rng, single_threaded, t64
 from .result import ClaimResult
 
 __all__ = ["CHECKS"]
@@ -65,7 +65,8 @@ def check_vml1(quick: bool) -> ClaimResult:
         kl = torch.stack([gaussian_kl(Gaussian(d, C), post) for d in den(x, ab)])
         err_gauss = max(err_gauss, float(((v - kl).abs() / kl.abs().clamp_min(1.0)).max()))
     # GMM prior: VML is an exact KL between two GMMs; compare with Monte Carlo
-    gprob = LinearInverseProblem(GMM2, [[1.0, 0.5]], 0.3)
+    prior2 = gmm2()
+    gprob = LinearInverseProblem(prior2, [[1.0, 0.5]], 0.3)
     gy = t64([0.4])
     gpost = gprob.posterior(gy)
     n = 20_000 if quick else 200_000
@@ -74,7 +75,7 @@ def check_vml1(quick: bool) -> ClaimResult:
     for t, x in ((100, t64([0.3, -0.2])), (400, t64([-0.8, 0.5]))):
         ab = float(sched.alpha_bar(t))
         v = float(vml(gprob, gy, x, ab))
-        mc = gmm_kl_monte_carlo(_x0_given_xt(GMM2, x, ab), gpost, n, generator=gen)
+        mc = gmm_kl_monte_carlo(_x0_given_xt(prior2, x, ab), gpost, n, generator=gen)
         worst_z = max(worst_z, abs(v - mc.value) / mc.stderr)
         gmm_rows.append([v, mc.value, mc.stderr])
     # the Gaussian minimiser: D_t(x*) = mu_y, x* = sqrt(ab) m + K_t^{-1} (mu_y - m)
@@ -258,7 +259,7 @@ def check_vml2(quick: bool) -> ClaimResult:
         ]
     sym = _symmetric_measurement(tol_mode, steps, n, gen)
     # a 2-D GMM posterior (A = [1, .5]): stationary points that are local maxima, and how many reach the MAP
-    g2prob = LinearInverseProblem(GMM2, [[1.0, 0.5]], 0.3)
+    g2prob = LinearInverseProblem(gmm2(), [[1.0, 0.5]], 0.3)
     g2y = t64([0.4])
     x2 = solve(g2prob, g2y, "vml-map", n_samples=n, generator=gen, steps=steps)
     grad, hess = _posterior_grad_hess(g2prob, x2, g2y)
