@@ -18,10 +18,10 @@ sample is biased upward; the grey band is the W2 between two independent samples
 
 Columns: the per-measurement plane (W2 and KL of ``p(x^ | y)`` to ``p(x | y)`` against ``E[||X - X^||^2 | y]``)
 and the joint plane (``p_X^`` to ``p_X`` against ``E||X - X^||^2``), with the optimal curves
-(``dpt.per_measurement_dp_curve``: exact for any posterior; ``dpt.optimal_dp_curve``: exact for G2, Monte Carlo
-for B1). The KL panels show, as a reference, the KL of the W2-optimal estimators (shrunk posterior samples
-``mu_y + c (X~ - mu_y)``; Freirich et al.'s geodesic estimators for the joint Gaussian form). lam = 0 gives a point
-mass per measurement (KL = inf, not drawn).
+(``dpt.per_measurement_dp_curve``: exact for any posterior; ``dpt.optimal_dp_curve``: exact for G2; for B1 W is
+exact (quantile formula) and D* Monte Carlo). The KL panels show, as a reference, the KL of the W2-optimal
+estimators (shrunk posterior samples ``mu_y + c (X~ - mu_y)``; Freirich et al.'s geodesic estimators for the
+joint Gaussian form). lam = 0 gives a point mass per measurement (KL = inf, not drawn).
 """
 
 from __future__ import annotations

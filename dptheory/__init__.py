@@ -6,7 +6,7 @@ is imported only when a name that needs it is used.
 
 >>> import dptheory as dpt
 >>> p = dpt.Gaussian([0.0], [[1.0]])
->>> float(dpt.gaussian_w2(p, dpt.Gaussian([3.0], [[1.0]])))
+>>> round(float(dpt.gaussian_w2(p, dpt.Gaussian([3.0], [[1.0]]))), 12)
 3.0
 """
 
@@ -50,6 +50,8 @@ _EXPORTS = {
     "GaussianOptimalEstimator": "dp_curve",
     "joint_optimal_estimator": "dp_curve",
     "shrunk_posterior_samples": "dp_curve",
+    "mmse_w2_squared_1d": "mmse_law_1d",
+    "mmse_quantile_1d": "mmse_law_1d",
     # denoisers and solvers
     "Denoiser": "denoisers",
     "ExactDenoiser": "denoisers",

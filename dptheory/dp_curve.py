@@ -95,9 +95,12 @@ def optimal_dp_curve(problem, *, n: int = 20000, generator: torch.Generator | No
 
     Gaussian prior: exact, ``D* = tr Sigma`` and ``W = W2(N(m, S), N(m, S - Sigma))`` (Bures).
 
-    GMM prior: D* by :meth:`LinearInverseProblem.mmse_error` (Monte Carlo, with stderr) and W by exact optimal
-    transport between ``n`` draws of X and ``n`` of X* (sorting in 1-D, ``ot.emd2`` otherwise; capped at
-    3000 draws there). That estimate of W is biased upward (THEORY 9.4): the note says so.
+    GMM prior: D* by :meth:`LinearInverseProblem.mmse_error` (Monte Carlo, with stderr). W: for a scalar
+    signal (d = 1) exactly, by the quantile formula of :func:`dptheory.mmse_w2_squared_1d` (the MMSE map is
+    monotone in 1-D; midpoint rule, ~1e-5 relative); otherwise by exact optimal transport between ``n`` draws
+    of X and ``n`` of X* (``ot.emd2``, capped at 3000 draws), an estimate biased upward (THEORY 9.4): the
+    note says so. (The 1-D curve used the sorted two-sample estimate before; on B1 with sigma_y = 0.5 and
+    n = 20000 it was biased up by ~+1e-3 in W, see ``paper_notes/blau_michaeli_freirich.md``.)
     """
     from .divergences import empirical_w2_squared, gaussian_w2  # local: divergences imports POT lazily
 
@@ -106,6 +109,12 @@ def optimal_dp_curve(problem, *, n: int = 20000, generator: torch.Generator | No
         return DPCurve(d_star.value, float(gaussian_w2(problem.prior, problem.mmse_law())), "joint")
     n = check_int(n, "n")
     d_star = problem.mmse_error(n, generator=generator)
+    if problem.dim == 1:
+        from .mmse_law_1d import mmse_w2_squared_1d
+
+        w = math.sqrt(max(float(mmse_w2_squared_1d(problem)), 0.0))
+        note = f"D*: Rao-Blackwellised MC (n={n}); W: exact quantile formula (2e5 midpoints, ~1e-5 relative)"
+        return DPCurve(d_star.value, w, "joint", d_star.stderr, 0.0, note)
     n_ot = n if problem.dim == 1 else min(n, 3000)
     x = problem.prior.sample(n_ot, generator=generator)
     _, y = problem.sample_joint(n_ot, generator=generator)

@@ -118,8 +118,16 @@ def ot_linprog(a, b, C):
     """Discrete OT by scipy's HiGHS linear program (an LP solver independent of POT's network simplex)."""
     K, L = C.shape
     A_eq = np.vstack([np.kron(np.eye(K), np.ones(L)), np.kron(np.ones(K), np.eye(L))])
-    res = scipy.optimize.linprog(C.ravel(), A_eq=A_eq, b_eq=np.concatenate([a, b]), bounds=(0, None), method="highs")
-    assert res.status == 0
+    b_eq = np.concatenate([a, b])
+    res = scipy.optimize.linprog(C.ravel(), A_eq=A_eq, b_eq=b_eq, bounds=(0, None), method="highs")
+    # an optimality certificate instead of the solver's status flag: primal feasibility, dual feasibility
+    # (A^T u <= c) and a zero duality gap, each to 1e-9 (HiGHS's default feasibility tolerance is 1e-7 on
+    # unscaled data; the inputs here are O(1) and it lands at round-off in practice)
+    x, u = res.x, res.eqlin.marginals
+    scale = max(1.0, float(np.abs(C).max()))
+    assert np.abs(A_eq @ x - b_eq).max() <= 1e-9 and x.min() >= -1e-9, "linprog: primal infeasible"
+    assert (A_eq.T @ u - C.ravel()).max() <= 1e-9 * scale, "linprog: dual infeasible"
+    assert abs(C.ravel() @ x - b_eq @ u) <= 1e-9 * scale, "linprog: duality gap"
     return res.fun
 
 

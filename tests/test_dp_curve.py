@@ -71,11 +71,82 @@ def test_joint_curve_matches_closed_forms(name):
     assert curve.w**2 == pytest.approx(W2_ref, abs=1e-10)  # Bures, two independent algebraic routes
     # W^2 <= D*: the coupling (X, X*) has cost D* (THEORY 1.5.2); so D(0) = D* + W^2 <= 2 D*
     assert curve.w**2 < curve.mmse_error
-    assert float(curve.distortion(0.0)) <= 2 * curve.mmse_error
-    assert float(curve.distortion(curve.w)) == curve.mmse_error  # the MMSE estimator is on the curve
-    P, D = curve.posterior_sampling_point
-    assert (P, D) == (0.0, 2 * curve.mmse_error)
-    assert float(curve.gap(P, D)) == pytest.approx(curve.mmse_error - curve.w**2, abs=1e-14)
+    # the MMSE estimator, located independently (numpy: D = tr Sigma, P = Bures W2 to N(m, S*)), is on the curve
+    assert float(curve.distortion(math.sqrt(W2_ref))) == pytest.approx(np.trace(Sig), abs=1e-9)
+
+
+@pytest.mark.parametrize("name", ["G2", "g2_aniso_full", "g3_singular_one_row"])
+def test_posterior_sampling_point_by_monte_carlo(name, gen):
+    """Posterior sampling, RUN (numpy posterior, X~ = mu(Y) + L z on simulated (X, Y), n = 40000): its MSE is
+    2 D* within 4 SE, its law is the prior's (mean within 4 SE per entry, covariance within 4.5 SE: P = 0), and
+    its measured gap to the curve is D* - W^2 within 4 SE. The library's ``posterior_sampling_point`` and
+    ``gap`` are compared with these measurements, not with their own formulas."""
+    prior_name, A, sigma, _ = PROBLEMS[name]
+    m, S = (np.array(v, dtype=float) for v in GAUSSIANS[prior_name])
+    A = np.asarray(A, dtype=float)
+    prob = problem(name)
+    n = 40_000
+    x, y = (t.numpy() for t in prob.sample_joint(n, generator=gen))
+    Sig = np.linalg.inv(np.linalg.pinv(S) + A.T @ A / sigma**2) if np.linalg.matrix_rank(S) == len(m) else None
+    if Sig is None:  # singular prior: gain form
+        K = S @ A.T @ np.linalg.inv(A @ S @ A.T + sigma**2 * np.eye(len(A)))
+        Sig = S - K @ A @ S
+    else:
+        K = Sig @ A.T / sigma**2
+    mu = m + (y - m @ A.T) @ K.T
+    L = psd_factor(0.5 * (Sig + Sig.T), np.linalg.matrix_rank(Sig, tol=1e-12))
+    rng = np.random.default_rng(7)
+    x_tilde = mu + rng.standard_normal((n, L.shape[1])) @ L.T
+    err = ((x - x_tilde) ** 2).sum(1)
+    mse, se = err.mean(), err.std() / math.sqrt(n)
+    curve = dpt.optimal_dp_curve(prob)
+    P_lib, D_lib = curve.posterior_sampling_point
+    assert P_lib == 0.0 and abs(mse - D_lib) <= 4 * se, (mse, D_lib, se)
+    se_mean = np.sqrt(np.diag(S) / n)
+    assert np.all(np.abs(x_tilde.mean(0) - m) <= 4 * se_mean + 1e-12)
+    se_cov = np.sqrt((np.outer(np.diag(S), np.diag(S)) + S**2) / n)
+    assert np.all(np.abs(np.cov(x_tilde.T).reshape(S.shape) - S) <= 4.5 * se_cov + 1e-12)
+    assert abs(float(curve.gap(0.0, mse)) - (np.trace(Sig) - curve.w**2)) <= 4 * se
+
+
+def _affine_1d(S, a, sigma, m, b, c, r):
+    """Exact (D, P) of X^ = b Y + c + r N for X ~ N(m, S), Y = a X + sigma E (1-D): D = E(X - X^)^2,
+    P = W2(N(m, S), N(E X^, Var X^)) = sqrt(mean gap^2 + sd gap^2)."""
+    gap = (1 - a * b) * m - c
+    D = (1 - a * b) ** 2 * S + b**2 * sigma**2 + r**2 + gap**2
+    sd = np.sqrt(b**2 * (a**2 * S + sigma**2) + r**2)
+    return D, np.sqrt(gap**2 + (np.sqrt(S) - sd) ** 2)
+
+
+@pytest.mark.parametrize(("S", "a", "sigma"), [(1.0, 1.0, 1.0), (2.0, 0.5, 0.3), (0.3, -1.5, 0.8)])
+def test_joint_curve_is_the_brute_force_minimum_over_affine_estimators(S, a, sigma):
+    """Brute force on 1-D Gaussian problems (prior mean 0.4), where the optimal estimators are affine in Y plus
+    independent Gaussian noise: (1) on a 121 x 61 x 5 grid of (b, r, c), whose (D, P) are exact closed forms,
+    no estimator is below the curve (1e-12: round-off); (2) minimising D over (b, c, r) subject to
+    W2 <= P by SLSQP from 3 starts reaches D(P) to 1e-7 (checked by the solution's own D and constraint
+    residual, not by the solver's success flag). Together: the curve is convex, non-increasing, passes through
+    (W, D*) and (0, D* + W^2), because the brute-force minimum is."""
+    from scipy import optimize
+
+    m = 0.4
+    prob = dpt.LinearInverseProblem(dpt.Gaussian([m], [[S]]), [[a]], sigma)
+    curve = dpt.optimal_dp_curve(prob)
+    b, r, c = np.meshgrid(np.linspace(-0.5, 2.0, 121) / a, np.linspace(0.0, 1.5, 61) * np.sqrt(S),
+                          np.linspace(-0.2, 0.2, 5), indexing="ij")
+    D, P = _affine_1d(S, a, sigma, m, b, (1 - a * b) * m + c, r)
+    assert float((D - curve.distortion(torch.as_tensor(P)).numpy()).min()) >= -1e-12
+    for P0 in (0.0, 0.3 * curve.w, 0.7 * curve.w, curve.w, 1.5 * curve.w):
+        best = math.inf
+        for start in ([0.0, m, 0.0], [1 / a, 0.0, 0.5], [0.5 / a, m / 2, 0.2]):
+            sol = optimize.minimize(
+                lambda v: _affine_1d(S, a, sigma, m, *v)[0], start, method="SLSQP",
+                constraints=[{"type": "ineq", "fun": lambda v, P0=P0: P0**2 - _affine_1d(S, a, sigma, m, *v)[1] ** 2}],
+                options={"ftol": 1e-14, "maxiter": 500},
+            )
+            D_sol, P_sol = _affine_1d(S, a, sigma, m, *sol.x)
+            if P_sol**2 <= P0**2 + 1e-10:  # feasible to round-off: a valid upper bound on the minimum
+                best = min(best, D_sol)
+        assert abs(best - float(curve.distortion(P0))) <= 1e-7, (P0, best, float(curve.distortion(P0)))
 
 
 def test_g2_posterior_sampling_gap():
@@ -170,22 +241,26 @@ def _gaussian_problem(draw):
 
 @given(_gaussian_problem())
 def test_curve_properties(prob):
-    """D(P) convex and non-increasing, D(W) = D*, D(0) = D* + W^2 <= 2 D* (THEORY 1.4, 1.5)."""
+    """D* against the posterior's trace; W^2 <= D* (the coupling (X, X*) costs D*: a real inequality between two
+    separately computed numbers); the optimal estimator's MSE, computed from its law, is on the curve. (The
+    curve's shape, convexity and monotonicity are checked against brute force in
+    ``test_joint_curve_is_the_brute_force_minimum_over_affine_estimators``, not by re-evaluating its formula.)"""
     curve = dpt.optimal_dp_curve(prob)
     d_star, W = curve.mmse_error, curve.w
     assert d_star == pytest.approx(float(torch.trace(prob.posterior(torch.zeros(prob.m)).cov)), abs=1e-12)
-    P = torch.linspace(0.0, 1.5 * W + 0.1, 301, dtype=torch.float64)
-    D = curve.distortion(P)
     scale = max(1.0, d_star)
-    assert bool((D[1:] - D[:-1] <= 1e-14 * scale).all()), "D(P) increases"
-    assert bool((D[2:] - 2 * D[1:-1] + D[:-2] >= -1e-13 * scale).all()), "D(P) is not convex"
-    assert float(curve.distortion(W)) == d_star
-    assert float(D[0]) == pytest.approx(d_star + W**2, abs=1e-14)
     # W^2 <= D* holds exactly; W comes from an eigendecomposition (round-off ~1e-12 relative)
     assert W**2 <= d_star + 1e-10 * scale
     # the optimal estimator at P = W/2 attains the curve exactly
     est = dpt.joint_optimal_estimator(prob, 0.5 * W)
-    assert est.distortion() == pytest.approx(float(curve.distortion(0.5 * W)), abs=1e-10 * scale)
+    # round-off: the map T = S^1/2 (M^+)^1/2 S^1/2 amplifies the eps-level error of M's eigenvectors by
+    # 1 / sqrt(lambda_min+) of S* (relative); hypothesis finds A rows like (1e-61, 1e-8, 3e-6), giving S*
+    # eigenvalues ~1e-12 of 2 and a 2.3e-10 difference, within this bound (1.4e-9)
+    ev = torch.linalg.eigvalsh(prob.mmse_law().cov)
+    pos = ev[ev > 1e-14 * float(ev.max())]
+    amplification = math.sqrt(float(ev.max()) / float(pos.min())) if pos.numel() else 1.0
+    tol = scale * (1e-10 + 1e-15 * amplification)
+    assert est.distortion() == pytest.approx(float(curve.distortion(0.5 * W)), abs=tol)
 
 
 def test_curve_inverse_and_validation():
@@ -200,11 +275,13 @@ def test_curve_inverse_and_validation():
 
 
 def test_joint_curve_for_a_mixture_is_a_monte_carlo_estimate(gen):
-    """GMM: D* by MC (with stderr) and W by empirical OT (biased upward); the note says so."""
+    """GMM: D* by MC (with stderr); W of a scalar problem exactly (quantile formula, tested against Monte Carlo in
+    ``test_mmse_law_1d.py``); the note says how each was obtained."""
     prob = problem("B1_s05")
     curve = dpt.optimal_dp_curve(prob, n=4000, generator=gen)
-    assert not curve.exact and curve.mmse_error_stderr > 0
-    assert "biased" in curve.note
+    assert not curve.exact and curve.mmse_error_stderr > 0 and curve.w_stderr == 0.0
+    assert "exact quantile" in curve.note
+    assert curve.w == pytest.approx(math.sqrt(float(dpt.mmse_w2_squared_1d(prob))), rel=1e-12)
     # the RB estimate of D* for B1 (sigma = .5) against an independent plain MC (combined 4 SE)
     x, y = prob.sample_joint(20000, generator=torch.Generator().manual_seed(11))
     plain = dpt.Estimate.from_samples(((x - prob.mmse(y)) ** 2).sum(-1))

@@ -87,7 +87,9 @@ def check_red1(quick: bool) -> ClaimResult:
         id="RED-1",
         paper="mardani2024reddiff",
         statement="RED-Diff fits q = N(mu, s^2 I) to the posterior by minimising KL(q || p(x|y)); as s -> 0 "
-        "the denoisers at all levels act as a regulariser and mu is a MAP estimate.",
+        "the denoisers at all levels act as a regulariser and mu is a MAP estimate. Verdict (the same finding "
+        "as RED-2, one label): fails for the posterior's MAP; mu is the MAP under the weaker prior "
+        "N(m, P_eff^{-1}), the mechanism measured here (RED-2 measures where the runs end).",
         measured={
             "max|z| E[eps_hat - eps] (t=20,300,700)": worst_z,
             "P_eff_vs_library": err_peff,
@@ -107,7 +109,7 @@ def check_red1(quick: bool) -> ClaimResult:
         "unit in the quoted digits",
         reason="the fixed point and P_eff are exact linear algebra; the expectation over eps is checked by "
         "Monte Carlo with a 4-SE band",
-        verdict="one-formulation",
+        verdict="fails",
         passed=passed,
         theory="claim 17; THEORY 7.2",
     )
