@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from . import dps, foundations, freirich, map_rps, red_diff, vml, wang
+from . import kl_tradeoff, map_rps_theorems  # issue 10 items 2-3
 from .result import VERDICTS, ClaimResult
 
 __all__ = ["CLAIMS", "ClaimResult", "VERDICTS", "run_claims"]
@@ -21,6 +22,8 @@ CLAIMS = {
     **dps.CHECKS,
     **red_diff.CHECKS,
     **vml.CHECKS,
+    **map_rps_theorems.CHECKS,
+    **kl_tradeoff.CHECKS,
 }
 
 
