@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import time
 
-from . import dps, foundations, freirich, map_rps, red_diff, vml, wang
-from . import kl_tradeoff, map_rps_theorems  # issue 10 items 2-3
+from . import dps, foundations, freirich, kl_tradeoff, map_rps, map_rps_theorems, red_diff, vml, wang
 from .result import VERDICTS, ClaimResult
 
 __all__ = ["CLAIMS", "ClaimResult", "VERDICTS", "run_claims"]

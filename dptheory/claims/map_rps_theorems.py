@@ -22,7 +22,6 @@ import math
 import torch
 
 from ..divergences import gaussian_w2
-from ..gaussian import Gaussian
 from ..laws import map_rps_stage1_fixed_point, map_rps_stage2_law
 from ..schedules import linear_schedule
 from ..worked import b1, g2, g2post
