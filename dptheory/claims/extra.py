@@ -113,7 +113,8 @@ def check_dps10(quick: bool) -> ClaimResult:
             "n per t": n,
         },
         expected="the log-form gap, averaged over x_t ~ p_t(x_t|y), is ~0 at small t (|.| <= 0.02 at t = "
-        f"{first}) and grows to O(1) nats at large t (max over t of |.| >= 0.3; t up to {last}) on both the Gaussian and the mixture; the "
+        f"{first}) and grows to O(1) nats at large t (max over t of |.| >= 0.3; t up to {last}) on both the "
+        "Gaussian and the mixture; the "
         "gradient DPS uses is too large by (A C_t A^T + s^2)/s^2 on G2",
         tolerance="|E gap| <= 0.02 at the smallest t and >= 0.3 at some t; the SEs (reported) are below 1e-2",
         reason="the gap is exact per x_t (mixture likelihood in closed form); only the average over x_t is Monte "
