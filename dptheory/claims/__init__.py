@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from . import dps, foundations, freirich, kl_tradeoff, map_rps, map_rps_theorems, red_diff, vml, wang
+from . import dps, extra, foundations, freirich, kl_tradeoff, map_rps, map_rps_theorems, red_diff, vml, wang
 from .result import VERDICTS, ClaimResult
 
 __all__ = ["CLAIMS", "ClaimResult", "VERDICTS", "run_claims"]
@@ -23,6 +23,7 @@ CLAIMS = {
     **vml.CHECKS,
     **map_rps_theorems.CHECKS,
     **kl_tradeoff.CHECKS,
+    **extra.CHECKS,
 }
 
 
