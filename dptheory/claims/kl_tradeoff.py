@@ -211,11 +211,11 @@ def check_kldp2(quick: bool) -> ClaimResult:
     mrps_fwd = {k: v[2] for k, v in ani["forward"].items() if k.startswith("map")}
     rel = {k: ani["reverse"][k][2] / ani["reverse"][k][1] for k in vsrd_rev}
     passed = (
-        iso_worst <= 1e-10
-        and min(vsrd_rev.values()) > 1e-4
-        and min(mrps_rev.values()) > 1e-5
-        and min(vsrd_fwd.values()) > 1e-4
-        and min(mrps_fwd.values()) > 1e-6
+        iso_worst <= 1e-12
+        and min(vsrd_rev.values()) > 1e-3
+        and min(mrps_rev.values()) > 1e-9
+        and min(vsrd_fwd.values()) > 1e-3
+        and min(mrps_fwd.values()) > 1e-9
         and res["G2post"]["w2_gap_vsrd"] <= 1e-12
     )
     return ClaimResult(
@@ -237,9 +237,10 @@ def check_kldp2(quick: bool) -> ClaimResult:
         "on the W2 curve (gap ~1e-16) but strictly above the KL curves (the KL-optimal law shrinks the "
         "high-variance direction more), by 1.6e-2 to 3.8e-2 in D (4-7%) in reverse KL; MAP-RPS, which also "
         "re-randomises low-variance directions more slowly, is above the KL curves too but 20-100x closer",
-        tolerance="1e-10 on the isotropic gaps and 1e-12 on the W2 gap (closed forms; the KL curve inverts "
-        "P(theta) by bisection to float64 resolution); anisotropic gaps > 1e-4 (VSRD) and > 1e-5 / 1e-6 "
-        "(MAP-RPS, reverse / forward), far above that resolution",
+        tolerance="1e-12 on the isotropic gaps and on the W2 gap (closed forms; the KL curve inverts P(theta) by "
+        "bisection to float64 resolution; 6e-14 measured); anisotropic gaps > 1e-3 (VSRD) and > 1e-9 "
+        "(MAP-RPS, whose gap falls to 8e-7 at t0 = 10 and 5e-6 at t0 = 400, the two ends), far above that "
+        "resolution",
         reason="exact laws and closed-form curves",
         verdict="one-formulation",
         passed=passed,
