@@ -139,8 +139,8 @@ def _ratio(a: torch.Tensor, b: torch.Tensor, paired: bool) -> tuple[float, float
 def check_wang10(quick: bool) -> ClaimResult:
     """WANG-10: MSE(lam = 1) / MSE(lam = 0) of VSRD on B1 (exact GMM conditional denoiser) and on G2post."""
     sched = linear_schedule()
-    n = 400 if quick else 4000
-    n_joint = 2000 if quick else 10000
+    n = 400 if quick else 2000
+    n_joint = 2000 if quick else 6000
     steps = 200 if quick else None
     per, semi = {}, {}
     for s, yv in ((0.5, -0.6), (0.8, -0.2), (0.5, 0.0)):
