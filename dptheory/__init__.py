@@ -50,6 +50,8 @@ _EXPORTS = {
     "GaussianOptimalEstimator": "dp_curve",
     "joint_optimal_estimator": "dp_curve",
     "shrunk_posterior_samples": "dp_curve",
+    "KLDPCurve": "dp_curve_kl",
+    "per_measurement_kl_dp_curve": "dp_curve_kl",
     # denoisers and solvers
     "Denoiser": "denoisers",
     "ExactDenoiser": "denoisers",

@@ -45,6 +45,18 @@ eigen-direction); otherwise it is a convex program over covariances, not impleme
 
 Sources: the problem is Blau & Michaeli (CVPR 2018)'s P-D function with d = KL; the closed forms are derived
 here (Lagrangian over covariances, as above).
+
+Examples:
+    >>> import math
+    >>> import dptheory as dpt
+    >>> curve = dpt.KLDPCurve(dpt.Gaussian([0.0], [[1.0]]))  # reverse KL, posterior N(0, 1)
+    >>> P, D = curve.point(1.0)  # theta = 1: optimal variance 1/2, D = 1 + 1/2
+    >>> round(float(P), 12) == round(0.5 * (0.5 - 1 - math.log(0.5)), 12), float(D)
+    (True, 1.5)
+    >>> round(float(curve.distortion(float(P))), 12)  # the inverse by bisection
+    1.5
+    >>> float(curve.distortion(0.0))  # P = 0: posterior sampling, 2 tr Sigma
+    2.0
 """
 
 from __future__ import annotations
