@@ -259,9 +259,9 @@ def _panel(ax, trav: dict, form: str, measure: str, cmap, ref=None, floor=None, 
         if missing:
             what = "point mass" if form == "per-measurement" else "singular law"
             inf_at = [v for v in missing if v > 0]
-            text = f"$\\lambda$ = 0 ({what}, KL $=\\infty$) not drawn" if 0.0 in missing else ""
+            text = f"$\\lambda$ = 0: {what}, KL = $\\infty$" if 0.0 in missing else ""
             if inf_at:
-                text += ("; " if text else "") + f"KL estimate $\\infty$ at $\\lambda$ = {inf_at}"
+                text += ("; " if text else "") + f"KL est. $\\infty$ at $\\lambda$ = {inf_at}"
             ax.plot([], [], linestyle="none", label=text)
         pair = "$p(\\hat x\\mid y)\\,\\|\\,p(x\\mid y)$" if form == "per-measurement" else "$p_{\\hat X}\\,\\|\\,p_X$"
         ax.set_ylabel(f"KL({pair}) (nats)")
@@ -307,7 +307,7 @@ def plot(d: dict):
 
     cmap = matplotlib.colormaps["viridis"]
     fig, axes = plotting.figure(2, 4, figsize=(17.5, 8.6))
-    rows = (("G2", "Gaussian G2, exact laws"), ("B1", "mixture B1, Monte Carlo"))
+    rows = (("G2", "Gaussian G2 (exact)"), ("B1", "mixture B1 (MC)"))
     for r, (name, what) in enumerate(rows):
         trav = d[name]["traversal"]
         refs = d[name]["references"]
@@ -330,8 +330,8 @@ def plot(d: dict):
                         markeredgecolor="k", markeredgewidth=0.4, zorder=3,
                         label=f"MAP-RPS, $t_0$ = {m['t0'][0]}..{m['t0'][-1]} (exact)")
                 gaps = list(d[name]["vsrd_kl_gap"].values())
-                ax.text(0.97, 0.45, f"D above the KL curve:\nVSRD {min(gaps):.1e} to {max(gaps):.1e}\n"
-                        f"MAP-RPS {min(m['gap']):.1e} to {max(m['gap']):.1e}", transform=ax.transAxes, ha="right",
+                ax.text(0.97, 0.45, f"D above the KL curve:\nVSRD up to {max(gaps):.1e} (0 at $\\lambda$ = 1)\n"
+                        f"MAP-RPS up to {max(m['gap']):.1e}", transform=ax.transAxes, ha="right",
                         va="center", fontsize=7.5, bbox=dict(facecolor="white", edgecolor="0.7", alpha=0.9))
                 ax.legend(loc="upper right", fontsize=7.5)
             ax.set_title(f"({letter}) {what}: {form}, {measure}", fontsize=10)

@@ -393,3 +393,20 @@ def test_l1_tradeoff_matches_monte_carlo():
     draw = k + (0.05 / 0.3) * (yy - k) + math.sqrt(0.05 * 0.25 / 0.3) * rs.standard_normal(yy.shape)
     ps = dpt.Estimate.from_samples((x[:, 0] - torch.tensor(draw)).abs())
     assert ps.within(r["D_posterior_sampling"], 4.0)
+
+
+# ------------------------------------------------------------------------------- the KL estimator of the figures
+def test_nearest_neighbour_entropy_keeps_close_distinct_points():
+    """Two distinct samples 3e-9 apart (typical at n ~ 1e4 in 1-D) have r > 0: torch's matrix-product cdist gave
+    r = 0 there (H = -inf, KL = inf: the missing points of dp_curves_lambda (f)). Oracle: the sorted-gap form."""
+    from dptheory.entropy import kozachenko_leonenko_entropy
+
+    x = torch.cat([torch.tensor([[0.9123456789], [0.9123456789 + 3e-9]], dtype=F64),
+                   torch.linspace(0, 0.5, 60, dtype=F64).unsqueeze(1)])
+    s = x[:, 0].sort().values
+    gaps = s.diff()
+    r = torch.minimum(torch.cat([gaps, gaps[-1:]]), torch.cat([gaps[:1], gaps]))  # nearest neighbour in 1-D
+    n = x.shape[0]
+    want = float(torch.special.digamma(torch.tensor(float(n))) - torch.special.digamma(torch.tensor(1.0))
+                 + math.log(2.0) + r.log().mean())
+    assert float(kozachenko_leonenko_entropy(x)) == pytest.approx(want, rel=1e-6)  # r of 3e-9 to ~1e-7 relative
