@@ -290,8 +290,8 @@ def _mse_panel(ax, data: dict):
         ratio = D[i1] / D[i0]
         se = ratio * math.hypot(err[i1] / D[i1], err[i0] / D[i0])
         ratios.append(f"{form}: {ratio:.2f} $\\pm$ {se:.2f}")
-    ax.text(0.97, 0.04, "MSE(1)/MSE(0) (Gaussian: 2)\n" + "\n".join(ratios), transform=ax.transAxes, ha="right",
-            va="bottom", fontsize=8, bbox=dict(facecolor="white", edgecolor="0.7", alpha=0.9))
+    ax.text(0.03, 0.62, "MSE(1)/MSE(0) (Gaussian: 2)\n" + "\n".join(ratios), transform=ax.transAxes, ha="left",
+            va="center", fontsize=8, bbox=dict(facecolor="white", edgecolor="0.7", alpha=0.9))
     ax.plot([], [], color="0.3", linestyle=":", label="$D^*$ (MMSE)")
     ax.plot([], [], color="0.3", linestyle="--", label="$2D^*$ (posterior sampling)")
     ax.set_xlabel("$\\lambda$ (variance scale of VSRD)")
