@@ -185,7 +185,7 @@ def test_kl_curve_bad_input():
 
 
 def test_vsrd_kl_gap_matches_hand_formula():
-    """KLDP-2: the reverse KL of VSRD's law is d(lam - 1 - log lam)/2 (THEORY 5.3), and its gap is > 0 on G2post."""
+    """KLDP-2: the reverse KL of VSRD's law is d(lam - 1 - log lam)/2 (by hand), and its gap is > 0 on G2post."""
     prob, y = g2post()
     post = prob.posterior(y)
     curve = KLDPCurve(post, "reverse")

@@ -38,7 +38,7 @@ def jensen_gap_log(problem, y, x_t: torch.Tensor, ab: float) -> torch.Tensor:
 
     ``p_t(y | x_t) = E[p(y | x0) | x_t]`` is exact: ``p(x0 | x_t)`` is a mixture of Gaussians
     ``N(mu_k(x_t), C_k)`` with the diffused prior's responsibilities ``gamma_k(x_t)``, so
-    ``p_t(y|x_t) = sum_k gamma_k N(y; A mu_k, A C_k A^T + sigma^2)`` (THEORY 3.2 (b)); DPS plugs in
+    ``p_t(y|x_t) = sum_k gamma_k N(y; A mu_k, A C_k A^T + sigma^2)`` (the exact mixture likelihood); DPS plugs in
     ``x0_hat = sum_k gamma_k mu_k``: ``p(y | x0_hat) = N(y; A x0_hat, sigma^2)``. A Gaussian prior is one component.
     """
     if problem.m != 1:
@@ -121,7 +121,7 @@ def check_dps10(quick: bool) -> ClaimResult:
         "Carlo, with its SE",
         verdict="approximate",
         passed=passed,
-        theory="THEORY 1.3, 3.2 (b)",
+        theory="DPS likelihood approximation p(y|x_t) ~ p(y|x0_hat); exact GMM likelihood of p(x0|x_t)",
     )
 
 
@@ -209,7 +209,7 @@ def check_wang10(quick: bool) -> ClaimResult:
         "allows the measured departure of a non-Gaussian posterior from the Gaussian value",
         verdict="one-formulation",
         passed=passed,
-        theory="THEORY 1.4 (posterior sampling = 2 D*), 5.3, 11 (\"MSE(1) ~ 2 MSE(0)\")",
+        theory="posterior sampling has MSE 2 D* (Blau & Michaeli); lam = 0 ends in a mode for a GMM (WANG-5)",
     )
 
 
@@ -317,7 +317,7 @@ def check_bmf10(quick: bool) -> ClaimResult:
         "quadrature mass checks the grid); a monotone h gives the exact W1 by quantiles",
         verdict="holds",
         passed=passed,
-        theory="THEORY 1.4 (the tradeoff holds for any distortion measure)",
+        theory="Blau & Michaeli: the P-D tradeoff holds for any distortion measure",
     )
 
 

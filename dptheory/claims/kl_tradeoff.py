@@ -143,7 +143,7 @@ def check_kldp1(quick: bool) -> ClaimResult:
         "exact to ~1e-15 for these integrands, far below the savings (>= 1.7e-3)",
         verdict="holds",
         passed=passed,
-        theory="THEORY 1.4 (any divergence); the KL forms are derived in dptheory.dp_curve_kl",
+        theory="Blau & Michaeli P-D function with d = KL; closed forms derived in dptheory.dp_curve_kl",
     )
 
 
@@ -244,7 +244,7 @@ def check_kldp2(quick: bool) -> ClaimResult:
         reason="exact laws and closed-form curves",
         verdict="one-formulation",
         passed=passed,
-        theory="THEORY 5.3 (KL of VSRD), 6.3 (MAP-RPS law); KL curve derived in dptheory.dp_curve_kl",
+        theory="KL of N(mu, lam Sigma) and of N(mu, Sigma (I - U^2)); KL curve derived in dptheory.dp_curve_kl",
     )
 
 

@@ -174,7 +174,7 @@ def check_mrps10(quick: bool) -> ClaimResult:
         "test_claims_theorems) is far below the margins",
         verdict="holds",
         passed=passed,
-        theory="THEORY 6.1 (Theorem 3.2 as transcribed), 6.4",
+        theory="MAP-RPS Theorem 3.2 as transcribed; strong log-concavity",
     )
 
 
@@ -266,7 +266,7 @@ def check_mrps11(quick: bool) -> ClaimResult:
         "smooth GMM score, cross-checked against Monte Carlo with SE in test_claims_theorems)",
         verdict="approximate",
         passed=passed,
-        theory="THEORY 3.1 (prior-gradient identity), 6.1",
+        theory="MAP-RPS Theorem 3.3 as transcribed; the Gaussian prior-gradient identity",
     )
 
 
@@ -355,7 +355,7 @@ def check_mrps12(quick: bool) -> ClaimResult:
         "limit); the general Bures formula loses ~1e-8 to its square root of a near-zero residual",
         verdict="holds",
         passed=passed,
-        theory="THEORY 6.1 (Theorem 3.5 as transcribed), 6.3",
+        theory="MAP-RPS Theorem 3.5 / Corollary 3.6 as transcribed; exact stage-2 law",
     )
 
 
