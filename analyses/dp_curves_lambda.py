@@ -19,9 +19,21 @@ sample is biased upward; the grey band is the W2 between two independent samples
 Columns: the per-measurement plane (W2 and KL of ``p(x^ | y)`` to ``p(x | y)`` against ``E[||X - X^||^2 | y]``)
 and the joint plane (``p_X^`` to ``p_X`` against ``E||X - X^||^2``), with the optimal curves
 (``dpt.per_measurement_dp_curve``: exact for any posterior; ``dpt.optimal_dp_curve``: exact for G2; for B1 W is
-exact (quantile formula) and D* Monte Carlo). The KL panels show, as a reference, the KL of the W2-optimal
-estimators (shrunk posterior samples ``mu_y + c (X~ - mu_y)``; Freirich et al.'s geodesic estimators for the
-joint Gaussian form). lam = 0 gives a point mass per measurement (KL = inf, not drawn).
+exact (quantile formula) and D* Monte Carlo). lam = 0 gives a point mass per measurement (KL = inf, not drawn).
+
+The G2 KL panels overlay the KL-OPTIMAL curves (perception KL(p_X^ || p_X), the direction plotted):
+per measurement the closed form of :mod:`dptheory.dp_curve_kl` (optimal law ``N(mu, (Sigma^-1 + I/theta)^-1)``);
+jointly the convex program ``D* + min {W2^2(p_X*, q) : KL(q || p_X) <= P}`` over Gaussian q (optimal; no closed
+form because Cov X* and the prior covariance do not commute), solved here by SLSQP. The W2-optimal estimators
+(which VSRD's laws coincide with per measurement) and, per measurement, MAP-RPS's exact stage-2 laws are drawn
+for comparison: VSRD is W2-optimal but not KL-optimal for this anisotropic posterior (claim KLDP-2).
+
+The B1 posterior is not Gaussian, so its KL panels have no closed-form KL curve: (f) shows the KL of the W2-optimal
+shrunk posterior samples (Monte Carlo). KL of samples is estimated by the Kozachenko-Leonenko nearest-neighbour
+entropy (``dptheory.entropy``), which is only asymptotically unbiased: an estimate below 0 (the true KL is >= 0) is
+estimator noise, and is labelled with its standard error. Panel (g) replaces the joint W2 plane of B1 (whose
+sample-W2 values all lie inside the estimator's floor, data kept in the sidecar) by the MSE against lam, per
+measurement and jointly, with the ratio MSE(1)/MSE(0) that Wang et al. put at about 2 (claim WANG-10).
 """
 
 from __future__ import annotations
@@ -35,7 +47,7 @@ from dptheory import plotting
 from dptheory.worked import b1, g2
 
 NAME = "dp_curves_lambda"
-CLAIMS = ("WANG-3", "WANG-4", "BMF-3", "BMF-4")
+CLAIMS = ("WANG-3", "WANG-4", "BMF-3", "BMF-4", "KLDP-2", "WANG-10")
 SEED = 20250303
 
 
@@ -64,6 +76,74 @@ def gaussian_references(prob, y, n: int = 60) -> dict:
         jt["D"].append(est.distortion())
         jt["kl"].append(float(dpt.gaussian_kl(est.law(), prob.prior)))
     return {"per-measurement": pm, "joint": jt}
+
+
+def joint_kl_curve(prob, nus) -> dict:
+    """The joint KL-optimal curve ``D(P) = D* + min {W2^2(N(m, S*), N(m, C)) : KL(N(m, C) || N(m, S)) <= P}``.
+
+    The optimum over all laws is Gaussian (moment matching lowers both terms: Gelbrich's bound and the entropy
+    argument of :mod:`dptheory.dp_curve_kl`) with the prior's mean; the program is convex in C (the Bures term
+    is convex, -log det is convex) but has no closed form when S* and S do not commute. Each multiplier ``nu``
+    gives one point: minimise ``W2^2 + nu KL`` over the Cholesky factor of C (L-BFGS, smooth: the Bures trace is
+    taken on range(S*), where ``D^{1/2} U^T C U D^{1/2}`` is SPD), then ``P = KL`` and ``D = D* + W2^2`` there.
+    """
+    import numpy as np
+    from scipy.optimize import minimize
+
+    S = prob.prior.cov.numpy()
+    S_star = prob.mmse_law().cov.numpy()
+    ev, V = np.linalg.eigh(S_star)
+    keep = ev > 1e-12 * ev.max()
+    B = V[:, keep] * np.sqrt(ev[keep])  # S* = B B^T, B (d, r)
+    d = S.shape[0]
+    il = np.tril_indices(d)
+    S_inv, logdet_S = np.linalg.inv(S), np.linalg.slogdet(S)[1]
+    d_star = float(torch.trace(prob.posterior(torch.zeros(prob.m, dtype=torch.float64)).cov))
+
+    def unpack(z):
+        L = np.zeros((d, d))
+        L[il] = z
+        return L @ L.T
+
+    def bures(C):
+        return float(np.trace(S_star) + np.trace(C) - 2 * np.sqrt(np.linalg.eigvalsh(B.T @ C @ B)).sum())
+
+    def kl(C):
+        return 0.5 * float(np.trace(S_inv @ C) - d + logdet_S - np.linalg.slogdet(C)[1])
+
+    out = {"nu": [], "P": [], "D": []}
+    z = np.linalg.cholesky(S)[il]
+    for nu in sorted(nus, reverse=True):  # from P ~ 0 (C ~ S) towards the MMSE end, warm-started
+        res = minimize(lambda z, nu=nu: bures(unpack(z)) + nu * kl(unpack(z)), z, method="L-BFGS-B",
+                       options={"ftol": 1e-15, "gtol": 1e-11, "maxiter": 5000})
+        z = res.x
+        C = unpack(z)
+        out["nu"].append(float(nu))
+        out["P"].append(kl(C))
+        out["D"].append(d_star + bures(C))
+    return out
+
+
+def kl_optimal_references(prob, y, t0s=(10, 20, 40, 60, 100, 150, 200, 300)) -> dict:
+    """Per measurement: the closed-form reverse-KL curve and MAP-RPS's exact stage-2 points; jointly: the
+    numerical KL-optimal curve."""
+    from dptheory.dp_curve_kl import KLDPCurve
+
+    post = prob.posterior(y)
+    curve = KLDPCurve(post, "reverse")
+    theta = torch.logspace(-3, 3, 120, dtype=torch.float64)
+    P, D = curve.point(theta)
+    pm = {"P": P.tolist(), "D": D.tolist()}
+    mrps = {"t0": list(t0s), "P": [], "D": [], "gap": []}
+    for t0 in t0s:
+        law = dpt.map_rps_stage2_law(prob, y, t0)
+        kl = float(dpt.gaussian_kl(law, post))
+        d_val = curve.mmse_error + float(torch.trace(law.cov))
+        mrps["P"].append(kl)
+        mrps["D"].append(d_val)
+        mrps["gap"].append(float(curve.gap(kl, d_val)))
+    nus = [float(v) for v in torch.logspace(-3, 2, 51, dtype=torch.float64)]
+    return {"per-measurement": pm, "map-rps": mrps, "joint": joint_kl_curve(prob, nus)}
 
 
 def mixture_reference(prob, y, n_mc: int, generator, n: int = 25) -> dict:
@@ -98,8 +178,14 @@ def compute(quick: bool) -> dict:
                         start="exact", steps=steps)
     floors = {"per-measurement": _w2_floor_1d(prob_b.posterior(y_b).sample, n // parts, parts, gen),
               "joint": _w2_floor_1d(prob_b.prior.sample, n // parts, parts, gen)}
+    from dptheory.dp_curve_kl import KLDPCurve
+
+    kl_curve = KLDPCurve(prob_g.posterior(y_g), "reverse")
+    vsrd_kl_gap = {f"lam={lam:g}": float(kl_curve.gap(p.kl, p.distortion))
+                   for lam, p in zip(lams_g, tr_g.per_measurement, strict=True) if lam > 0}
     return {
         "G2": {"traversal": tr_g.to_dict(), "references": gaussian_references(prob_g, y_g),
+               "kl_optimal": kl_optimal_references(prob_g, y_g), "vsrd_kl_gap": vsrd_kl_gap,
                "y": float(y_g[0])},
         "B1": {"traversal": tr_b.to_dict(), "y": float(y_b[0]), "sigma_y": 0.5, "n": n, "parts": parts,
                "steps": 1000 if steps is None else steps,
@@ -110,7 +196,16 @@ def compute(quick: bool) -> dict:
     }
 
 
-def _panel(ax, trav: dict, form: str, measure: str, cmap, ref=None, floor=None):
+def _negative_kl_notes(ax, D, y, yerr, ok):
+    """Label KL estimates below 0 (impossible for the true KL) as estimator noise, with their SE."""
+    for i in ok:
+        if y[i] < 0:
+            ax.annotate(f"{y[i]:.3f} $\\pm$ {yerr[i]:.3f}: below 0 by\nestimator noise (true KL $\\geq$ 0)",
+                        (D[i], y[i]), xytext=(-8, -4), textcoords="offset points", ha="right", va="top",
+                        fontsize=7)
+
+
+def _panel(ax, trav: dict, form: str, measure: str, cmap, ref=None, floor=None, kl_opt=None):
     """One D-P panel: VSRD points coloured by lam (with error bars), the optimal curve or a reference."""
     c = plotting.COLORS
     key = "per_measurement" if form == "per-measurement" else "joint"
@@ -144,17 +239,30 @@ def _panel(ax, trav: dict, form: str, measure: str, cmap, ref=None, floor=None):
         ax.set_ylabel(f"W2 to {target} (a.u.)")
         ax.set_ylim(bottom=0)
     else:
+        if kl_opt is not None:
+            ax.plot(kl_opt["D"], kl_opt["P"], color=c[form], linestyle="-", linewidth=2.0, zorder=1,
+                    label="KL-optimal curve" + (" (closed form)" if form == "per-measurement" else
+                                                " (convex program)"))
         if ref is not None:
-            ax.plot(ref["D"], ref["kl"], color=c[form], linestyle="--", linewidth=1.5, zorder=1,
+            ax.plot(ref["D"], ref["kl"], color=c[form] if kl_opt is None else "0.45",
+                    linestyle="--", linewidth=1.2 if kl_opt is not None else 1.5, zorder=1,
                     label="W2-optimal estimators" + (" (MC)" if "kl_stderr" in ref else ""))
         ax.axhline(0.0, color="k", linewidth=0.8)
         ax.axvline(2 * mmse, color=c["posterior"], linestyle=":", linewidth=1.2,
                    label="$2D^*$ (posterior sampling, KL = 0)")
-        top = max([y[i] + yerr[i] for i in ok] + [0.5])
-        ax.set_ylim(-0.05 * top - 0.05, 1.15 * top)
-        if len(ok) < len(y):
+        finite = [y[i] + yerr[i] for i in ok]
+        top = max(finite + [0.3])
+        bottom = min([y[i] - yerr[i] for i in ok] + [0.0])
+        ax.set_ylim(bottom - 0.08 * top - 0.02, 1.15 * top)
+        _negative_kl_notes(ax, D, y, yerr, ok)
+        missing = [lams[i] for i in range(len(y)) if i not in ok]
+        if missing:
             what = "point mass" if form == "per-measurement" else "singular law"
-            ax.plot([], [], linestyle="none", label=f"$\\lambda$ = 0 ({what}, KL $\\approx\\infty$) not drawn")
+            inf_at = [v for v in missing if v > 0]
+            text = f"$\\lambda$ = 0: {what}, KL = $\\infty$" if 0.0 in missing else ""
+            if inf_at:
+                text += ("; " if text else "") + f"KL est. $\\infty$ at $\\lambda$ = {inf_at}"
+            ax.plot([], [], linestyle="none", label=text)
         pair = "$p(\\hat x\\mid y)\\,\\|\\,p(x\\mid y)$" if form == "per-measurement" else "$p_{\\hat X}\\,\\|\\,p_X$"
         ax.set_ylabel(f"KL({pair}) (nats)")
     x_label = "MSE $E[\\|X-\\hat X\\|^2\\mid y]$" if form == "per-measurement" else "MSE $E\\|X-\\hat X\\|^2$"
@@ -162,22 +270,71 @@ def _panel(ax, trav: dict, form: str, measure: str, cmap, ref=None, floor=None):
     ax.legend(loc="upper right", fontsize=7.5)
 
 
+def _mse_panel(ax, data: dict):
+    """MSE against lam for B1, per measurement and jointly, with D* and 2 D* and the ratio MSE(1)/MSE(0)."""
+    trav = data["traversal"]
+    lams = trav["values"]
+    styles = (("per_measurement", "per-measurement", "o"), ("joint", "joint", "s"))
+    ratios = []
+    for key, form, marker in styles:
+        pts = trav[key]
+        D = [p["distortion"] for p in pts]
+        err = [p["distortion_stderr"] for p in pts]
+        col = plotting.COLORS[form]
+        ax.errorbar(lams, D, yerr=err, marker=marker, color=col, markeredgecolor="k", markeredgewidth=0.5,
+                    capsize=2, linewidth=1.0, label=f"VSRD, {form} MSE $\\pm$1 SE")
+        d_star = trav[f"curve_{key}"]["mmse_error"]
+        ax.axhline(d_star, color=col, linestyle=":", linewidth=1.0)
+        ax.axhline(2 * d_star, color=col, linestyle="--", linewidth=1.0)
+        i0, i1 = lams.index(0.0), lams.index(1.0)
+        ratio = D[i1] / D[i0]
+        se = ratio * math.hypot(err[i1] / D[i1], err[i0] / D[i0])
+        ratios.append(f"{form}: {ratio:.2f} $\\pm$ {se:.2f}")
+    ax.text(0.03, 0.62, "MSE(1)/MSE(0) (Gaussian: 2)\n" + "\n".join(ratios), transform=ax.transAxes, ha="left",
+            va="center", fontsize=8, bbox=dict(facecolor="white", edgecolor="0.7", alpha=0.9))
+    ax.plot([], [], color="0.3", linestyle=":", label="$D^*$ (MMSE)")
+    ax.plot([], [], color="0.3", linestyle="--", label="$2D^*$ (posterior sampling)")
+    ax.set_xlabel("$\\lambda$ (variance scale of VSRD)")
+    ax.set_ylabel("MSE (a.u.$^2$)")
+    top = max(2 * trav["curve_joint"]["mmse_error"], max(p["distortion"] + p["distortion_stderr"]
+                                                        for p in trav["joint"]))
+    ax.set_ylim(top=1.25 * top)
+    ax.legend(loc="upper left", fontsize=7.5, ncol=2)
+
+
 def plot(d: dict):
     import matplotlib
 
     cmap = matplotlib.colormaps["viridis"]
     fig, axes = plotting.figure(2, 4, figsize=(17.5, 8.6))
-    rows = (("G2", "Gaussian G2, exact laws"), ("B1", "mixture B1, Monte Carlo"))
+    rows = (("G2", "Gaussian G2 (exact)"), ("B1", "mixture B1 (MC)"))
     for r, (name, what) in enumerate(rows):
         trav = d[name]["traversal"]
         refs = d[name]["references"]
         floors = d[name].get("w2_floor", {})
+        kl_opt = d[name].get("kl_optimal")
         for k, (form, measure) in enumerate((("per-measurement", "W2"), ("per-measurement", "KL"),
                                              ("joint", "W2"), ("joint", "KL"))):
             ax = axes[r, k]
+            letter = "abcdefgh"[4 * r + k]
+            if name == "B1" and form == "joint" and measure == "W2":
+                _mse_panel(ax, d[name])
+                ax.set_title(f"({letter}) {what}: MSE against $\\lambda$", fontsize=10)
+                continue
             _panel(ax, trav, form, measure, cmap, ref=refs.get(form) if measure == "KL" else None,
-                   floor=floors.get(form) if measure == "W2" else None)
-            ax.set_title(f"({'abcdefgh'[4 * r + k]}) {what}: {form}, {measure}", fontsize=10)
+                   floor=floors.get(form) if measure == "W2" else None,
+                   kl_opt=kl_opt.get(form) if (kl_opt and measure == "KL") else None)
+            if kl_opt and measure == "KL" and form == "per-measurement":
+                m = kl_opt["map-rps"]
+                ax.plot(m["D"], m["P"], marker="s", markersize=5, linestyle="none", color=plotting.COLORS["map-rps"],
+                        markeredgecolor="k", markeredgewidth=0.4, zorder=3,
+                        label=f"MAP-RPS, $t_0$ = {m['t0'][0]}..{m['t0'][-1]} (exact)")
+                gaps = list(d[name]["vsrd_kl_gap"].values())
+                ax.text(0.97, 0.45, f"D above the KL curve:\nVSRD up to {max(gaps):.1e} (0 at $\\lambda$ = 1)\n"
+                        f"MAP-RPS up to {max(m['gap']):.1e}", transform=ax.transAxes, ha="right",
+                        va="center", fontsize=7.5, bbox=dict(facecolor="white", edgecolor="0.7", alpha=0.9))
+                ax.legend(loc="upper right", fontsize=7.5)
+            ax.set_title(f"({letter}) {what}: {form}, {measure}", fontsize=10)
     sm = matplotlib.cm.ScalarMappable(cmap=cmap, norm=matplotlib.colors.Normalize(0, 1))
     fig.colorbar(sm, ax=axes, label="$\\lambda$ (variance scale of VSRD)", shrink=0.6, pad=0.01)
     return fig

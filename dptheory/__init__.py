@@ -52,6 +52,8 @@ _EXPORTS = {
     "shrunk_posterior_samples": "dp_curve",
     "mmse_w2_squared_1d": "mmse_law_1d",
     "mmse_quantile_1d": "mmse_law_1d",
+    "KLDPCurve": "dp_curve_kl",
+    "per_measurement_kl_dp_curve": "dp_curve_kl",
     # denoisers and solvers
     "Denoiser": "denoisers",
     "ExactDenoiser": "denoisers",

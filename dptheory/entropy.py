@@ -32,7 +32,9 @@ def kozachenko_leonenko_entropy(x: torch.Tensor) -> torch.Tensor:
     r = torch.full((n,), float("inf"), dtype=x.dtype, device=x.device)
     chunk = max(1, 2**22 // n)
     for start in range(0, n, chunk):
-        dist = torch.cdist(x[start : start + chunk], x)
+        # the direct difference form: torch's default matrix-product form (|a|^2 + |b|^2 - 2 a.b) loses the
+        # distance of close points to cancellation, down to r = 0 for distinct points ~1e-8 apart (then H = -inf)
+        dist = torch.cdist(x[start : start + chunk], x, compute_mode="donot_use_mm_for_euclid_dist")
         idx = torch.arange(start, min(start + chunk, n), device=x.device)
         dist[idx - start, idx] = float("inf")
         r[start : start + chunk] = dist.amin(dim=1)

@@ -8,7 +8,19 @@ from __future__ import annotations
 
 import time
 
-from . import dps, foundations, freirich, image_scale, map_rps, red_diff, vml, wang
+from . import (
+    dps,
+    extra,
+    foundations,
+    freirich,
+    image_scale,
+    kl_tradeoff,
+    map_rps,
+    map_rps_theorems,
+    red_diff,
+    vml,
+    wang,
+)
 from .result import VERDICTS, ClaimResult
 
 __all__ = ["CLAIMS", "ClaimResult", "VERDICTS", "run_claims"]
@@ -22,6 +34,9 @@ CLAIMS = {
     **red_diff.CHECKS,
     **vml.CHECKS,
     **image_scale.CHECKS,
+    **map_rps_theorems.CHECKS,
+    **kl_tradeoff.CHECKS,
+    **extra.CHECKS,
 }
 
 
