@@ -12,6 +12,7 @@ is a :class:`CheckpointError` with a one-line message naming the file; torch's a
 from __future__ import annotations
 
 import pickle
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -62,7 +63,9 @@ def load_tensors(path, what: str = "checkpoint"):
         except Exception as err:  # noqa: BLE001 - safetensors raises its own error types for a bad file
             raise CheckpointError(f"{what} {str(path)!r} is not a readable safetensors file: {_reason(err)}") from None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on odd files (e.g. a pickle protocol) go into our one line
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if "unsupported global" in str(err).lower():  # torch's restricted unpickler met a non-tensor object
             raise CheckpointError(

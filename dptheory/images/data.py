@@ -208,6 +208,8 @@ def _target(size):
     hw = (size, size) if isinstance(size, int | np.integer) else tuple(int(s) for s in size)
     if len(hw) != 2 or min(hw) <= 0:
         raise ValueError(f"size must be a positive int or (H, W), got {size!r}")
+    if hw[0] * hw[1] > MAX_IMAGE_PIXELS:
+        raise ValueError(f"size {hw[0]} x {hw[1]} exceeds the {MAX_IMAGE_PIXELS / 1e6:.0f} megapixels dptheory makes")
     return hw
 
 

@@ -224,7 +224,6 @@ def _load_backbone(args, size: int):
     from .data import photo_patches
 
     if args.backbone in FITTED_BACKBONES:
-        _check_fit_memory(args.backbone, size, args.n_crops)
         try:
             crops = photo_patches(size, args.n_crops, torch.Generator().manual_seed(_CROP_SEED),
                                   exclude=_exclude(args.image), photo_size=PHOTO_SCALE * size)
@@ -379,6 +378,7 @@ def _run(args) -> int:
     denoiser = None
     if fitted:
         size = DEFAULTS["size"] if args.size is None else args.size
+        _check_fit_memory(args.backbone, size, args.n_crops)
     else:  # a network or a saved image set: its own size
         denoiser, schedule, described = _load_backbone(args, None)
         latent_bb = getattr(denoiser, "latent", False)  # VAE + UNet are convolutional: any multiple of 8
@@ -386,8 +386,9 @@ def _run(args) -> int:
         if args.size is not None and native is not None and args.size != native:
             raise RestoreError(f"--size {args.size} does not fit backbone {args.backbone!r} (its size is {native})")
         size = args.size if args.size is not None else (native or (512 if latent_bb else 256))  # SD 1.5 / ADM
+    box = _crop_box(args.crop)
     try:
-        x = load_image(args.image, size, crop=_crop_box(args.crop))
+        x = load_image(args.image, size, crop=box)
     except (FileNotFoundError, ValueError, TypeError, OSError) as err:
         raise RestoreError(f"cannot load image {args.image!r}: {err}") from err
     shape = tuple(x.shape[1:])
