@@ -76,8 +76,8 @@ def _cmd_check(args) -> int:
         return 0
     import torch
 
-    if args.threads < 1:  # as `dptheory reproduce`
-        print(f"dptheory check: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+    if not 1 <= args.threads <= 4096:  # as `dptheory reproduce`
+        print(f"dptheory check: --threads must be an integer in [1, 4096], got {args.threads}", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     try:

@@ -111,8 +111,8 @@ def main(argv=None) -> int:
     import torch
 
     args = build_parser().parse_args(argv)
-    if args.threads < 1:
-        print(f"dptheory reproduce: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+    if not 1 <= args.threads <= 4096:
+        print(f"dptheory reproduce: --threads must be an integer in [1, 4096], got {args.threads}", file=sys.stderr)
         return 2
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
