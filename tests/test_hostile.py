@@ -145,7 +145,7 @@ CLI_CASES = {
     "traverse-bad-int": (["traverse", "--steps", "x"], 2, r"invalid int value: 'x' \(see dptheory traverse --help\)"),
     "check-threads0": (["check", "--threads", "0"], 2, r"--threads must be an integer in \[1, 4096\], got 0"),
     "reproduce-threads0": (["reproduce", "--threads", "0"], 2, r"--threads must be an integer in \[1, 4096\], got 0"),
-    "restore-crop-negative": (["restore", "--crop", "-1,0,10,10"], 2, "--crop must have TOP and LEFT >= 0"),
+    "restore-crop-negative": (["restore", "--crop", "-1,0,10,10"], 2, "--crop must be .* with TOP and LEFT >= 0"),
     "restore-crop-three": (["restore", "--crop", "0,0,10"], 2, "four integers"),
     "restore-out-proc": (["restore", "--out", "/proc/x.png"], 2, "--out: cannot write to /proc"),
     "restore-image-dir": (["restore", "--image", "{tmp}"], 2, "is a folder; expected a PNG or JPEG file"),

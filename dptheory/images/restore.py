@@ -260,9 +260,10 @@ def _crop_box(crop: str | None):
     if len(box) != 4:
         raise RestoreError(f"--crop must be TOP,LEFT,HEIGHT,WIDTH (four integers), got {crop!r}")
     if min(box[:2]) < 0:
-        raise RestoreError(f"--crop must have TOP and LEFT >= 0 (pixels from the photo's top-left corner), got {crop!r}")
+        raise RestoreError(f"--crop must be TOP,LEFT,HEIGHT,WIDTH with TOP and LEFT >= 0 (pixels from the top-left), "
+                           f"got {crop!r}")
     if min(box[2:]) <= 0:
-        raise RestoreError(f"--crop must have positive HEIGHT and WIDTH, got {crop!r}")
+        raise RestoreError(f"--crop must be TOP,LEFT,HEIGHT,WIDTH with positive HEIGHT and WIDTH, got {crop!r}")
     return box
 
 
