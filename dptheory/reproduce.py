@@ -152,7 +152,10 @@ class _InterruptFlag:
 
     def __enter__(self):
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handler)
+            if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # e.g. under nohup: leave it ignored
+                self._previous = None
+            else:
+                self._previous = signal.signal(signal.SIGINT, self._handler)
         except ValueError:  # not the main thread: signals cannot be handled here
             self._previous = None
         return self
