@@ -212,7 +212,10 @@ def available_memory_bytes(device=None) -> int | None:
 
 def check_memory(n_bytes: float, what: str, device=None) -> None:
     """Refuse up front (``ValueError``) a computation estimated to need ``n_bytes`` when less is available,
-    instead of allocating until the machine runs out of memory."""
+    instead of allocating until the machine runs out of memory. Requests under 64 MiB are not checked (no file
+    is read for them)."""
+    if n_bytes < 2**26:
+        return
     avail = available_memory_bytes(device)
     if avail is not None and n_bytes > avail:
         raise ValueError(f"{what} needs about {n_bytes / 2**30:.3g} GiB of memory, but only {avail / 2**30:.3g} GiB "
