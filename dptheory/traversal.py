@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from ._checks import check_generator, check_int, check_schedule
+from ._checks import check_generator, check_int, check_problem, check_schedule
 from .dp_curve import DPCurve, optimal_dp_curve, per_measurement_dp_curve
 from .estimate import Estimate
 from .solver import METHOD_NAMES, _check_solve_memory, solve
@@ -82,11 +82,6 @@ def nfe(method: str, knobs: dict, T: int) -> int:
     return int(steps) if steps is not None else int(t_start)
 
 
-def exact_path_only(problem, exact) -> bool:
-    """Whether :func:`traverse` takes the exact law path (no sampling): a Gaussian prior unless ``exact=False``."""
-    return problem.is_gaussian if exact is None else bool(exact)
-
-
 def traverse(problem, method: str, knob: str, values, *, y=None, forms=("per-measurement", "joint"), n: int = 2000,
              replicates: int = 5, exact: bool | None = None, schedule=None, generator=None, progress=False,
              **knobs) -> Traversal:
@@ -121,11 +116,12 @@ def traverse(problem, method: str, knob: str, values, *, y=None, forms=("per-mea
                          f"(the samples are split into {replicates} parts for the standard errors), got {n!r}")
     generator = check_generator(generator)
     schedule = check_schedule(schedule)
-    if not exact_path_only(problem, exact):
-        _check_solve_memory(problem, max(n, 4000), method)  # the Monte Carlo points and the joint curve's draws
+    problem = check_problem(problem)
     exact = problem.is_gaussian if exact is None else bool(exact)
     if exact and not problem.is_gaussian:
         raise ValueError("exact=True needs a Gaussian prior (the laws are closed-form only there)")
+    if not exact:
+        _check_solve_memory(problem, max(n, 4000), method)  # the Monte Carlo points and the joint curve's draws
     schedule = linear_schedule() if schedule is None else schedule
     y = None if y is None else problem._y(y)
 

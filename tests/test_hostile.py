@@ -69,6 +69,8 @@ API_CASES = {
                             "schedule must be a VPSchedule"),
     "optimal_dp_curve-name": (lambda: dpt.optimal_dp_curve("G2"), TypeError,
                               r"problem must be a LinearInverseProblem.*WORKED\['G2'\]"),
+    "traverse-problem-name": (lambda: dpt.traverse("G2", "vsrd", "lam", [0.5], y=[0.1]), TypeError,
+                              "problem must be a LinearInverseProblem"),
     "solve-problem-name": (lambda: dpt.solve("G2", [0.1], "ddpm"), TypeError, "problem must be a LinearInverse"),
     "denoiser-string": (_solve("ddpm", denoiser="exact"), TypeError, r"denoiser must be None .*'exact'"),
     "generator-int": (_solve("ddpm", generator=42), TypeError, r"generator must be a torch.Generator.*manual_seed"),
