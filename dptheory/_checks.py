@@ -18,6 +18,14 @@ __all__ = [
     "check_sigma",
     "check_int",
     "common_dtype",
+    "check_linalg_dtype",
+    "check_generator",
+    "check_schedule",
+    "check_denoiser",
+    "check_problem",
+    "check_steps",
+    "check_memory",
+    "available_memory_bytes",
 ]
 
 
@@ -111,3 +119,104 @@ def check_int(value, name: str, minimum: int = 1) -> int:
         what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
         raise ValueError(f"{name} must be {what}, got {value!r}")
     return int(value)
+
+
+def check_linalg_dtype(t: torch.Tensor, name: str) -> torch.Tensor:
+    """Refuse half precision (float16, bfloat16) for the exact theory: its eigendecompositions and solves need
+    float32 or float64 (torch has no half-precision ``eigh``, and 3 digits would not be exact anyway)."""
+    if t.dtype in (torch.float16, torch.bfloat16):
+        raise TypeError(f"{name} has dtype {t.dtype}; the exact theory needs float32 or float64 (no half-precision "
+                        f"eigendecomposition): convert it with .double()")
+    return t
+
+
+def check_generator(generator, name: str = "generator"):
+    """``None`` or a ``torch.Generator``; an int seed is refused with the way to make a generator from it."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return generator
+    hint = f" (e.g. torch.Generator().manual_seed({generator}))" if isinstance(generator, numbers.Integral) else ""
+    raise TypeError(f"{name} must be a torch.Generator or None{hint}, got {type(generator).__name__} {generator!r}")
+
+
+def check_schedule(schedule, name: str = "schedule"):
+    """``None`` (the default linear schedule, T = 1000) or a :class:`~dptheory.VPSchedule`; returns the schedule."""
+    from .schedules import VPSchedule, linear_schedule
+
+    if schedule is None:
+        return linear_schedule()
+    if isinstance(schedule, VPSchedule):
+        return schedule
+    what = f"the string {schedule!r}" if isinstance(schedule, str) else type(schedule).__name__
+    raise TypeError(f"{name} must be a VPSchedule, e.g. dptheory.linear_schedule() or dptheory.cosine_schedule(), "
+                    f"or None for the default linear schedule; got {what}")
+
+
+def check_denoiser(denoiser, name: str = "denoiser"):
+    """``None`` (the exact denoiser) or a callable ``D(x_t, alpha_bar) -> E[x0 | x_t]``."""
+    if denoiser is None or callable(denoiser):
+        return denoiser
+    what = f"the string {denoiser!r}" if isinstance(denoiser, str) else type(denoiser).__name__
+    raise TypeError(f"{name} must be None (the exact denoiser of the prior) or a callable D(x_t, alpha_bar) -> "
+                    f"E[x0 | x_t] (e.g. a NetworkDenoiser); got {what}")
+
+
+def check_problem(problem, name: str = "problem"):
+    """A :class:`~dptheory.LinearInverseProblem`; anything else (a worked-problem name, say) is refused."""
+    from .problem import LinearInverseProblem
+
+    if isinstance(problem, LinearInverseProblem):
+        return problem
+    hint = (f"; for the worked problem {problem!r} use dptheory.worked.WORKED[{problem!r}]()[0]"
+            if isinstance(problem, str) else "")
+    raise TypeError(f"{name} must be a LinearInverseProblem, got {type(problem).__name__}{hint}")
+
+
+def check_steps(steps, name: str = "steps"):
+    """``None`` (every step) or a positive integer number of reverse steps; 0 is refused (no step would run and
+    the sampler would return its starting noise)."""
+    if steps is None:
+        return None
+    if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
+        raise ValueError(f"{name} must be a positive integer (the number of reverse steps) or None, got {steps!r}")
+    return int(steps)
+
+
+def available_memory_bytes(device=None) -> int | None:
+    """Memory the process can still allocate on ``device``: free GPU memory on CUDA; on the CPU
+    ``MemAvailable`` of ``/proc/meminfo``, less where a cgroup limit is lower. ``None`` when unknown."""
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    if device.type != "cpu":
+        return None
+    avail = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    avail = int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            limit = f.read().strip()
+        with open("/sys/fs/cgroup/memory.current") as f:
+            used = int(f.read().strip())
+        if limit != "max":
+            avail = min(avail, int(limit) - used) if avail is not None else int(limit) - used
+    except (OSError, ValueError):
+        pass
+    return avail
+
+
+def check_memory(n_bytes: float, what: str, device=None) -> None:
+    """Refuse up front (``ValueError``) a computation estimated to need ``n_bytes`` when less is available,
+    instead of allocating until the machine runs out of memory. Requests under 64 MiB are not checked (no file
+    is read for them)."""
+    if n_bytes < 2**26:
+        return
+    avail = available_memory_bytes(device)
+    if avail is not None and n_bytes > avail:
+        raise ValueError(f"{what} needs about {n_bytes / 2**30:.3g} GiB of memory, but only {avail / 2**30:.3g} GiB "
+                         "is available; use fewer samples (or split the call into chunks)")

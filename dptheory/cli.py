@@ -20,7 +20,9 @@ def _floats(text: str) -> list[float]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dptheory", description=__doc__.splitlines()[0])
+    from ._argparse import ArgumentParser
+
+    parser = ArgumentParser(prog="dptheory", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("reproduce", add_help=False,
@@ -74,7 +76,10 @@ def _cmd_check(args) -> int:
         return 0
     import torch
 
-    torch.set_num_threads(max(1, args.threads))
+    if not 1 <= args.threads <= 4096:  # as `dptheory reproduce`
+        print(f"dptheory check: --threads must be an integer in [1, 4096], got {args.threads}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
     try:
         results = run_claims(args.ids, quick=args.quick, progress=not args.json)
     except ValueError as err:
@@ -84,19 +89,48 @@ def _cmd_check(args) -> int:
     return 0 if all(r.passed for r in results) else 1
 
 
+_INTEGER_KNOBS = ("t0", "t1", "steps", "iters", "inner_steps", "final_steps")
+
+
+def _check_traverse_args(args) -> None:
+    """Refuse what `traverse` would otherwise ignore or round silently (ValueError, one line)."""
+    import math
+
+    if args.problem != "B1" and (args.sigma_y is not None or args.y is not None):
+        raise ValueError(f"--sigma-y and --y apply to --problem B1 only; {args.problem} fixes its own")
+    if args.sigma_y is not None and not (math.isfinite(args.sigma_y) and args.sigma_y > 0):
+        raise ValueError(f"--sigma-y must be a finite number > 0, got {args.sigma_y}")
+    if args.y is not None and not math.isfinite(args.y):
+        raise ValueError(f"--y must be a finite number, got {args.y}")
+    if args.steps is not None and args.steps < 1:
+        raise ValueError(f"--steps must be a positive integer (reverse steps), got {args.steps}")
+    if args.steps is not None and args.method == "map-rps":
+        raise ValueError("--steps does not apply to map-rps (its stage 2 runs every step from t0); sweep --knob t0")
+    if args.knob in _INTEGER_KNOBS:
+        bad = [v for v in args.values if not (math.isfinite(v) and v == int(v))]
+        if bad:
+            raise ValueError(f"--values: knob {args.knob} takes integer steps, got {bad[0]:g}")
+    bad = [v for v in args.values if not math.isfinite(v)]
+    if bad:
+        raise ValueError(f"--values must be finite numbers, got {bad[0]}")
+    if not 0 <= args.seed < 2**63:
+        raise ValueError(f"--seed must be an integer in [0, 2^63), got {args.seed}")
+
+
 def _cmd_traverse(args) -> int:
     import torch
 
     from .traversal import traverse
     from .worked import WORKED, b1
 
-    if args.problem == "B1":
-        prob, y = b1(0.5 if args.sigma_y is None else args.sigma_y, -0.6 if args.y is None else args.y)
-    else:
-        prob, y = WORKED[args.problem]()
-    values = [int(v) for v in args.values] if args.knob in ("t0", "steps", "iters") else args.values
-    knobs = {} if args.steps is None or args.method == "map-rps" else {"steps": args.steps}
     try:
+        _check_traverse_args(args)
+        if args.problem == "B1":
+            prob, y = b1(0.5 if args.sigma_y is None else args.sigma_y, -0.6 if args.y is None else args.y)
+        else:
+            prob, y = WORKED[args.problem]()
+        values = [int(v) for v in args.values] if args.knob in _INTEGER_KNOBS else args.values
+        knobs = {} if args.steps is None else {"steps": args.steps}
         res = traverse(prob, args.method, args.knob, values, y=y, n=args.n, progress=not args.json,
                        generator=torch.Generator().manual_seed(args.seed), **knobs)
     except (ValueError, TypeError) as err:

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import check_int
+from ._checks import check_generator, check_int, check_problem
 from .gaussian import Gaussian
 from .linalg import sym_eig
 
@@ -104,6 +104,8 @@ def optimal_dp_curve(problem, *, n: int = 20000, generator: torch.Generator | No
     """
     from .divergences import empirical_w2_squared, gaussian_w2  # local: divergences imports POT lazily
 
+    problem = check_problem(problem)
+    generator = check_generator(generator)
     if problem.is_gaussian:
         d_star = problem.mmse_error()
         return DPCurve(d_star.value, float(gaussian_w2(problem.prior, problem.mmse_law())), "joint")

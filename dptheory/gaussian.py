@@ -57,8 +57,8 @@ class Gaussian:
 
     def __init__(self, mean, cov):
         mean = check_finite(as_tensor(mean, "mean"), "mean")
-        if mean.ndim != 1:
-            raise ValueError(f"mean must have shape (d,), got shape {tuple(mean.shape)}")
+        if mean.ndim != 1 or mean.shape[0] == 0:
+            raise ValueError(f"mean must have shape (d,) with d >= 1, got shape {tuple(mean.shape)}")
         cov_t = as_tensor(cov, "cov", device=mean.device)
         dtype = common_dtype(mean, cov_t)
         mean = mean.to(dtype)

@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._checks import as_tensor, check_vector_batch
+from ._checks import as_tensor, check_problem, check_schedule, check_steps, check_vector_batch
 from .gaussian import Gaussian
 from .samplers._common import reverse_pairs
 from .samplers.map_rps import bayes_prior_weight
@@ -195,6 +195,8 @@ def sampler_law(problem, method: str, *, y=None, start="noise", schedule: VPSche
         >>> round(float(sampler_law(prob, "posterior", start="exact", steps=10).mse), 12)  # 2 D* = 2 tr Sigma
         1.0
     """
+    problem = check_problem(problem)
+    steps = check_steps(steps)  # steps=0 would be the starting law
     if not problem.is_gaussian:
         raise TypeError("sampler_law needs a Gaussian prior (a GMM prior gives non-Gaussian laws: use MC)")
     if method not in _KNOBS:
@@ -207,7 +209,7 @@ def sampler_law(problem, method: str, *, y=None, start="noise", schedule: VPSche
     missing = [k for k, v in kn.items() if v is _REQUIRED]
     if missing:
         raise ValueError(f"method {method!r} needs the knob(s) {missing}")
-    schedule = linear_schedule() if schedule is None else schedule
+    schedule = check_schedule(schedule)
     y = None if y is None else _one_y(problem, y)
 
     if method == "map-rps":

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ._checks import as_tensor, check_finite
+from ._checks import as_tensor, check_finite, check_linalg_dtype
 
 __all__ = ["SymmetricEig", "sym_eig", "check_covariance", "psd_sqrt"]
 
@@ -120,7 +120,7 @@ def check_covariance(S, name: str, d: int | None = None, *, batch: tuple[int, ..
 
     PSD-ness is checked by :func:`sym_eig` when the decomposition is formed.
     """
-    t = check_finite(as_tensor(S, name), name)
+    t = check_linalg_dtype(check_finite(as_tensor(S, name), name), name)
     want = batch + ((d, d) if d is not None else (t.shape[-1], t.shape[-1]))
     if t.ndim != len(batch) + 2 or tuple(t.shape) != want or t.shape[-1] != t.shape[-2]:
         shape = "(" + ", ".join([*map(str, batch), "d", "d"]) + ")"

@@ -163,8 +163,8 @@ class GaussianMixture:
     def __init__(self, weights, means, covs):
         w = check_finite(as_tensor(weights, "weights"), "weights")
         means = check_finite(as_tensor(means, "means", device=w.device), "means")
-        if means.ndim != 2:
-            raise ValueError(f"means must have shape (K, d), got shape {tuple(means.shape)}")
+        if means.ndim != 2 or 0 in means.shape:
+            raise ValueError(f"means must have shape (K, d) with K >= 1 and d >= 1, got shape {tuple(means.shape)}")
         K, d = means.shape
         if w.ndim != 1 or w.shape[0] != K:
             raise ValueError(f"weights must have shape (K,) = ({K},) to match means, got {tuple(w.shape)}")

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -179,6 +180,9 @@ def save_figure(fig, name: str, out, *, title: str, claims, params: dict, seed, 
                 seconds: float | None = None) -> dict:
     """Write ``<out>/<name>.png``, ``.pdf`` and the ``.json`` sidecar; return the three paths.
 
+    Each file is written to a temporary file and the three are renamed together (sidecar last), so an interrupted
+    or failed write leaves the previous files untouched and no partial file.
+
     The sidecar holds ``figure``, ``title``, ``claims``, ``params``, ``seed``, ``version`` (dptheory's),
     ``torch``, ``quick``, ``seconds`` and ``data`` (the plotted numbers).
     """
@@ -186,11 +190,11 @@ def save_figure(fig, name: str, out, *, title: str, claims, params: dict, seed, 
 
     import dptheory
 
+    from ._atomic import discard, reserve_temp
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {ext: out / f"{name}.{ext}" for ext in ("png", "pdf", "json")}
-    fig.savefig(paths["png"])
-    fig.savefig(paths["pdf"])
     sidecar = {
         "figure": name,
         "title": title,
@@ -203,7 +207,22 @@ def save_figure(fig, name: str, out, *, title: str, claims, params: dict, seed, 
         "seconds": seconds,
         "data": data,
     }
-    paths["json"].write_text(dumps(to_jsonable(sidecar)) + "\n")
+    text = dumps(to_jsonable(sidecar)) + "\n"
+    # all three go to temporary files first and are renamed together, the sidecar last: an interrupt or a full
+    # disk never leaves a partial file, nor a new figure beside an old sidecar
+    staged = {}
+    try:
+        for ext in ("png", "pdf", "json"):
+            staged[ext] = reserve_temp(paths[ext])
+            if ext == "json":
+                staged[ext].write_text(text)
+            else:
+                fig.savefig(staged[ext], format=ext)
+        for ext in ("png", "pdf", "json"):
+            os.replace(staged.pop(ext), paths[ext])
+    finally:
+        for tmp in staged.values():
+            discard(tmp)
     return paths
 
 

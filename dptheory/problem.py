@@ -49,8 +49,8 @@ class LinearInverseProblem:
         self.sigma_y = check_sigma(sigma_y, "sigma_y")
         self.operator = as_operator(A)
         A_mat = dense_matrix(self.operator, prior.dim, dtype=prior.dtype, device=prior.device)
-        if A_mat.ndim != 2 or A_mat.shape[1] != prior.dim:
-            raise ValueError(f"A must have shape (m, d) with d = {prior.dim}, got {tuple(A_mat.shape)}")
+        if A_mat.ndim != 2 or A_mat.shape[1] != prior.dim or A_mat.shape[0] == 0:
+            raise ValueError(f"A must have shape (m, d) with m >= 1 and d = {prior.dim}, got {tuple(A_mat.shape)}")
         self.A = A_mat.to(prior.dtype)
         if isinstance(prior, Gaussian):
             means, covs = prior.mean.unsqueeze(0), prior.cov.unsqueeze(0)

@@ -9,7 +9,15 @@ imports happen once. A failing script is reported and the others still run.
 Then the claims are run (:func:`dptheory.claims.run_claims`) and written as ``<out>/claims.md`` and
 ``<out>/claims.json``; ``<out>/reproduce.json`` records what ran, the time of each step and the claim summary.
 The exit status is 0 when every analysis ran and every claim check met the toolkit's expectation, 1 otherwise,
-and 2 when the ``analyses/`` folder cannot be found.
+2 when the ``analyses/`` folder cannot be found or an option is invalid, and 130 after Ctrl-C.
+
+Every file (figures, sidecars, claims, ``reproduce.json``) is written to a temporary file and renamed
+(:mod:`dptheory._atomic`), so an interrupt or a full disk never leaves a partial file. ``reproduce.json`` is
+written when the run starts (``"status": "running"``) and after every figure, and says at the end ``"ok"``,
+``"failed"`` or ``"interrupted"``, with the figures this run completed (``"completed"``); a Ctrl-C is recorded and
+the run exits with 130, also when a library swallowed the ``KeyboardInterrupt`` (the SIGINT handler keeps a flag).
+``--resume`` skips a figure whose PNG, PDF and sidecar exist and whose sidecar was written by the same dptheory
+version with the same ``--quick`` setting (the run's parameters).
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import signal
 import sys
 import time
 import traceback
@@ -75,12 +84,17 @@ def run_analysis(script: Path, *, quick: bool, out: Path) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dptheory reproduce", description=__doc__.splitlines()[0])
+    from ._argparse import ArgumentParser
+
+    parser = ArgumentParser(prog="dptheory reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true",
                         help="smaller grids and samples for the figures and the claims (~2 min instead of ~27)")
     parser.add_argument("--out", default=Path("figures"), type=Path, help="output directory (default: figures/)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these analyses (script names)")
     parser.add_argument("--no-claims", action="store_true", help="skip the claims report")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip figures whose .png, .pdf and .json sidecar exist from the same version and --quick "
+                        "setting (e.g. after an interrupted run)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch intra-op threads during the run (default 1: every problem here is tiny, and "
                         "extra threads only add synchronisation; 2 threads made a loaded 2-core machine ~6x slower)")
@@ -97,8 +111,8 @@ def main(argv=None) -> int:
     import torch
 
     args = build_parser().parse_args(argv)
-    if args.threads < 1:
-        print(f"dptheory reproduce: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+    if not 1 <= args.threads <= 4096:
+        print(f"dptheory reproduce: --threads must be an integer in [1, 4096], got {args.threads}", file=sys.stderr)
         return 2
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -106,6 +120,60 @@ def main(argv=None) -> int:
         return _reproduce(args)
     finally:
         torch.set_num_threads(threads)  # in-process callers get their setting back
+
+
+def _resumable(out: Path, stem: str, quick: bool) -> bool:
+    """Whether ``--resume`` may skip figure ``stem``: its three files exist and its sidecar is from this version
+    with the same ``--quick`` setting."""
+    import dptheory
+
+    files = [out / f"{stem}.{ext}" for ext in ("png", "pdf", "json")]
+    if not all(f.is_file() for f in files):
+        return False
+    try:
+        side = json.loads(files[2].read_text())
+    except (OSError, ValueError):
+        return False
+    return (isinstance(side, dict) and side.get("figure") == stem and side.get("version") == dptheory.__version__
+            and side.get("quick") == bool(quick))
+
+
+class _InterruptFlag:
+    """A SIGINT handler that records the interrupt before raising ``KeyboardInterrupt``, so that an interrupt a
+    library swallowed (e.g. in a weakref callback, which only prints it) is still seen: :meth:`check` re-raises."""
+
+    def __init__(self):
+        self.hit = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.hit = True
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        try:
+            if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # e.g. under nohup: leave it ignored
+                self._previous = None
+            else:
+                self._previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: signals cannot be handled here
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+    def check(self):
+        if self.hit:
+            raise KeyboardInterrupt
+
+
+def _write_record(out: Path, record: dict) -> None:
+    from ._atomic import write_text
+
+    write_text(out / "reproduce.json", json.dumps(record, indent=1) + "\n")
 
 
 def _reproduce(args) -> int:
@@ -124,20 +192,59 @@ def _reproduce(args) -> int:
             return 2
         scripts = [s for s in scripts if s.stem in wanted]
     out = args.out
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        record = {"status": "running", "quick": args.quick, "out": str(out), "threads": args.threads,
+                  "resume": bool(getattr(args, "resume", False)), "completed": [], "analyses": {}, "claims": None}
+        _write_record(out, record)  # replaces an old record at once: a re-run never shows the old "ok"
+    except OSError as err:
+        print(f"dptheory reproduce: cannot write to --out {out}: {err}", file=sys.stderr)
+        return 2
+    with _InterruptFlag() as flag:
+        try:
+            return _run_all(args, scripts, out, record, start, flag)
+        except KeyboardInterrupt:
+            record["status"] = "interrupted"
+            record["seconds"] = time.perf_counter() - start
+            _write_record(out, record)
+            print(f"\ndptheory reproduce: interrupted; {len(record['completed'])}/{len(scripts)} figures completed "
+                  f"(recorded in {out / 'reproduce.json'}; rerun with --resume to skip them)", file=sys.stderr)
+            return 130
+        except BaseException as err:
+            record["status"] = "failed"
+            record["error"] = f"{type(err).__name__}: {err}"
+            record["seconds"] = time.perf_counter() - start
+            try:
+                _write_record(out, record)
+            except OSError:
+                pass
+            raise
 
-    record = {"quick": args.quick, "out": str(out), "threads": args.threads, "analyses": {}, "claims": None}
+
+def _run_all(args, scripts, out: Path, record: dict, start: float, flag: _InterruptFlag) -> int:
+    from ._atomic import write_text
+
     bar = _progress(scripts, "analyses")
     for script in bar:
         bar.set_postfix_str(script.stem)
+        if getattr(args, "resume", False) and _resumable(out, script.stem, args.quick):
+            record["analyses"][script.stem] = {"ok": True, "resumed": True, "seconds": 0.0,
+                                               "files": [str(out / f"{script.stem}.{e}") for e in ("png", "pdf",
+                                                                                                    "json")]}
+            record["completed"].append(script.stem)
+            _write_record(out, record)
+            continue
         try:
             seconds = run_analysis(script, quick=args.quick, out=out)
             files = [str(out / f"{script.stem}.{ext}") for ext in ("png", "pdf", "json")]
             record["analyses"][script.stem] = {"ok": True, "seconds": seconds,
                                                "files": [f for f in files if Path(f).exists()]}
+            record["completed"].append(script.stem)
         except Exception as err:  # noqa: BLE001 - report and go on with the other figures
             record["analyses"][script.stem] = {"ok": False, "error": f"{type(err).__name__}: {err}"}
             bar.write(f"FAILED {script.stem}:\n{traceback.format_exc()}")
+        flag.check()  # an interrupt swallowed inside the analysis still stops the run
+        _write_record(out, record)
     analyses_seconds = time.perf_counter() - start
 
     results = []
@@ -147,8 +254,9 @@ def _reproduce(args) -> int:
 
         t_claims = time.perf_counter()
         results = run_claims(quick=args.quick, progress=True)
-        (out / "claims.md").write_text(to_markdown(results) + "\n")
-        (out / "claims.json").write_text(to_json(results) + "\n")
+        flag.check()
+        write_text(out / "claims.md", to_markdown(results) + "\n")
+        write_text(out / "claims.json", to_json(results) + "\n")
         record["claims"] = {
             "seconds": time.perf_counter() - t_claims,
             "passed": sum(r.passed for r in results), "total": len(results),
@@ -157,14 +265,17 @@ def _reproduce(args) -> int:
         }
     record["analyses_seconds"] = analyses_seconds
     record["seconds"] = time.perf_counter() - start
-    (out / "reproduce.json").write_text(json.dumps(record, indent=1) + "\n")
-
     ok = [k for k, v in record["analyses"].items() if v["ok"]]
     bad = [k for k, v in record["analyses"].items() if not v["ok"]]
+    claims_ok = record["claims"] is None or not record["claims"]["failed"]
+    record["status"] = "ok" if not bad and claims_ok else "failed"
+    _write_record(out, record)
+
     print()
     print(f"figures: {len(ok)}/{len(scripts)} analyses written to {out}/ ({analyses_seconds:.0f} s)")
     for name in ok:
-        print(f"  {name:<20} {record['analyses'][name]['seconds']:6.1f} s  {name}.png .pdf .json")
+        resumed = " (resumed)" if record["analyses"][name].get("resumed") else ""
+        print(f"  {name:<20} {record['analyses'][name]['seconds']:6.1f} s  {name}.png .pdf .json{resumed}")
     for name in bad:
         print(f"  {name:<20} FAILED: {record['analyses'][name]['error']}")
     if record["claims"] is not None:
@@ -175,7 +286,6 @@ def _reproduce(args) -> int:
         if c["failed"]:
             print(f"  checks not met: {', '.join(c['failed'])}")
     print(f"wall time: {record['seconds']:.0f} s ({'quick' if args.quick else 'full'} run)")
-    claims_ok = record["claims"] is None or not record["claims"]["failed"]
     return 0 if not bad and claims_ok else 1
 
 

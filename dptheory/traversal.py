@@ -26,9 +26,10 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from ._checks import check_generator, check_int, check_problem, check_schedule
 from .dp_curve import DPCurve, optimal_dp_curve, per_measurement_dp_curve
 from .estimate import Estimate
-from .solver import METHOD_NAMES, solve
+from .solver import METHOD_NAMES, _check_solve_memory, solve
 
 __all__ = ["DPPoint", "Traversal", "traverse", "nfe"]
 
@@ -109,9 +110,18 @@ def traverse(problem, method: str, knob: str, values, *, y=None, forms=("per-mea
     values = list(values)
     if not values:
         raise ValueError("values must be a non-empty sequence of knob values")
+    replicates = check_int(replicates, "replicates")
+    if isinstance(n, bool) or not isinstance(n, int) or n < replicates:
+        raise ValueError(f"n (the Monte Carlo size per point) must be an integer >= replicates = {replicates} "
+                         f"(the samples are split into {replicates} parts for the standard errors), got {n!r}")
+    generator = check_generator(generator)
+    schedule = check_schedule(schedule)
+    problem = check_problem(problem)
     exact = problem.is_gaussian if exact is None else bool(exact)
     if exact and not problem.is_gaussian:
         raise ValueError("exact=True needs a Gaussian prior (the laws are closed-form only there)")
+    if not exact:
+        _check_solve_memory(problem, max(n, 4000), method)  # the Monte Carlo points and the joint curve's draws
     schedule = linear_schedule() if schedule is None else schedule
     y = None if y is None else problem._y(y)
 

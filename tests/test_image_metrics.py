@@ -178,22 +178,33 @@ def test_swd_properties():
 
 def test_lpips_fid_with_local_networks(tmp_path):
     class Dist(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.ones(()))
+
         def forward(self, a, b):
-            return (a - b).pow(2).mean(dim=(1, 2, 3))
+            return self.scale * (a - b).pow(2).mean(dim=(1, 2, 3))
 
     class Feat(torch.nn.Module):
         def forward(self, a):
             return a.mean(dim=(2, 3))
 
     x, ref = _pair((4, 3, 12, 12))
-    pl, pf = tmp_path / "lpips.pt2", Feat()  # one exported file (export is slow), one module
-    torch.export.save(torch.export.export(Dist(), (x, ref)), str(pl))
-    assert torch.allclose(M.lpips(x, ref, weights=Dist()), (x - ref).pow(2).mean(dim=(1, 2, 3)))  # a module
-    assert torch.allclose(M.lpips(x, ref, weights=pl), (x - ref).pow(2).mean(dim=(1, 2, 3)))
+    want = (x - ref).pow(2).mean(dim=(1, 2, 3))
+    assert torch.allclose(M.lpips(x, ref, weights=Dist()), want)  # a module
+    trained = Dist()
+    with torch.no_grad():
+        trained.scale.fill_(3.0)
+    pl = tmp_path / "lpips.pt"
+    torch.save(trained.state_dict(), pl)
+    assert torch.allclose(M.lpips(x, ref, weights=(Dist(), pl)), 3.0 * want)  # a state dict loaded into a module
+    pf = Feat()
     assert float(M.fid(x, x, weights=pf)) == pytest.approx(0.0, abs=1e-10)
     fx, fy = x.mean(dim=(2, 3)), (x + 1.0).mean(dim=(2, 3))
     assert float(M.fid(x, x + 1.0, weights=pf)) == pytest.approx(float(((fx.mean(0) - fy.mean(0)) ** 2).sum()))
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a model")
-    with pytest.raises(ValueError, match="torch.export"):
+    with pytest.raises(ValueError, match="refused"):  # a bare path: tensors only, no network to build
         M.lpips(x, ref, weights=bad)
+    with pytest.raises(ValueError, match="not a readable tensor checkpoint"):
+        M.lpips(x, ref, weights=(Dist(), bad))

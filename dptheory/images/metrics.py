@@ -4,8 +4,9 @@
 - :func:`swd`, :func:`swd_per_level`: sliced Wasserstein distance between Laplacian-pyramid patch sets
   (Karras et al. 2018, progressive GAN's ``metrics/sliced_wasserstein.py``); :func:`sliced_wasserstein` and
   :func:`wasserstein_1d` are the exact pieces it uses, checked against POT.
-- :func:`lpips`, :func:`fid`: need pretrained networks; they run only from a network or a local torch.export file
-  given by the user (nothing is downloaded) and raise a clear error otherwise.
+- :func:`lpips`, :func:`fid`: need pretrained networks; they run only from a network given by the user, or a local
+  state dict loaded into it as tensors only (nothing is downloaded, no pickle or ``.pt2`` code ever runs), and
+  raise a clear error otherwise.
 """
 
 from __future__ import annotations
@@ -262,34 +263,45 @@ def swd(x_set, y_set, **kwargs) -> torch.Tensor:
 
 # ---------------------------------------------------------------------------------------------- LPIPS / FID
 def _load_network(weights, what: str, example: str):
-    """A callable network: ``weights`` itself if callable, else a ``torch.export`` program loaded from a path."""
+    """A callable network: ``weights`` itself if callable, or ``(module, PATH)``: the state dict at ``PATH``
+    (``.safetensors``, or ``.pt``/``.pth`` read with ``torch.load(weights_only=True)``) loaded strictly into
+    ``module``. Tensors only: a bare path (``.pt2`` included: loading a ``torch.export`` archive can run code) is
+    refused, since a file of tensors does not say which network to build."""
     if weights is None:
         raise ValueError(
-            f"{what} needs pretrained network weights, which dptheory never downloads. Pass weights=PATH to a "
-            f"local torch.export file (.pt2; {example}) or weights=MODULE (a network you built from local "
-            "files, e.g. with the lpips / torchvision packages: pip install lpips torchvision). Without weights, "
-            "use psnr, ssim or swd."
+            f"{what} needs pretrained network weights, which dptheory never downloads. Pass weights=MODULE (a "
+            f"network you built from local files, {example}, e.g. with the lpips / torchvision packages: pip install "
+            "lpips torchvision) or weights=(MODULE, PATH) to load a local state dict (.safetensors or .pt) into it. "
+            "Without weights, use psnr, ssim or swd."
         )
+    if isinstance(weights, tuple) and len(weights) == 2 and callable(weights[0]):
+        from .._safeload import load_state_dict_into
+
+        module, path = weights
+        if not isinstance(module, torch.nn.Module):
+            raise TypeError(f"{what}: weights=(MODULE, PATH) needs a torch.nn.Module, got {type(module).__name__}")
+        return load_state_dict_into(module, path, f"{what} weights")
     if callable(weights):
         return weights
-    path = Path(weights)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} weights file not found: {str(path)!r}")
-    try:
-        return torch.export.load(str(path)).module()
-    except Exception as err:  # torch raises several types (zip, runtime, pickle) for a wrong file
+    if isinstance(weights, (str, Path)):
+        path = Path(weights).expanduser()
+        if not path.exists():
+            raise FileNotFoundError(f"{what} weights file not found: {str(path)!r}")
         raise ValueError(
-            f"{str(path)!r} is not a torch.export (.pt2) file; export your network with torch.export.export and "
-            f"torch.export.save ({example})"
-        ) from err
+            f"{what}: weights={str(path)!r} is a path, which is refused: dptheory loads checkpoints as tensors only "
+            "(a torch.export .pt2 or a pickled module can run code when loaded). Build the network and pass "
+            "weights=MODULE, or weights=(MODULE, PATH) with a state dict (.safetensors or .pt)"
+        )
+    raise TypeError(f"{what}: weights must be a network, (MODULE, PATH) or None, got {type(weights).__name__}")
 
 
 def lpips(x, ref, *, weights=None) -> torch.Tensor:
     """LPIPS distance per image, ``(n,)``, from a user-supplied network (nothing is downloaded).
 
     ``weights``: a network ``net(x, ref) -> (n, ...)`` taking images in [-1, 1] (e.g. ``lpips.LPIPS(net="alex")``
-    built from local files), or the path of one saved with ``torch.export.save`` (.pt2). Raises
-    ``ValueError`` without it.
+    built from local files), or ``(module, PATH)`` with a local state dict (``.safetensors`` or ``.pt``, loaded as
+    tensors only) for ``module``. Raises ``ValueError`` without it, and for a bare path (a ``.pt2`` archive can run
+    code when loaded).
     Source: Zhang et al. 2018 (LPIPS) (the metric itself lives in the user's network).
     """
     net = _load_network(weights, "lpips", "e.g. an lpips.LPIPS(net='alex') model")
@@ -304,8 +316,8 @@ def fid(x_set, y_set, *, weights=None) -> torch.Tensor:
 
     FID is squared by its standard definition: it is ``gaussian_w2_squared`` between the Gaussians fitted
     (sample mean, unbiased covariance) to the features ``net(x) -> (n, d)`` of each set. ``weights``: a feature
-    extractor (e.g. Inception-v3 pool3) or the path of one saved with ``torch.export.save``; nothing is
-    downloaded.
+    extractor (e.g. Inception-v3 pool3), or ``(module, PATH)`` with a local state dict for it (tensors only, as in
+    :func:`lpips`); nothing is downloaded.
     Source: Heusel et al. 2017 (FID).
     """
     from ..divergences import gaussian_w2_squared

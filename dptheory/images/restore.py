@@ -60,7 +60,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -135,7 +134,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dptheory restore", description=__doc__.splitlines()[0])
+    from .._argparse import ArgumentParser
+
+    parser = ArgumentParser(prog="dptheory restore", description=__doc__.splitlines()[0])
     return add_arguments(parser)
 
 
@@ -201,6 +202,20 @@ def _exclude(image: str) -> tuple[str, ...]:
     return (image,) if ":" in image else ()
 
 
+def _check_fit_memory(backbone: str, size: int, n_crops: int) -> None:
+    """Refuse a fitted prior that cannot fit in memory: the crops (float64 copies) and, for the Gaussian, about
+    six ``d x d`` float64 matrices (covariance, eigenvectors, posterior), ``d = 3 size^2``."""
+    from .._checks import check_memory
+
+    d = 3 * size * size
+    need = 16.0 * n_crops * d + (48.0 * d * d if backbone == "gaussian" else 0.0)
+    try:
+        check_memory(need, f"--backbone {backbone} at --size {size} (d = {d}) with --n-crops {n_crops}")
+    except ValueError as err:
+        raise RestoreError(str(err).replace("use fewer samples (or split the call into chunks)",
+                                            "use a smaller --size or fewer --n-crops")) from None
+
+
 def _load_backbone(args, size: int):
     """``(denoiser, schedule, description)``."""
     import torch
@@ -242,8 +257,13 @@ def _crop_box(crop: str | None):
         box = tuple(int(v) for v in crop.split(","))
     except ValueError:
         box = ()
-    if len(box) != 4 or min(box[2:]) <= 0 or min(box[:2]) < 0:
-        raise RestoreError(f"--crop must be TOP,LEFT,HEIGHT,WIDTH (integers, positive sizes), got {crop!r}")
+    if len(box) != 4:
+        raise RestoreError(f"--crop must be TOP,LEFT,HEIGHT,WIDTH (four integers), got {crop!r}")
+    if min(box[:2]) < 0:
+        raise RestoreError(f"--crop must be TOP,LEFT,HEIGHT,WIDTH with TOP and LEFT >= 0 (pixels from the top-left), "
+                           f"got {crop!r}")
+    if min(box[2:]) <= 0:
+        raise RestoreError(f"--crop must be TOP,LEFT,HEIGHT,WIDTH with positive HEIGHT and WIDTH, got {crop!r}")
     return box
 
 
@@ -284,16 +304,33 @@ def _side_by_side(*images):
     return torch.cat(parts, dim=-1)
 
 
+def _check_writable(paths: dict[str, Path]) -> None:
+    """Refuse an output place that cannot be written, before the solve: each output's folder (or the nearest
+    existing folder above it, which the run would create it in) must take a new file."""
+    from .._atomic import discard, reserve_temp
+
+    for folder in {p.parent for p in paths.values()}:
+        probe = folder
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if not probe.is_dir():
+            raise RestoreError(f"--out: cannot write to {folder} ({probe} is not a folder)")
+        try:
+            discard(reserve_temp(probe / "restore-probe"))
+        except OSError as err:
+            raise RestoreError(f"--out: cannot write to {folder} ({err.strerror or err})") from None
+
+
 def _write_all(files: dict[Path, object]) -> None:
     """Write every output to a temporary file first, then rename them all (no partial output)."""
+    from .._atomic import reserve_temp
     from .data import save_png
 
     staged = []
     try:
         for path, content in files.items():
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-            os.close(fd)
+            tmp = reserve_temp(path)  # mode 0o666 less the umask (mkstemp would give 0o600)
             staged.append((Path(tmp), path))
             if isinstance(content, str):
                 Path(tmp).write_text(content)
@@ -336,9 +373,13 @@ def _run(args) -> int:
     if args.size is not None and args.size < 4:
         raise RestoreError(f"--size must be at least 4 pixels, got {args.size}")
     paths = _output_paths(args.out)
+    _check_writable(paths)  # before the solve, not after it
+    if not 0 <= args.seed < 2**63:
+        raise RestoreError(f"--seed must be an integer in [0, 2^63), got {args.seed}")
     denoiser = None
     if fitted:
         size = DEFAULTS["size"] if args.size is None else args.size
+        _check_fit_memory(args.backbone, size, args.n_crops)
     else:  # a network or a saved image set: its own size
         denoiser, schedule, described = _load_backbone(args, None)
         latent_bb = getattr(denoiser, "latent", False)  # VAE + UNet are convolutional: any multiple of 8
@@ -346,8 +387,9 @@ def _run(args) -> int:
         if args.size is not None and native is not None and args.size != native:
             raise RestoreError(f"--size {args.size} does not fit backbone {args.backbone!r} (its size is {native})")
         size = args.size if args.size is not None else (native or (512 if latent_bb else 256))  # SD 1.5 / ADM
+    box = _crop_box(args.crop)
     try:
-        x = load_image(args.image, size, crop=_crop_box(args.crop))
+        x = load_image(args.image, size, crop=box)
     except (FileNotFoundError, ValueError, TypeError, OSError) as err:
         raise RestoreError(f"cannot load image {args.image!r}: {err}") from err
     shape = tuple(x.shape[1:])
@@ -406,9 +448,12 @@ def _run(args) -> int:
         nfe=sol.nfe, seconds=seconds, solve_seconds=sol.seconds,
         files={k: str(v) for k, v in paths.items()},
     )
-    _write_all({paths["measurement"]: meas[0], paths["restoration"]: x_hat[0],
-                paths["side_by_side"]: _side_by_side(meas[0], x_hat[0], x[0]),
-                paths["json"]: json.dumps(report, indent=2)})
+    try:
+        _write_all({paths["measurement"]: meas[0], paths["restoration"]: x_hat[0],
+                    paths["side_by_side"]: _side_by_side(meas[0], x_hat[0], x[0]),
+                    paths["json"]: json.dumps(report, indent=2)})
+    except OSError as err:  # e.g. a full disk: nothing partial is left (_write_all)
+        raise RestoreError(f"cannot write the outputs to {paths['restoration'].parent}: {err}") from None
     if args.json:
         print(json.dumps(report, indent=2))
     else:

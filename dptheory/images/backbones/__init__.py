@@ -75,7 +75,12 @@ def _empirical_images(arg: str, kwargs: dict) -> torch.Tensor:
         p = Path(arg).expanduser()
         if not p.is_file():
             raise FileNotFoundError(f"expected a saved image tensor (N, c, h, w) at {p}")
-        return torch.load(p, map_location="cpu", weights_only=True)
+        from ..._safeload import load_tensors
+
+        images = load_tensors(p, "saved image tensor")
+        if not isinstance(images, torch.Tensor):
+            raise ValueError(f"{p} holds a {type(images).__name__}; expected an image tensor (N, c, h, w)")
+        return images
     try:
         from .. import data
     except ImportError as err:

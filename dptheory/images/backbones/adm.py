@@ -365,14 +365,13 @@ def load_adm(path, config="ffhq_10m", *, device=None, dtype: torch.dtype = torch
             f"expected an ADM / guided-diffusion state dict (.pt) at {path}; e.g. put DPS's ffhq_10m.pt there "
             "(DPS2022/diffusion-posterior-sampling README) and use the config 'ffhq_10m'"
         )
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    from ..._safeload import CheckpointError, load_state_dict_into
+
     model = build_adm(**cfg)
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise RuntimeError(f"{path} does not match the ADM config {config!r} (strict load): {err}") from err
+        load_state_dict_into(model, path, "ADM checkpoint")  # tensors only (weights_only=True / safetensors)
+    except CheckpointError as err:
+        raise CheckpointError(f"{err}; expected a state dict for the ADM config {config!r}") from None
     model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
     schedule: VPSchedule = linear_schedule(1000)
     channels = cfg.get("in_channels", 3) if cfg.get("learn_sigma") else None

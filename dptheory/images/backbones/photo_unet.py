@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..._safeload import CheckpointError, load_state_dict_into
 from ...denoisers import NetworkDenoiser
 from ...schedules import linear_schedule
 from .adm import _ADMNet, build_adm
@@ -37,7 +38,13 @@ def photo_unet_log(path=None) -> dict:
     path = Path(path or PHOTO_UNET_WEIGHTS).expanduser().with_suffix(".json")
     if not path.is_file():
         raise FileNotFoundError(f"expected the training log {path} beside the weights")
-    return json.loads(path.read_text())
+    try:
+        log = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as err:  # JSONDecodeError is a ValueError
+        raise ValueError(f"the training log {path} beside the weights is not valid JSON: {err}") from None
+    if not isinstance(log, dict):
+        raise ValueError(f"the training log {path} must hold a JSON object, got {type(log).__name__}")
+    return log
 
 
 def load_photo_unet(path=None, *, device=None, dtype: torch.dtype = torch.float32):
@@ -58,13 +65,17 @@ def load_photo_unet(path=None, *, device=None, dtype: torch.dtype = torch.float3
         raise FileNotFoundError(f"expected photo UNet weights (a state dict .pt) at {path}; make them with "
                                 "python -m dptheory.images.train")
     log = photo_unet_log(path)
-    model = build_adm(**log["config"]["model"])
-    state = torch.load(path, map_location="cpu", weights_only=True)
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise RuntimeError(f"{path} does not match the model config in {path.with_suffix('.json')}: {err}") from err
+        model = build_adm(**log["config"]["model"])
+        size, T = int(log["config"]["size"]), int(log["config"]["T"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"the training log {path.with_suffix('.json')} lacks a valid config.model / config.size / "
+                         f"config.T ({type(err).__name__}: {err})") from None
+    try:
+        load_state_dict_into(model, path, "photo UNet weights")
+    except CheckpointError as err:
+        raise CheckpointError(f"{err} (model config from {path.with_suffix('.json')})") from None
     model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
-    model.image_size = int(log["config"]["size"])
-    schedule = linear_schedule(int(log["config"]["T"]))
+    model.image_size = size
+    schedule = linear_schedule(T)
     return NetworkDenoiser(_ADMNet(model), schedule, prediction="eps"), schedule
