@@ -125,8 +125,8 @@ def map_rps_stage1(denoiser, x, schedule, *, operator, y, sigma_y, t1=10, iters=
 def map_rps(denoiser, x, schedule, *, operator, y, sigma_y, t0, stage2="posterior", posterior_denoiser=None,
             zeta=1.0, lam=1.0, t1=10, iters=500, lr=0.5, eta_min=1e-5, weighting="bayes", w_prior=None,
             weight_decay=None, likelihood="squared", clip_denoised=None, variance="small", mean="posterior",
-            final_noise=False, norm="l2", zeta_scale="constant", generator=None, callback=None,
-            progress_bar=False):
+            final_noise=False, norm="l2", zeta_scale="constant", stage2_operator=None, generator=None,
+            callback=None, progress_bar=False):
     """MAP-RPS: stage 1 (``map_rps_stage1``) then re-noise to ``t0`` and sample down to 0.
 
     Args:
@@ -139,6 +139,8 @@ def map_rps(denoiser, x, schedule, *, operator, y, sigma_y, t0, stage2="posterio
             (:func:`~dptheory.samplers.dps`; module docstring). The official pixel stage 2 is
             ``clip_denoised=True, mean="eps", variance="learned_exp", final_noise=True``; the official SD 1.5 one
             ``norm="l2_squared"`` (``"l2"`` with ``--stable``), ``zeta_scale="alpha_bar"``.
+        stage2_operator: the operator of the ``"dps"`` stage-2 guidance (default ``operator``); the latent front
+            door uses it to clamp the decoded pixels in stage 2 only, as the official SD 1.5 code does.
         Other knobs: see :func:`map_rps_stage1`.
     """
     dps_options = dict(clip_denoised=clip_denoised, variance=variance, mean=mean, final_noise=final_noise,
@@ -167,7 +169,8 @@ def map_rps(denoiser, x, schedule, *, operator, y, sigma_y, t0, stage2="posterio
         return posterior(posterior_denoiser, x_t0, schedule, **common)
     if stage2 == "vsrd":
         return vsrd(posterior_denoiser, x_t0, schedule, lam=lam, **common)
-    return dps(denoiser, x_t0, schedule, operator=operator, y=y, sigma_y=sigma_y, zeta=zeta, **dps_options, **common)
+    op2 = operator if stage2_operator is None else stage2_operator
+    return dps(denoiser, x_t0, schedule, operator=op2, y=y, sigma_y=sigma_y, zeta=zeta, **dps_options, **common)
 
 
 def default_start(operator, y):

@@ -94,7 +94,7 @@ def _levels(schedule, steps, t_order, generator, device, grid="project"):
 
 def red_diff(denoiser, x, schedule, *, operator, y, sigma_y, lam=0.25, lr=0.1, betas=(0.9, 0.99), steps=None,
              t_order="descending", obs_weight=1.0, optimizer="adam", grid="project", returned="last",
-             generator=None, callback=None, progress_bar=False):
+             reduction="sum", generator=None, callback=None, progress_bar=False):
     """RED-Diff (Mardani et al. 2024, Algorithm 1; module docstring). Returns the final ``mu``, ``(n, ...)``.
 
     Args:
@@ -121,8 +121,14 @@ def red_diff(denoiser, x, schedule, *, operator, y, sigma_y, lam=0.25, lr=0.1, b
         returned: ``"last"`` (the iterate after the last optimiser step) or ``"official"`` (the iterate BEFORE the
             last step: the official ``sample`` returns ``x0_pred = mu + sigma_x0 noise`` formed before the last
             ``optimizer.step()``, with ``sigma_x0 = 0``).
+        reduction: ``"sum"`` (the loss above) or ``"mean"`` (the official loss, per particle: ``obs_weight
+            mean((y - A mu)^2) / 2 + lam_t mean((eps_hat - eps) mu)``, no ``sigma_y``). Adam is invariant to a
+            global gradient scale only up to its ``eps = 1e-8``, so ``"mean"`` is what reproduces the official
+            iterates exactly.
         callback: called as ``callback(i, t, mu, None)`` after each step.
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     _check_knobs(sigma_y, lam, lr, betas, t_order, obs_weight, optimizer)
     if returned not in ("last", "official"):
         raise ValueError(f"returned must be 'last' or 'official', got {returned!r}")
@@ -145,7 +151,12 @@ def red_diff(denoiser, x, schedule, *, operator, y, sigma_y, lam=0.25, lr=0.1, b
         opt.zero_grad(set_to_none=True)
         with torch.enable_grad():
             r = y - apply_A(operator, mu)
-            loss = float(obs_weight) * r.square().sum() / (2.0 * s2) + lam_t * (direction * mu).sum()
+            if reduction == "sum":
+                loss = float(obs_weight) * r.square().sum() / (2.0 * s2) + lam_t * (direction * mu).sum()
+            else:
+                n = mu.shape[0]
+                loss = (float(obs_weight) * r.reshape(n, -1).square().mean(1).sum() / 2.0
+                        + lam_t * (direction * mu).reshape(n, -1).mean(1).sum())
             loss.backward()
         if returned == "official":
             before_last = mu.detach().clone()
