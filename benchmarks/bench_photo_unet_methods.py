@@ -50,13 +50,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dptheory.solver import METHOD_NAMES  # noqa: E402
 from dptheory.images.backbones import load_photo_unet  # noqa: E402
 from dptheory.images.backbones.photo_unet import PHOTO_UNET_MAP_T1  # noqa: E402
 from dptheory.images.metrics import psnr, ssim, swd  # noqa: E402
 from dptheory.images.operators import make_task  # noqa: E402
 from dptheory.images.problem import ImageInverseProblem, solve_image  # noqa: E402
 from dptheory.images.train import HELD_OUT, PhotoCrops  # noqa: E402
+from dptheory.solver import METHOD_NAMES  # noqa: E402
 
 SEED = 20261125
 SIGMA_Y = 0.05
