@@ -43,9 +43,10 @@ with the latent denoiser and the backbone's schedule, then decodes. What each me
   ``clamp_pixels=True`` (decoded pixels clamped to [-1, 1] in the stage-2 guidance), with
   ``weighting="official"`` and the script's ``w_prior``. Text conditioning: the official COCO runs condition
   the UNet on each image's COCO caption with classifier-free guidance 1.5 (``third_party/sd15/sd15.py``,
-  ``apply_model(..., cfg=1.5)``); :class:`~dptheory.images.backbones.LatentBackbone` takes one fixed
-  ``prompt_embedding`` and has no CFG, so here the caption must be encoded by the caller and CFG is not
-  reproduced (a difference). No captions ship with this package.
+  ``apply_model(..., cfg=1.5)``, in both stages). The option here:
+  ``LatentBackbone(path, prompt_embedding=CAPTION_EMBEDDING, guidance_scale=1.5)`` (the caption encoded by the
+  caller with the folder's CLIP text encoder; the unconditional branch is the empty prompt); one backbone per
+  caption. No captions ship with this package.
 - ``dps``: DPS from ``z_T ~ N(0, I)`` with the gradient through the decoder (latent DPS, "Latent-DPS" of PSLD's
   baselines), ``zeta`` as above. NFE = number of steps.
 - ``red-diff``: RED-Diff on the latent, data term ``||y - A D(mu)||^2 / (2 sigma_y^2)``; start ``E(A^+ y)``.
