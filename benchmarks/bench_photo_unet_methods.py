@@ -120,11 +120,13 @@ def _metrics(xh: torch.Tensor, x: torch.Tensor) -> dict:
                 swd=float(swd(xh, x, generator=torch.Generator().manual_seed(1), **SWD_KW)))
 
 
-def run(tasks, methods, budgets, n, device) -> dict:
+def run(tasks, methods, budgets, n, device, checkpoint=None) -> dict:
+    """Every task x method x budget; ``checkpoint(results)`` is called after each task (partial results on disk)."""
     den, schedule = load_photo_unet(device=device)
     x = held_out_crops(n).to(device)
     out = {}
     for task in tasks:
+        task_start = time.perf_counter()
         gen = torch.Generator(device=device).manual_seed(SEED)
         op, _ = make_task(task, tuple(x.shape[1:]), torch.Generator().manual_seed(SEED))
         problem = ImageInverseProblem(op, SIGMA_Y)
@@ -157,7 +159,10 @@ def run(tasks, methods, budgets, n, device) -> dict:
                 print(f"[{task}] {method:9s} {str(b):5s} NFE {sol.nfe:5d} {shown}  {m['seconds_per_image']:.3f} s/img",
                       flush=True)
             row["methods"][method] = res
+        row["seconds"] = time.perf_counter() - task_start
         out[task] = row
+        if checkpoint is not None:
+            checkpoint(out)
     return out
 
 
@@ -178,18 +183,25 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     load_start = os.getloadavg()
     t = time.perf_counter()
-    results = run(args.tasks, methods, args.nfe, args.n, args.device)
-    duration = time.perf_counter() - t
-    doc = dict(benchmark="photo_unet_methods", n_crops=args.n, sigma_y=SIGMA_Y, tasks=args.tasks, methods=methods,
-               budgets=args.nfe, paper_nfe={k: v[1] for k, v in PAPER_NFE.items()}, results=results,
-               duration_seconds=duration,
-               machine=dict(platform=platform.platform(), torch=torch.__version__, threads=torch.get_num_threads(),
-                            device=args.device, loadavg_start=load_start, loadavg_end=os.getloadavg()))
     name = "photo_unet_methods_quick.json" if args.quick else "photo_unet_methods.json"
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / name
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(doc, indent=1))
-    print(f"wrote {out} ({duration:.0f} s, load average {load_start} -> {os.getloadavg()})")
+    loads = []
+
+    def write(results, complete=False):
+        loads.append(os.getloadavg())
+        doc = dict(benchmark="photo_unet_methods", complete=complete, n_crops=args.n, sigma_y=SIGMA_Y,
+                   tasks=args.tasks, methods=methods, budgets=args.nfe,
+                   paper_nfe={k: v[1] for k, v in PAPER_NFE.items()}, results=results,
+                   duration_seconds=time.perf_counter() - t,
+                   machine=dict(platform=platform.platform(), torch=torch.__version__,
+                                threads=torch.get_num_threads(), device=args.device, loadavg_start=load_start,
+                                loadavg_after_each_task=loads))
+        out.write_text(json.dumps(doc, indent=1))
+
+    results = run(args.tasks, methods, args.nfe, args.n, args.device, checkpoint=write)
+    write(results, complete=True)
+    print(f"wrote {out} ({time.perf_counter() - t:.0f} s, load average {load_start} -> {os.getloadavg()})")
     return 0
 
 
