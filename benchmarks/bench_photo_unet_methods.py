@@ -30,6 +30,7 @@ Usage::
     python benchmarks/bench_photo_unet_methods.py                       # 20 and 100 NFE, all tasks (~15 min here)
     python benchmarks/bench_photo_unet_methods.py --nfe paper --tasks sr4
     python benchmarks/bench_photo_unet_methods.py --quick               # 4 crops, sr4, 20 NFE: a smoke run
+    python benchmarks/bench_photo_unet_methods.py --table benchmarks/results/photo_unet_methods.json
 
 Writes ``benchmarks/results/photo_unet_methods.json`` (``--out`` to change; ``--quick`` writes ``..._quick.json``).
 """
@@ -166,6 +167,27 @@ def run(tasks, methods, budgets, n, device, checkpoint=None) -> dict:
     return out
 
 
+def markdown_table(doc: dict) -> str:
+    """The results as one markdown table: a row per task x method x budget (PSNR and SSIM mean +- SE over crops)."""
+    lines = ["| task | method | budget | PSNR (dB) | SSIM | SWD | NFE | s / image |",
+             "|---|---|---|---|---|---|---|---|"]
+    for task, row in doc["results"].items():
+        b = row["baseline A^+ y"]
+        lines.append(f"| {task} | A^+ y | - | {b['psnr'][0]:.2f} | {b['ssim'][0]:.3f} | {b['swd']:.3f} | 0 | - |")
+        for method, res in row["methods"].items():
+            for budget, m in res.items():
+                if "skipped" in m or "error" in m:
+                    why = m.get("skipped") or ("diverged (NaN)" if "NaN" in m["error"] else m["error"])
+                    lines.append(f"| {task} | {method} | {budget} | {why} | | | | |")
+                elif not m["finite"]:
+                    lines.append(f"| {task} | {method} | {budget} | diverged | | | {m['nfe']} | |")
+                else:
+                    lines.append(f"| {task} | {method} | {budget} | {m['psnr'][0]:.2f} +- {m['psnr'][1]:.2f} | "
+                                 f"{m['ssim'][0]:.3f} +- {m['ssim'][1]:.3f} | {m['swd']:.3f} | {m['nfe']} | "
+                                 f"{m['seconds_per_image']:.2f} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4 crops, sr4, 20 NFE")
@@ -176,7 +198,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--table", default=None, metavar="JSON", help="print a results file as a markdown table")
     args = parser.parse_args(argv)
+    if args.table:
+        print(markdown_table(json.loads(Path(args.table).read_text())))
+        return 0
     if args.quick:
         args.n, args.tasks, args.nfe = 4, ["sr4"], ["20"]
     methods = args.methods or [m for m in METHOD_NAMES if m != "posterior"]
