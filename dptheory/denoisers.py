@@ -208,29 +208,44 @@ class NetworkDenoiser(Denoiser):
         schedule: the network's training schedule (:class:`~dptheory.VPSchedule`).
         prediction: ``"eps"``, ``"x0"`` or ``"v"``.
         channels: if set, keep only the first ``channels`` output channels (learned-variance ADM models output
-            6 channels: eps and the variance interpolation).
+            6 channels: eps and the variance interpolation, available through :meth:`x0_and_variance_values`).
+        data_range: ``(lo, hi)`` of the data the network was trained on (``(-1, 1)`` for the pixel networks), or
+            ``None``. When set, DPS and MAP-RPS clamp their x0 estimate to it by default (``clip_denoised``).
 
     ``alpha_bar`` is mapped to the network timestep nearest in log-SNR; the prediction is converted with the
     *network's* ``alpha_bar`` at that step, so the adapter is exact on the network's own grid.
     """
 
-    def __init__(self, net, schedule, prediction: str = "eps", channels: int | None = None):
+    def __init__(self, net, schedule, prediction: str = "eps", channels: int | None = None, data_range=None):
         if prediction not in ("eps", "x0", "v"):
             raise ValueError(f"prediction must be 'eps', 'x0' or 'v', got {prediction!r}")
+        if data_range is not None and not (len(data_range) == 2 and float(data_range[0]) < float(data_range[1])):
+            raise ValueError(f"data_range must be None or a pair (lo, hi) with lo < hi, got {data_range!r}")
         self.net, self.schedule, self.prediction, self.channels = net, schedule, prediction, channels
+        self.data_range = None if data_range is None else (float(data_range[0]), float(data_range[1]))
 
     def timestep(self, alpha_bar: float) -> int:
         """The 0-based network timestep for ``alpha_bar``."""
         return int(self.schedule.step_from_alpha_bar(alpha_bar)) - 1
 
     def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        return self.x0_and_variance_values(x_t, alpha_bar)[0]
+
+    def x0_and_variance_values(self, x_t: torch.Tensor, alpha_bar: float):
+        """``(x0_hat, v)`` from ONE network call: ``v`` is the output beyond the first ``channels`` (an ADM's
+        learned-range variance values, about [-1, 1]), ``None`` when the network predicts no variance."""
         ab = _level(alpha_bar)
         step = max(self.timestep(ab), 0)
         ab_net = float(self.schedule.alpha_bar(step + 1))
         t = torch.full((x_t.shape[0],), step, dtype=torch.long, device=x_t.device)
         out = self.net(x_t, t)
+        v = None
         if self.channels is not None:
-            out = out[:, : self.channels]
+            out, v = out[:, : self.channels], out[:, self.channels :]
+            v = v if v.shape[1] else None
+        return self._x0(x_t, out, ab_net), v
+
+    def _x0(self, x_t, out, ab_net):
         if self.prediction == "eps":
             return x0_from_eps(x_t, out, ab_net)
         if self.prediction == "v":

@@ -109,3 +109,25 @@ def test_latent_rejects(backbone, gen):
         solve_latent(problem, y, "vml-map", backbone, steps=2)
     with pytest.raises(ValueError, match="t0"):
         solve_latent(problem, y, "map-rps", backbone)
+
+
+def test_latent_backbone_classifier_free_guidance(tmp_path, gen):
+    """``guidance_scale`` (the official COCO runs' CFG 1.5 with a caption): the denoiser's network output is
+    ``u + s (c - u)``, checked against two direct UNet calls; ``s = 1`` is the conditional output alone."""
+    _tiny_sd_folder(tmp_path, with_text=False)
+    f32 = dict(dtype=torch.float32)
+    cond = torch.randn(1, 5, 8, generator=torch.Generator().manual_seed(1), **f32)
+    uncond = torch.randn(1, 5, 8, generator=torch.Generator().manual_seed(2), **f32)
+    bb = LatentBackbone(tmp_path, prompt_embedding=cond, guidance_scale=1.5, uncond_embedding=uncond)
+    z = torch.randn(2, 4, 8, 8, generator=gen, **f32)
+    t = torch.full((2,), 10, dtype=torch.long)
+    with torch.no_grad():
+        c = bb.unet(z, t, encoder_hidden_states=cond.expand(2, -1, -1)).sample
+        u = bb.unet(z, t, encoder_hidden_states=uncond.expand(2, -1, -1)).sample
+        out = bb.denoiser.net(z, t)
+    assert torch.allclose(out, u + 1.5 * (c - u), atol=1e-6, rtol=0)  # float32 round-off of O(1) outputs
+    assert (out - c).abs().max() > 1e-3
+    with pytest.raises(ValueError, match="guidance_scale"):
+        LatentBackbone(tmp_path, prompt_embedding=cond, guidance_scale=-1.0, uncond_embedding=uncond)
+    with pytest.raises(ValueError, match="uncond_embedding"):
+        LatentBackbone(tmp_path, prompt_embedding=cond, guidance_scale=1.5, uncond_embedding=uncond[:, :3])

@@ -36,6 +36,17 @@ with the latent denoiser and the backbone's schedule, then decodes. What each me
   ``lr * alpha_bar_t`` (so the guidance fades at high noise). Here the default is the standard DPS of Chung et
   al. (unsquared norm, constant step ``zeta``, the same as pixel MAP-RPS stage 2); ``zeta`` must be re-tuned
   for a given backbone (the decoder changes the gradient scale).
+
+  The official SD 1.5 (COCO) settings, all options here: ``norm="l2_squared", zeta_scale="alpha_bar"`` (stage 2
+  as above; ``zeta`` = the script's ``--lr``), ``eta_min=1e-2`` (the cosine floor of stage 1; 1e-5 is the
+  default), ``--stable`` = ``likelihood="l2"`` (stage 1) with ``norm="l2"`` (stage 2), and
+  ``clamp_pixels=True`` (decoded pixels clamped to [-1, 1] in the stage-2 guidance), with
+  ``weighting="official"`` and the script's ``w_prior``. Text conditioning: the official COCO runs condition
+  the UNet on each image's COCO caption with classifier-free guidance 1.5 (``third_party/sd15/sd15.py``,
+  ``apply_model(..., cfg=1.5)``, in both stages). The option here:
+  ``LatentBackbone(path, prompt_embedding=CAPTION_EMBEDDING, guidance_scale=1.5)`` (the caption encoded by the
+  caller with the folder's CLIP text encoder; the unconditional branch is the empty prompt); one backbone per
+  caption. No captions ship with this package.
 - ``dps``: DPS from ``z_T ~ N(0, I)`` with the gradient through the decoder (latent DPS, "Latent-DPS" of PSLD's
   baselines), ``zeta`` as above. NFE = number of steps.
 - ``red-diff``: RED-Diff on the latent, data term ``||y - A D(mu)||^2 / (2 sigma_y^2)``; start ``E(A^+ y)``.
@@ -93,22 +104,35 @@ class LatentOperator:
         decoder_calls: number of ``A`` evaluations (each decodes once).
     """
 
-    def __init__(self, operator, backbone):
+    def __init__(self, operator, backbone, *, clamp_pixels: bool = False, counter=None):
+        if not isinstance(clamp_pixels, bool):
+            raise ValueError(f"clamp_pixels must be True or False, got {clamp_pixels!r}")
         if not callable(getattr(operator, "A", None)):
             raise TypeError(f"operator must have an A method, got {type(operator).__name__}")
         for name in ("encode", "decode"):
             if not callable(getattr(backbone, name, None)):
                 raise TypeError(f"backbone must have {name}(), got {type(backbone).__name__}")
-        self.operator, self.backbone = operator, backbone
-        self.decoder_calls = 0
+        self.operator, self.backbone, self.clamp_pixels = operator, backbone, clamp_pixels
+        self._calls = [0] if counter is None else counter  # shared by the stage-2 twin of map-rps
+
+    @property
+    def decoder_calls(self) -> int:
+        """Decoder evaluations through ``A`` (shared with a :meth:`with_clamped_pixels` twin)."""
+        return self._calls[0]
+
+    def with_clamped_pixels(self) -> LatentOperator:
+        """The same operator with the decoded pixels clamped to [-1, 1] (``A(clamp(D(z)))``), sharing the count."""
+        return LatentOperator(self.operator, self.backbone, clamp_pixels=True, counter=self._calls)
 
     def __repr__(self) -> str:
         return f"LatentOperator({type(self.operator).__name__} o decode)"
 
     def A(self, z: torch.Tensor) -> torch.Tensor:
-        """``A(D(z))``, differentiable in ``z``; ``z (n, C_z, h, w)`` -> the pixel measurement shape."""
-        self.decoder_calls += 1
-        return self.operator.A(self.backbone.decode(z))
+        """``A(D(z))`` (``A(clamp(D(z), -1, 1))`` with ``clamp_pixels``), differentiable in ``z``; ``z (n, C_z, h,
+        w)`` -> the pixel measurement shape."""
+        self._calls[0] += 1
+        x = self.backbone.decode(z)
+        return self.operator.A(x.clamp(-1.0, 1.0) if self.clamp_pixels else x)
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         """``E(A^+ y)`` (``E(A^T y)`` for an operator without ``pinv``): the LMAP-RPS start, detached."""
@@ -149,7 +173,7 @@ class LatentSolution:
 
 def solve_latent(problem: ImageInverseProblem, y: torch.Tensor, method: str, backbone, *, schedule=None,
                  n_samples: int = 1, generator: torch.Generator | None = None, progress: bool = False,
-                 callback=None, zeta: float = 1.0, **knobs) -> LatentSolution:  # fmt: skip
+                 callback=None, zeta: float = 1.0, clamp_pixels: bool = False, **knobs) -> LatentSolution:  # fmt: skip
     """Solve a PIXEL-space image problem in the backbone's latent space (module docstring).
 
     Args:
@@ -161,6 +185,9 @@ def solve_latent(problem: ImageInverseProblem, y: torch.Tensor, method: str, bac
         schedule: default ``backbone.schedule``.
         zeta: DPS step (``dps`` and the map-rps stage 2) / DPS-guidance weight.
         callback: forwarded to the sampler; it sees LATENTS.
+        clamp_pixels: clamp the decoded pixels to [-1, 1] inside the data term, as the official SD 1.5 code
+            (``lmap_rps_t2i``) does in its DPS stage 2: for ``map-rps`` in stage 2 only (stage 1 unclamped, as
+            there), for the other methods in every data-term evaluation.
         knobs: the sampler's knobs; map-rps needs ``t0`` and defaults ``t1`` to :data:`LATENT_T1` (50).
 
     Returns:
@@ -181,7 +208,9 @@ def solve_latent(problem: ImageInverseProblem, y: torch.Tensor, method: str, bac
     if method == "map-rps":
         knobs.setdefault("t1", LATENT_T1)
     start = time.perf_counter()
-    op = LatentOperator(problem.operator, backbone)
+    op = LatentOperator(problem.operator, backbone, clamp_pixels=bool(clamp_pixels) and method != "map-rps")
+    if clamp_pixels and method == "map-rps":
+        knobs.setdefault("stage2_operator", op.with_clamped_pixels())
     latent_problem = ImageInverseProblem(op, problem.sigma_y)
     schedule = backbone.schedule if schedule is None else schedule
     sol = solve_image(latent_problem, y, method, backbone.denoiser, schedule=schedule, n_samples=n_samples,

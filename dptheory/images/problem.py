@@ -132,6 +132,24 @@ class CountingDenoiser(Denoiser):
         return Denoiser.score(_Uncounted(self.denoiser), x_t, alpha_bar)
 
     @property
+    def data_range(self):
+        """The wrapped denoiser's ``data_range`` (``None`` if it declares none): drives ``clip_denoised=None``."""
+        return getattr(self.denoiser, "data_range", None)
+
+    @property
+    def x0_and_variance_values(self):
+        """The wrapped network's ``(x0, variance values)`` call, counted; absent if it has none."""
+        inner = getattr(self.denoiser, "x0_and_variance_values", None)
+        if not callable(inner):
+            raise AttributeError(f"{type(self.denoiser).__name__} has no x0_and_variance_values")
+
+        def counted(x_t, alpha_bar):
+            self.counter.n += 1
+            return inner(x_t, alpha_bar)
+
+        return counted
+
+    @property
     def sample_x0(self):
         inner = getattr(self.denoiser, "sample_x0", None)
         if not callable(inner):

@@ -38,7 +38,7 @@ import torch
 from ..gaussian import Gaussian
 from ._common import apply_A, pinv_start, progress, randn_like
 
-__all__ = ["red_diff", "red_diff_effective_precision", "red_diff_fixed_point", "default_start"]
+__all__ = ["red_diff", "red_diff_effective_precision", "red_diff_fixed_point", "default_start", "official_levels"]
 
 
 def _check_knobs(sigma_y, lam, lr, betas, t_order, obs_weight, optimizer):
@@ -63,12 +63,29 @@ def _check_knobs(sigma_y, lam, lr, betas, t_order, obs_weight, optimizer):
         raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
 
 
-def _levels(schedule, steps, t_order, generator, device):
+def official_levels(T: int, steps: int) -> list[int]:
+    """The official RED-Diff sweep in this package's 1-based levels: ``ts = range(0, T, T // steps)`` visited in
+    reverse with ``alpha(t) = alphas_cumprod[t + 1]`` (NVlabs/RED-diff ``utils/functions.py: get_timesteps`` and
+    ``models/diffusion.py: alpha``; ``start_step = T``, ``end_step = 0``), i.e. levels ``t + 1``: ending at level
+    1 (alpha_bar = 0.9999 on the linear schedule) and never visiting ``T``. ``len(range(0, T, T // steps))``
+    levels, which exceeds ``steps`` when ``steps`` does not divide ``T`` (e.g. 334 for 300 steps of 1000)."""
+    return [t + 1 for t in reversed(range(0, T, T // steps))]
+
+
+def _levels(schedule, steps, t_order, generator, device, grid="project"):
     """The ``t`` of each iteration: a descending grid ``T .. >= 1`` or i.i.d. ``U{1..T}`` draws."""
     n = schedule.T if steps is None else steps
     if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
         raise ValueError(f"steps must be a positive integer (number of iterations), got {steps!r}")
+    if grid not in ("project", "official"):
+        raise ValueError(f"grid must be 'project' or 'official', got {grid!r}")
+    if grid == "official" and t_order != "descending":
+        raise ValueError("grid='official' is a descending sweep (t_order='descending')")
+    if grid == "official" and n > schedule.T:
+        raise ValueError(f"steps must be at most T = {schedule.T}, got {n}")
     if t_order == "descending":
+        if grid == "official":
+            return official_levels(schedule.T, int(n))
         return schedule.timesteps(steps)[:-1]  # drop the final 0 (no noise, no eps prediction)
     return (
         int(torch.randint(1, schedule.T + 1, (1,), generator=generator, device=device)) for _ in range(int(n))
@@ -76,8 +93,8 @@ def _levels(schedule, steps, t_order, generator, device):
 
 
 def red_diff(denoiser, x, schedule, *, operator, y, sigma_y, lam=0.25, lr=0.1, betas=(0.9, 0.99), steps=None,
-             t_order="descending", obs_weight=1.0, optimizer="adam", generator=None, callback=None,
-             progress_bar=False):
+             t_order="descending", obs_weight=1.0, optimizer="adam", grid="project", returned="last",
+             reduction="sum", generator=None, callback=None, progress_bar=False):
     """RED-Diff (Mardani et al. 2024, Algorithm 1; module docstring). Returns the final ``mu``, ``(n, ...)``.
 
     Args:
@@ -96,16 +113,33 @@ def red_diff(denoiser, x, schedule, *, operator, y, sigma_y, lam=0.25, lr=0.1, b
         obs_weight: weight of the data term (official ``obs_weight`` 1 with MEAN reductions corresponds to
             ``sigma_y^2 dim(x) / dim(y)`` here).
         optimizer: ``"adam"`` (official) or ``"sgd"`` (plain SGD: the theory's fixed point is exact in mean).
+        grid: the levels of the descending sweep: ``"project"`` (``schedule.timesteps(steps)[:-1]``: ``T`` down to
+            the last positive grid point) or ``"official"`` (:func:`official_levels`: ``alphas_cumprod[t + 1]`` for
+            ``t`` in ``range(0, T, T // steps)``, down to level 1). The two are equal for ``steps = T`` (every level
+            ``T..1``); on a respaced grid the official one is shifted down (e.g. 50 steps: 981, 961, ..., 1
+            against 1000, 980, ..., 20).
+        returned: ``"last"`` (the iterate after the last optimiser step) or ``"official"`` (the iterate BEFORE the
+            last step: the official ``sample`` returns ``x0_pred = mu + sigma_x0 noise`` formed before the last
+            ``optimizer.step()``, with ``sigma_x0 = 0``).
+        reduction: ``"sum"`` (the loss above) or ``"mean"`` (the official loss, per particle: ``obs_weight
+            mean((y - A mu)^2) / 2 + lam_t mean((eps_hat - eps) mu)``, no ``sigma_y``). Adam is invariant to a
+            global gradient scale only up to its ``eps = 1e-8``, so ``"mean"`` is what reproduces the official
+            iterates exactly.
         callback: called as ``callback(i, t, mu, None)`` after each step.
     """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
     _check_knobs(sigma_y, lam, lr, betas, t_order, obs_weight, optimizer)
+    if returned not in ("last", "official"):
+        raise ValueError(f"returned must be 'last' or 'official', got {returned!r}")
     s2 = float(sigma_y) ** 2
     mu = x.detach().clone().requires_grad_(True)
     if optimizer == "adam":
         opt = torch.optim.Adam([mu], lr=float(lr), betas=tuple(float(b) for b in betas), weight_decay=0.0)
     else:
         opt = torch.optim.SGD([mu], lr=float(lr))
-    levels = _levels(schedule, steps, t_order, generator, x.device)
+    levels = _levels(schedule, steps, t_order, generator, x.device, grid)
+    before_last = mu.detach().clone()
     total = len(levels) if isinstance(levels, list) else (schedule.T if steps is None else steps)
     for i, t in enumerate(progress(levels, progress_bar, "red-diff", total=total)):
         ab = float(schedule.alpha_bar(t))
@@ -117,12 +151,19 @@ def red_diff(denoiser, x, schedule, *, operator, y, sigma_y, lam=0.25, lr=0.1, b
         opt.zero_grad(set_to_none=True)
         with torch.enable_grad():
             r = y - apply_A(operator, mu)
-            loss = float(obs_weight) * r.square().sum() / (2.0 * s2) + lam_t * (direction * mu).sum()
+            if reduction == "sum":
+                loss = float(obs_weight) * r.square().sum() / (2.0 * s2) + lam_t * (direction * mu).sum()
+            else:
+                n = mu.shape[0]
+                loss = (float(obs_weight) * r.reshape(n, -1).square().mean(1).sum() / 2.0
+                        + lam_t * (direction * mu).reshape(n, -1).mean(1).sum())
             loss.backward()
+        if returned == "official":
+            before_last = mu.detach().clone()
         opt.step()
         if callback is not None:
             callback(i, t, mu.detach().clone(), None)  # a copy: Adam updates mu in place
-    return mu.detach()
+    return before_last if returned == "official" else mu.detach()
 
 
 def red_diff_effective_precision(prior: Gaussian, lam: float, schedule) -> torch.Tensor:

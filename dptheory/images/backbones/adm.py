@@ -375,4 +375,5 @@ def load_adm(path, config="ffhq_10m", *, device=None, dtype: torch.dtype = torch
     model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
     schedule: VPSchedule = linear_schedule(1000)
     channels = cfg.get("in_channels", 3) if cfg.get("learn_sigma") else None
-    return NetworkDenoiser(_ADMNet(model), schedule, prediction="eps", channels=channels), schedule
+    return NetworkDenoiser(_ADMNet(model), schedule, prediction="eps", channels=channels,
+                           data_range=(-1.0, 1.0)), schedule

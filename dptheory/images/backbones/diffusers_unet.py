@@ -183,4 +183,5 @@ def load_diffusers_unet(path, *, device=None, dtype: torch.dtype = torch.float32
     schedule, prediction = schedule_from_scheduler_config(cfg)
     c_in, c_out = unet.config.in_channels, unet.config.out_channels
     channels = c_in if c_out != c_in else None  # learned-variance ports output (prediction, variance)
-    return NetworkDenoiser(TorchNet(unet), schedule, prediction=prediction, channels=channels), schedule
+    return NetworkDenoiser(TorchNet(unet), schedule, prediction=prediction, channels=channels,
+                           data_range=(-1.0, 1.0)), schedule

@@ -57,13 +57,32 @@ def empty_prompt_embedding(path, *, device=None, dtype: torch.dtype = torch.floa
     return emb.to(device=device, dtype=dtype)
 
 
+class _CFGNet:
+    """``net(x, t) = u(x, t) + s (c(x, t) - u(x, t))``: classifier-free guidance of two network callables."""
+
+    def __init__(self, cond, uncond, scale: float):
+        self.cond, self.uncond, self.scale = cond, uncond, scale
+
+    def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        u = self.uncond(x, t)
+        return u + self.scale * (self.cond(x, t) - u)
+
+
 class LatentBackbone:
     """VAE + latent UNet of a local Stable Diffusion style folder (module docstring).
 
     Args:
         path: folder with ``vae/``, ``unet/`` and ``scheduler/`` (and ``text_encoder/`` + ``tokenizer/`` unless
             ``prompt_embedding`` is given).
-        prompt_embedding: optional precomputed conditioning ``(1, L, cross_attention_dim)`` used for every call.
+        prompt_embedding: optional precomputed conditioning ``(1, L, cross_attention_dim)`` used for every call
+            (e.g. an image's caption encoded by the CLIP text encoder, as the official LMAP-RPS COCO runs do).
+        guidance_scale: classifier-free guidance ``s`` (Ho & Salimans 2022): the network output is
+            ``out_u + s (out_c - out_u)``, ``out_c`` with ``prompt_embedding`` and ``out_u`` with
+            ``uncond_embedding``. 1.0 (default) is the conditional output alone (one UNet call); the official
+            LMAP-RPS SD 1.5 runs use 1.5 with the COCO caption (``third_party/sd15/sd15.py``). With ``s != 1`` a
+            denoiser call costs TWO UNet evaluations (counted as one NFE).
+        uncond_embedding: the unconditional embedding for CFG (default: the empty prompt from the folder's text
+            encoder).
         device, dtype: where and in which precision the networks run (inputs are cast; outputs come back in
             the input's dtype).
         sample_latent: ``encode`` draws from the VAE posterior instead of taking its mean.
@@ -79,7 +98,8 @@ class LatentBackbone:
     latent = True
 
     def __init__(self, path, *, prompt_embedding: torch.Tensor | None = None, device=None,
-                 dtype: torch.dtype = torch.float32, sample_latent: bool = False):  # fmt: skip
+                 dtype: torch.dtype = torch.float32, sample_latent: bool = False, guidance_scale: float = 1.0,
+                 uncond_embedding: torch.Tensor | None = None):  # fmt: skip
         from diffusers import AutoencoderKL, UNet2DConditionModel
 
         root = Path(path).expanduser()
@@ -110,9 +130,22 @@ class LatentBackbone:
         self.scaling_factor = float(cfg.scaling_factor)
         self.shift_factor = float(getattr(cfg, "shift_factor", None) or 0.0)
         self.sample_latent = sample_latent
-        self.denoiser = NetworkDenoiser(
-            TorchNet(self.unet, encoder_hidden_states=prompt_embedding), self.schedule, prediction=self.prediction
-        )
+        if not (isinstance(guidance_scale, (int, float)) and not isinstance(guidance_scale, bool)
+                and guidance_scale >= 0 and guidance_scale < float("inf")):
+            raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
+        self.guidance_scale = float(guidance_scale)
+        net = TorchNet(self.unet, encoder_hidden_states=prompt_embedding)
+        if self.guidance_scale != 1.0:
+            if uncond_embedding is None:
+                uncond_embedding = empty_prompt_embedding(root, device=device, dtype=dtype)
+            uncond_embedding = torch.as_tensor(uncond_embedding).to(device=device, dtype=dtype)
+            if uncond_embedding.ndim == 2:
+                uncond_embedding = uncond_embedding.unsqueeze(0)
+            if tuple(uncond_embedding.shape) != tuple(prompt_embedding.shape):
+                raise ValueError(f"uncond_embedding must have the shape of prompt_embedding "
+                                 f"{tuple(prompt_embedding.shape)}, got {tuple(uncond_embedding.shape)}")
+            net = _CFGNet(net, TorchNet(self.unet, encoder_hidden_states=uncond_embedding), self.guidance_scale)
+        self.denoiser = NetworkDenoiser(net, self.schedule, prediction=self.prediction)
 
     @property
     def latent_channels(self) -> int:

@@ -78,4 +78,4 @@ def load_photo_unet(path=None, *, device=None, dtype: torch.dtype = torch.float3
     model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
     model.image_size = size
     schedule = linear_schedule(T)
-    return NetworkDenoiser(_ADMNet(model), schedule, prediction="eps"), schedule
+    return NetworkDenoiser(_ADMNet(model), schedule, prediction="eps", data_range=(-1.0, 1.0)), schedule
