@@ -36,6 +36,10 @@ FAST_KNOBS = {
     "map-rps": dict(t0=5, iters=5),
     "red-diff": dict(steps=8),
     "vml-map": dict(steps=8),
+    "ddrm": dict(steps=8),
+    "diffpir": dict(steps=8),
+    "pigdm": dict(steps=8),
+    "daps": dict(steps=4, ode_steps=2, langevin_steps=3, lr=1e-2),
 }
 PLACEHOLDERS = (
     "red-diff",
