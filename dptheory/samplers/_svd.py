@@ -86,15 +86,14 @@ class Spectrum:
         return self.filter(lambda s: _safe_inv(s) ** 2, self.operator.A_adjoint(y))  # V S^-2 V^T A^T y
 
     def filter(self, g, x: torch.Tensor) -> torch.Tensor:
-        """``V diag(g(s)) V^T x``; ``g`` maps a tensor of singular values to coefficients of the same shape."""
+        """``V diag(g(s)) V^T x``: ``g`` maps a tensor of singular values to coefficients of the same shape, or
+        is those coefficients (a tensor shaped like :attr:`s`)."""
+        c = g if isinstance(g, torch.Tensor) else g(self.s)
         if self.kind == "dense":
-            coef = g(self.s)
-            return ((x @ self.V) * coef) @ self.V.transpose(-1, -2)
+            return ((x @ self.V) * c) @ self.V.transpose(-1, -2)
         if self.kind == "fft":
-            coef = g(self.s).to(x.dtype)
             h, w = self.hw
-            return torch.fft.irfft2(torch.fft.rfft2(x) * coef, s=(h, w))
-        c = g(self.s)
+            return torch.fft.irfft2(torch.fft.rfft2(x) * c.to(x.dtype), s=(h, w))
         c1, c0 = float(c[0]), float(c[1])
         px = self.operator.pinv(self.operator.A(x)) if self.s[0] > 0 else torch.zeros_like(x)
         if c0 == 0.0:

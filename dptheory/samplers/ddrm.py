@@ -97,16 +97,16 @@ def ddrm(denoiser, x, schedule, *, operator, y, sigma_y, eta=0.85, eta_b=1.0, in
     if init == "ddrm" and pairs:
         ab = float(schedule.alpha_bar(pairs[0][0]))
         c_y, c_z = ddrm_init_coefficients(spec.s, ve_sigma(ab), sy)
-        x = math.sqrt(ab) * (spec.filter(lambda s: c_y, y_bar) + spec.filter(lambda s: c_z, x))
+        x = math.sqrt(ab) * (spec.filter(c_y, y_bar) + spec.filter(c_z, x))
     for i, (t, s_) in enumerate(progress(pairs, progress_bar, "ddrm")):
         ab_t, ab_s = float(schedule.alpha_bar(t)), float(schedule.alpha_bar(s_))
         x0 = denoiser(x, ab_t)
         e = (x / math.sqrt(ab_t) - x0) / ve_sigma(ab_t)
         sig_s = ve_sigma(ab_s)
         c_e, c_r, c_z = ddrm_coefficients(spec.s, sig_s, sy, eta, eta_b)
-        u = x0 + spec.filter(lambda s: c_e, e) + spec.filter(lambda s: c_r, y_bar - x0)
+        u = x0 + spec.filter(c_e, e) + spec.filter(c_r, y_bar - x0)
         if sig_s > 0:
-            u = u + spec.filter(lambda s: c_z, randn_like(x, generator))
+            u = u + spec.filter(c_z, randn_like(x, generator))
         x = math.sqrt(ab_s) * u
         if callback is not None:
             callback(i, t, x, x0)

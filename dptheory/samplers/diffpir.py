@@ -76,7 +76,7 @@ def diffpir(denoiser, x, schedule, *, operator, y, sigma_y, lam=1.0, zeta=0.3, s
         x0 = denoiser(x, ab_t)
         rho = lam * s2 / ve_sigma(ab_t) ** 2
         c_aty, c_x0 = diffpir_prox_coefficients(spec.s, rho)
-        x0_hat = spec.filter(lambda s: c_aty, aty) + spec.filter(lambda s: c_x0, x0)
+        x0_hat = spec.filter(c_aty, aty) + spec.filter(c_x0, x0)
         eps = (x - math.sqrt(ab_t) * x0_hat) / math.sqrt(1.0 - ab_t)
         x = math.sqrt(ab_s) * x0_hat + math.sqrt((1.0 - ab_s) * (1.0 - zeta)) * eps
         if ab_s < 1.0 and zeta > 0:
