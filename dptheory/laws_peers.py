@@ -31,7 +31,7 @@ __all__ = ["PEER_KNOBS", "PEER_DEFAULT_STEPS", "peer_maps", "check_peer_knobs"]
 PEER_KNOBS = {
     "ddrm": {"eta": 0.85, "eta_b": 1.0, "init": "ddrm"},
     "diffpir": {"lam": 1.0, "zeta": 0.3},
-    "pigdm": {"eta": 1.0, "weight": 1.0, "init": "pinv"},
+    "pigdm": {"eta": 1.0, "weight": 1.0, "guidance": "official", "init": "pinv"},
     "daps": {"ode_steps": 5, "langevin_steps": 100, "lr": 1e-4, "lr_min_ratio": 0.01, "tau": None, "r": "sigma"},
 }
 """Knobs and defaults, mirroring the sampler functions."""
@@ -48,7 +48,7 @@ def check_peer_knobs(problem, method: str, kn: dict) -> None:
     elif method == "diffpir":
         _check_diffpir(s, kn["lam"], kn["zeta"])
     elif method == "pigdm":
-        _check_pigdm(s, kn["eta"], kn["weight"], kn["init"])
+        _check_pigdm(s, kn["eta"], kn["weight"], kn["init"], kn["guidance"])
     else:
         _check_daps(s, kn["tau"], kn["lr"], kn["lr_min_ratio"], kn["r"])
 
@@ -103,7 +103,8 @@ def peer_maps(problem, base, schedule, method: str, kn: dict, pairs):
             r2 = 1.0 - ab_t
             c = torch.where(spec.s > 0, safe_div(torch.ones_like(spec.s), r2 * spec.s**2 + sy**2),
                             torch.zeros_like(spec.s))
-            G = float(kn["weight"]) * (1.0 - ab_t) / math.sqrt(ab_t) * K.T @ vf(c) @ A.T  # (d, m)
+            w = float(kn["weight"]) * (ab_t if kn["guidance"] == "official" else 1.0)
+            G = w * (1.0 - ab_t) / math.sqrt(ab_t) * K.T @ vf(c) @ A.T  # (d, m)
             P = eye - G @ A
             _, _, beta_tilde, _ = schedule.reverse_coefficients(t, s_)
             c2 = float(kn["eta"]) ** 2 * beta_tilde

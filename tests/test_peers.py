@@ -41,7 +41,8 @@ def _gauss_problem(sigma_y=0.3):
 
 def _mixture_problem():
     prior = dpt.GaussianMixture([0.4, 0.6], [[-1.0, 0.5, 0.0], [1.0, 0.0, -0.5]],
-                                torch.stack([torch.eye(3, dtype=F64) * 0.3, torch.diag(torch.tensor([0.5, 0.2, 0.4], dtype=F64))]))
+                                torch.stack([torch.eye(3, dtype=F64) * 0.3,
+                                             torch.diag(torch.tensor([0.5, 0.2, 0.4], dtype=F64))]))
     A = torch.tensor([[1.0, 0.3, 0.0], [0.0, 1.0, 0.5]], dtype=F64)
     return dpt.LinearInverseProblem(prior, A, 0.2), torch.tensor([0.4, 0.1], dtype=F64)
 
@@ -185,7 +186,7 @@ def test_pigdm_matches_a_transcription_with_the_explicit_jacobian():
     den = dpt.ExactDenoiser(prob.prior)
     x = torch.randn(5, 3, generator=torch.Generator().manual_seed(4), dtype=F64)
     ours = pigdm(den, x, SCHED, operator=prob.operator, y=y, sigma_y=0.3, steps=15, eta=0.6, weight=0.8,
-                 generator=torch.Generator().manual_seed(8))
+                 guidance="bayes", generator=torch.Generator().manual_seed(8))
     ref = _pigdm_np(prob.prior.mean.numpy(), prob.prior.cov.numpy(), x.numpy(), prob.A.numpy(), y.numpy(), 0.3, 0.6,
                     0.8, SCHED.timesteps(15), torch.Generator().manual_seed(8))
     np.testing.assert_allclose(ours.numpy(), ref, rtol=0, atol=1e-10)
@@ -197,6 +198,7 @@ LAW_CASES = [
     ("ddrm", dict(steps=20, eta=0.3, eta_b=0.6)),
     ("diffpir", dict(steps=20, lam=2.0)),
     ("pigdm", dict(steps=20, eta=0.5)),
+    ("pigdm", dict(steps=20, guidance="bayes", weight=0.7)),
     ("daps", dict(steps=8, ode_steps=3, langevin_steps=15, lr=2e-2, r="pigdm")),
 ]
 
@@ -323,6 +325,7 @@ def test_new_samplers_run_on_the_photo_unet(method, knobs, nfe):
     ("diffpir", dict(zeta=2.0), "zeta must be a number in"),
     ("pigdm", dict(weight=-1.0), "weight must be"),
     ("pigdm", dict(eta=float("nan")), "eta must be"),
+    ("pigdm", dict(guidance="x"), "guidance must be"),
     ("daps", dict(lr=0.0), "lr must be"),
     ("daps", dict(lr_min_ratio=0.0), "lr_min_ratio must"),
     ("daps", dict(r="x"), "r must be"),

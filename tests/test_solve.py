@@ -239,7 +239,7 @@ def test_map_rps_needs_t0():
 def test_unknown_method_lists_the_methods():
     prob, y = problem("G2"), measurement("G2")
     with pytest.raises(ValueError, match="method must be one of") as info:
-        dpt.solve(prob, y, "ddrm")
+        dpt.solve(prob, y, "ddnm")
     assert all(name in str(info.value) for name in METHOD_NAMES)
 
 

@@ -12,14 +12,16 @@ guided estimate is Tweedie's formula for the guided score,
 
     x0_y = x0_hat + w ((1 - ab_t) / sqrt(ab_t)) g,
 
-and the step is DDIM (eta) with ``x0_y``: ``x_s = sqrt(ab_s) x0_y + sqrt(1 - ab_s - c^2) eps_y + c z``,
+(``guidance="bayes"``; ``guidance="official"``, the default, multiplies the correction by ``ab_t`` as the reference
+code does, see below) and the step is DDIM (eta) with ``x0_y``: ``x_s = sqrt(ab_s) x0_y + sqrt(1 - ab_s - c^2) eps_y + c z``,
 ``eps_y = (x_t - sqrt(ab_t) x0_y) / sqrt(1 - ab_t)``, ``c = eta sqrt(beta_tilde)``. For data ``N(m, I)`` the
 Gaussian approximation is exact, so ``x0_y = E[x0 | x_t, y]`` at ``w = 1`` (claim PEERS-2).
 
 **Differences from the reference code** (RED-diff ``pgdm.py``): it uses the noiseless pseudo-inverse form
 ``J^T (A^+ y - A^+ A x0_hat)`` with coefficient ``(sqrt(ab_s) - c_2 sqrt(ab_t)/sqrt(1 - ab_t)) sqrt(ab_t) w``,
 i.e. ``ab_t`` times the Bayes coefficient ``1 / sqrt(ab_t)`` of the form above at ``sigma_y = 0`` (weaker at high
-noise, equal as ``ab_t -> 1``); and its default ``awd`` keeps the unguided ``eps`` in the DDIM step. The start
+noise, equal as ``ab_t -> 1``): ``guidance="official"`` keeps that factor ``ab_t`` (with the noisy likelihood of
+eq. (8)); and the reference code's default ``awd`` keeps the unguided ``eps`` in the DDIM step (not done here). The start
 (``init="pinv"``, the reference code's) is ``x_T = sqrt(ab_T) A^+ y + sqrt(1 - ab_T) z`` with ``z`` the input;
 ``init="given"`` uses the input as ``x_T``.
 
@@ -40,7 +42,9 @@ from ._svd import Spectrum, safe_div
 __all__ = ["pigdm", "pigdm_guided_x0"]
 
 
-def _check_knobs(sigma_y, eta, weight, init):
+def _check_knobs(sigma_y, eta, weight, init, guidance="official"):
+    if guidance not in ("official", "bayes"):
+        raise ValueError(f"guidance must be 'official' (coefficient ab_t x Bayes) or 'bayes', got {guidance!r}")
     if sigma_y is None or not float(sigma_y) >= 0:
         raise ValueError(f"pigdm needs sigma_y >= 0 (the measurement noise std), got {sigma_y}")
     if isinstance(eta, bool) or not isinstance(eta, numbers.Real) or not 0.0 <= float(eta) <= 1.0:
@@ -52,7 +56,8 @@ def _check_knobs(sigma_y, eta, weight, init):
 
 
 def pigdm_guided_x0(denoiser, x, ab, spec: Spectrum, operator, y, sigma_y: float, weight: float = 1.0):
-    """``(x0_y, x0_hat)``: the PiGDM-guided and the plain denoiser estimate at level ``ab`` (module docstring)."""
+    """``(x0_y, x0_hat)``: the PiGDM-guided and the plain denoiser estimate at level ``ab`` (module docstring),
+    with guidance weight ``weight`` times the Bayes coefficient."""
     r2 = 1.0 - ab
     with torch.enable_grad():
         xg = x.detach().requires_grad_(True)
@@ -65,8 +70,8 @@ def pigdm_guided_x0(denoiser, x, ab, spec: Spectrum, operator, y, sigma_y: float
     return x0 + weight * (1.0 - ab) / math.sqrt(ab) * g, x0
 
 
-def pigdm(denoiser, x, schedule, *, operator, y, sigma_y, eta=1.0, weight=1.0, init="pinv", steps=100,
-          t_start=None, generator=None, callback=None, progress_bar=False):
+def pigdm(denoiser, x, schedule, *, operator, y, sigma_y, eta=1.0, weight=1.0, guidance="official", init="pinv",
+          steps=100, t_start=None, generator=None, callback=None, progress_bar=False):
     """PiGDM (Song et al. 2023, Algorithm 1; module docstring). Returns ``x0_y`` of the last step, ``(n, ...)``.
 
     Args:
@@ -74,10 +79,14 @@ def pigdm(denoiser, x, schedule, *, operator, y, sigma_y, eta=1.0, weight=1.0, i
         x: white noise ``z`` of the start (``init="pinv"``) or ``x_T`` itself (``init="given"``).
         operator: an operator with an SVD (:mod:`dptheory.samplers._svd`); ``y``; ``sigma_y`` (>= 0).
         eta: DDIM noise in [0, 1] (1: ``beta_tilde``, the DDPM posterior variance).
-        weight: guidance weight ``w`` >= 0 (1: Bayes).
+        weight: guidance weight ``w`` >= 0.
+        guidance: ``"official"`` (default: the reference code's coefficient, ``ab_t`` times the Bayes one, which
+            keeps a network's Jacobian error from being amplified by ``1 / ab_t`` at high noise; the photo UNet
+            diverges with ``"bayes"`` at 20 steps) or ``"bayes"`` (Tweedie's formula for the guided score; exact for
+            data ``N(m, I)`` at ``w = 1``).
         steps: reverse steps (default 100); ``t_start``: first level (default T).
     """
-    _check_knobs(sigma_y, eta, weight, init)
+    _check_knobs(sigma_y, eta, weight, init, guidance)
     sy, eta, weight = float(sigma_y), float(eta), float(weight)
     spec = Spectrum(operator, x)
     pairs = reverse_pairs(schedule, steps, t_start)
@@ -87,7 +96,8 @@ def pigdm(denoiser, x, schedule, *, operator, y, sigma_y, eta=1.0, weight=1.0, i
     for i, (t, s) in enumerate(progress(pairs, progress_bar, "pigdm")):
         ab_t, ab_s = float(schedule.alpha_bar(t)), float(schedule.alpha_bar(s))
         _, _, beta_tilde, _ = schedule.reverse_coefficients(t, s)
-        x0_y, _ = pigdm_guided_x0(denoiser, x, ab_t, spec, operator, y, sy, weight)
+        w = weight * (ab_t if guidance == "official" else 1.0)
+        x0_y, _ = pigdm_guided_x0(denoiser, x, ab_t, spec, operator, y, sy, w)
         eps = (x - math.sqrt(ab_t) * x0_y) / math.sqrt(1.0 - ab_t)
         c2 = eta**2 * beta_tilde
         x = math.sqrt(ab_s) * x0_y + math.sqrt(max(1.0 - ab_s - c2, 0.0)) * eps
