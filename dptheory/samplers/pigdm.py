@@ -13,16 +13,16 @@ guided estimate is Tweedie's formula for the guided score,
     x0_y = x0_hat + w ((1 - ab_t) / sqrt(ab_t)) g,
 
 (``guidance="bayes"``; ``guidance="official"``, the default, multiplies the correction by ``ab_t`` as the reference
-code does, see below) and the step is DDIM (eta) with ``x0_y``: ``x_s = sqrt(ab_s) x0_y + sqrt(1 - ab_s - c^2) eps_y + c z``,
-``eps_y = (x_t - sqrt(ab_t) x0_y) / sqrt(1 - ab_t)``, ``c = eta sqrt(beta_tilde)``. For data ``N(m, I)`` the
+code does, see below) and the step is DDIM (eta) with ``x0_y``:
+``x_s = sqrt(ab_s) x0_y + sqrt(1 - ab_s - c^2) eps_y + c z``, ``eps_y = (x_t - sqrt(ab_t) x0_y) / sqrt(1 - ab_t)``, ``c = eta sqrt(beta_tilde)``. For data ``N(m, I)`` the
 Gaussian approximation is exact, so ``x0_y = E[x0 | x_t, y]`` at ``w = 1`` (claim PEERS-2).
 
 **Differences from the reference code** (RED-diff ``pgdm.py``): it uses the noiseless pseudo-inverse form
 ``J^T (A^+ y - A^+ A x0_hat)`` with coefficient ``(sqrt(ab_s) - c_2 sqrt(ab_t)/sqrt(1 - ab_t)) sqrt(ab_t) w``,
 i.e. ``ab_t`` times the Bayes coefficient ``1 / sqrt(ab_t)`` of the form above at ``sigma_y = 0`` (weaker at high
 noise, equal as ``ab_t -> 1``): ``guidance="official"`` keeps that factor ``ab_t`` (with the noisy likelihood of
-eq. (8)); and the reference code's default ``awd`` keeps the unguided ``eps`` in the DDIM step (not done here). The start
-(``init="pinv"``, the reference code's) is ``x_T = sqrt(ab_T) A^+ y + sqrt(1 - ab_T) z`` with ``z`` the input;
+eq. (8)); and the reference code's default ``awd`` keeps the unguided ``eps`` in the DDIM step (not done here).
+The start (``init="pinv"``, the reference code's) is ``x_T = sqrt(ab_T) A^+ y + sqrt(1 - ab_T) z`` with ``z`` the input;
 ``init="given"`` uses the input as ``x_T``.
 
 On a linear-Gaussian problem with the exact (affine) denoiser every step is affine plus independent noise:
