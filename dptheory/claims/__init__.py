@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 
-from . import dps, foundations, freirich, map_rps, red_diff, vml, wang
+from . import dps, foundations, freirich, map_rps, peers, red_diff, vml, wang
 from .result import VERDICTS, ClaimResult
 
 __all__ = ["CLAIMS", "ClaimResult", "VERDICTS", "run_claims"]
@@ -21,6 +21,7 @@ CLAIMS = {
     **dps.CHECKS,
     **red_diff.CHECKS,
     **vml.CHECKS,
+    **peers.CHECKS,
 }
 
 
