@@ -36,8 +36,8 @@ PEER_KNOBS = {
 }
 """Knobs and defaults, mirroring the sampler functions."""
 
-PEER_DEFAULT_STEPS = {"diffpir": 100, "pigdm": 100, "daps": 200}
-"""The samplers' default number of steps (DDRM's default is every step, like the other samplers)."""
+PEER_DEFAULT_STEPS = {"ddrm": 20, "diffpir": 100, "pigdm": 100, "daps": 200}
+"""The samplers' default number of steps (the papers' NFE)."""
 
 
 def check_peer_knobs(problem, method: str, kn: dict) -> None:

@@ -77,7 +77,7 @@ def nfe(method: str, knobs: dict, T: int) -> int:
         n_levels = steps if steps is not None else T
         inner, final = int(knobs.get("inner_steps", 3)), int(knobs.get("final_steps", 50))
         return n_levels * (inner + 1) + final
-    if method in ("diffpir", "pigdm", "daps"):  # their own default grids; DAPS calls the ODE ode_steps times a level
+    if method in ("ddrm", "diffpir", "pigdm", "daps"):  # own default grids; DAPS: ode_steps calls per level
         from .laws_peers import PEER_DEFAULT_STEPS
 
         n_levels = int(steps) if steps is not None else PEER_DEFAULT_STEPS[method]

@@ -21,7 +21,7 @@ with ``u_bar_i = y_bar_i + sqrt(sigma_T^2 - sigma_y^2 / s_i^2) z_i`` where ``s_i
 
 Every step is affine in ``(x_t, y)`` plus independent noise when ``D`` is affine, so on a linear-Gaussian
 problem :func:`dptheory.sampler_law` gives the exact law. One denoiser call per step, no gradients. Defaults
-``eta = 0.85``, ``eta_b = 1`` (the paper's and the official code's).
+``eta = 0.85``, ``eta_b = 1`` and 20 steps (the paper's and the official code's).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def ddrm_init_coefficients(s: torch.Tensor, sigma_T: float, sigma_y: float):
     return c_y, torch.where(big, rest, torch.full_like(s, sigma_T))
 
 
-def ddrm(denoiser, x, schedule, *, operator, y, sigma_y, eta=0.85, eta_b=1.0, init="ddrm", steps=None,
+def ddrm(denoiser, x, schedule, *, operator, y, sigma_y, eta=0.85, eta_b=1.0, init="ddrm", steps=20,
          t_start=None, generator=None, callback=None, progress_bar=False):
     """DDRM (Kawar et al. 2022, eqs. (7)-(8); module docstring). Returns ``D(x_1)`` of the last step, ``(n, ...)``.
 
@@ -82,7 +82,8 @@ def ddrm(denoiser, x, schedule, *, operator, y, sigma_y, eta=0.85, eta_b=1.0, in
         denoiser: the PRIOR denoiser ``D(x_t, ab)``.
         x: white noise ``(n, ...)``: the ``z`` of the DDRM start (``init="ddrm"``), or ``x_T`` itself
             (``init="given"``).
-        schedule: :class:`~dptheory.VPSchedule`; ``steps``, ``t_start``: the grid (default every step from T).
+        schedule: :class:`~dptheory.VPSchedule`; ``steps``, ``t_start``: the grid (default 20 steps, the paper's
+            NFE, from T).
         operator: an operator with an SVD (see :mod:`dptheory.samplers._svd`); ``y``: the measurement (shared
             or one per particle); ``sigma_y``: its noise std (>= 0).
         eta: in [0, 1], the fresh-noise fraction of the null-space and less-noisy-than-y directions (0.85).
