@@ -179,8 +179,8 @@ def sampler_law(problem, method: str, *, y=None, start="noise", schedule: VPSche
             - dps: ``zeta``, ``variance`` and ``norm``, which must be ``"squared"`` (``"l2"``, the sampler's
               default, is not affine);
             - ddrm (``eta``, ``eta_b``, ``init``), diffpir (``lam``, ``zeta``), pigdm (``eta``, ``weight``,
-              ``guidance``, ``init``) and daps (``ode_steps``, ``langevin_steps``, ``lr``, ``lr_min_ratio``, ``tau``, ``r``), with
-              the prior denoiser; their default ``steps`` are the samplers' (20, 100, 100, 200);
+              ``guidance``, ``init``) and daps (``ode_steps``, ``langevin_steps``, ``lr``, ``lr_min_ratio``, ``tau``,
+              ``r``), with the prior denoiser; their default ``steps`` are the samplers' (20, 100, 100, 200);
             - map-rps: ``t0`` (required), ``stage2`` ("posterior", or "vsrd" with ``lam``) and the stage-1
               point ``x_map``: a vector ``(d,)``, a Gaussian (its law, independent of X given Y), a tuple
               ``(M, b)`` or ``(M, b, C)`` (``x_map = M Y + b + N(0, C)``; ``(pinv(A), 0)`` is ``A^+ y``), or
