@@ -363,3 +363,23 @@ def test_restore_cli_runs_the_new_samplers(method, tmp_path, capsys):
     report = json.loads((out / "restore.json").read_text())
     assert report["method"] == method and math.isfinite(report["psnr"])
     assert report["nfe"] == (4 * 5 if method == "daps" else 4)  # DAPS: ode_steps = 5 calls per level
+
+
+@pytest.mark.parametrize(("method", "knobs"), [
+    ("ddrm", dict(steps=10)),
+    ("diffpir", dict(steps=10)),
+    ("pigdm", dict(steps=10)),
+    ("daps", dict(steps=5, ode_steps=2, langevin_steps=5, lr=1e-2)),
+])
+def test_network_path_equals_the_exact_path(method, knobs):
+    """A network that is secretly the exact Gaussian eps (tests/test_denoisers.py), on its own grid: the adapter is
+    exact, so ``solve(..., denoiser=network)`` equals the exact path to round-off (PiGDM: autograd through it)."""
+    from test_denoisers import _SecretlyExactNet
+
+    sched = dpt.linear_schedule(100)
+    prob, y = problem("G2"), measurement("G2")
+    net = dpt.NetworkDenoiser(_SecretlyExactNet(sched, "eps"), sched, prediction="eps")
+    kw = dict(n_samples=8, schedule=sched, **knobs)
+    a = dpt.solve(prob, y, method, generator=torch.Generator().manual_seed(5), denoiser=net, **kw)
+    b = dpt.solve(prob, y, method, generator=torch.Generator().manual_seed(5), **kw)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
