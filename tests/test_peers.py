@@ -383,3 +383,32 @@ def test_network_path_equals_the_exact_path(method, knobs):
     a = dpt.solve(prob, y, method, generator=torch.Generator().manual_seed(5), denoiser=net, **kw)
     b = dpt.solve(prob, y, method, generator=torch.Generator().manual_seed(5), **kw)
     torch.testing.assert_close(a, b, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("op_name", ["blur", "sr2", "inpaint"])
+@pytest.mark.parametrize("method", ["ddrm", "diffpir", "pigdm"])
+def test_image_path_equals_the_vector_path(method, op_name):
+    """The same Gaussian prior and operator as images (matrix-free spectral filters: DFT, projections) and as
+    vectors (dense SVD), fed the same noise (the draws have the same count and order): equal to round-off."""
+    from dptheory.images.problem import GaussianImageDenoiser, ImageInverseProblem, solve_image
+
+    from dptheory.images.operators import Blur, gaussian_kernel
+
+    shape, ops = _image_ops()
+    # the blur without its pinv cut-off (tol = 0): the dense SVD of the vector path keeps every |H| > 0 too
+    op = Blur(gaussian_kernel(3, 1.0), tol=0.0) if op_name == "blur" else ops[op_name]
+    d = math.prod(shape)
+    g = torch.Generator().manual_seed(2)
+    L = torch.randn(d, d, generator=g, dtype=F64) / math.sqrt(d)
+    S = L @ L.T + 0.1 * torch.eye(d, dtype=F64)
+    m = 0.1 * torch.randn(d, generator=g, dtype=F64)
+    x = (m + torch.linalg.cholesky(S) @ torch.randn(d, generator=g, dtype=F64)).reshape(1, *shape)
+    prob_img = ImageInverseProblem(op, 0.1)
+    y = prob_img.measure(x, g)
+    M = op.matrix(shape)
+    prob_vec = dpt.LinearInverseProblem(dpt.Gaussian(m, S), M, 0.1)
+    kw = dict(steps=8, n_samples=3)
+    a = solve_image(prob_img, y, method, GaussianImageDenoiser(m.reshape(shape), S), schedule=SCHED,
+                    generator=torch.Generator().manual_seed(4), **kw).x
+    b = dpt.solve(prob_vec, y.reshape(-1), method, schedule=SCHED, generator=torch.Generator().manual_seed(4), **kw)
+    torch.testing.assert_close(a.reshape(3, -1), b, rtol=0, atol=1e-9)
