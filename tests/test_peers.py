@@ -390,9 +390,8 @@ def test_network_path_equals_the_exact_path(method, knobs):
 def test_image_path_equals_the_vector_path(method, op_name):
     """The same Gaussian prior and operator as images (matrix-free spectral filters: DFT, projections) and as
     vectors (dense SVD), fed the same noise (the draws have the same count and order): equal to round-off."""
-    from dptheory.images.problem import GaussianImageDenoiser, ImageInverseProblem, solve_image
-
     from dptheory.images.operators import Blur, gaussian_kernel
+    from dptheory.images.problem import GaussianImageDenoiser, ImageInverseProblem, solve_image
 
     shape, ops = _image_ops()
     # the blur without its pinv cut-off (tol = 0): the dense SVD of the vector path keeps every |H| > 0 too
