@@ -3,7 +3,7 @@
 
 DAPS decouples consecutive levels: from ``x_t`` it draws ``x0 ~ p(x0 | x_t, y)`` approximately and re-noises,
 ``x_s = sqrt(ab_s) x0 + sqrt(1 - ab_s) z``. If the inner draw were exact, every ``x_s`` would have the exact
-marginal ``p_s(x_s | y)`` whatever the grid (the paper's Proposition; claim PEERS-4). The inner draw:
+marginal ``p_s(x_s | y)`` whatever the grid (the paper's Proposition; claim PEER-5). The inner draw:
 
 1. ``x0_hat``: the probability-flow ODE from ``t`` to 0 with ``ode_steps`` deterministic DDIM steps
    (``ode_steps = 1``: Tweedie, ``D(x_t)``);

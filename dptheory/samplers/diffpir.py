@@ -18,7 +18,8 @@ with ``sigma_t = sqrt((1 - ab_t)/ab_t)``. The data step is the spectral filter
 [-1, 1] units, so its ``lam`` is 4 times ours; deepinv 0.5 passes ``gamma = 1 / (2 rho)`` to an ``L2`` prox
 (weight ``2 rho``), so its ``lambda_`` is 2 times ours. Official ``lam`` 7 (deepinv default) is ours 1.75.
 
-Affine in ``(x_t, y)`` plus independent noise when ``D`` is affine: :func:`dptheory.sampler_law` gives the law on
+For data ``N(m, I)`` the data step is ``E[x0 | x_t, y]`` exactly when ``rho_t = sigma_y^2 / (1 - ab_t)``, i.e.
+``lam = 1 / ab_t`` (claim PEER-4). Affine in ``(x_t, y)`` plus independent noise when ``D`` is affine: :func:`dptheory.sampler_law` gives the law on
 a linear-Gaussian problem. One denoiser call per step, no gradients.
 """
 

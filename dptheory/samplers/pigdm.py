@@ -15,8 +15,8 @@ guided estimate is Tweedie's formula for the guided score,
 (``guidance="bayes"``; ``guidance="official"``, the default, multiplies the correction by ``ab_t`` as the reference
 code does, see below) and the step is DDIM (eta) with ``x0_y``:
 ``x_s = sqrt(ab_s) x0_y + sqrt(1 - ab_s - c^2) eps_y + c z``, ``eps_y = (x_t - sqrt(ab_t) x0_y) / sqrt(1 - ab_t)``,
-``c = eta sqrt(beta_tilde)``. For data ``N(m, I)`` the
-Gaussian approximation is exact, so ``x0_y = E[x0 | x_t, y]`` at ``w = 1`` (claim PEERS-2).
+``c = eta sqrt(beta_tilde)``. For data ``N(m, I)`` the Gaussian approximation is exact, so
+``x0_y = E[x0 | x_t, y]`` at ``w = 1`` with ``guidance="bayes"`` (claim PEER-3).
 
 **Differences from the reference code** (RED-diff ``pgdm.py``): it uses the noiseless pseudo-inverse form
 ``J^T (A^+ y - A^+ A x0_hat)`` with coefficient ``(sqrt(ab_s) - c_2 sqrt(ab_t)/sqrt(1 - ab_t)) sqrt(ab_t) w``,
