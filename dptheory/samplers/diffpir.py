@@ -19,8 +19,8 @@ with ``sigma_t = sqrt((1 - ab_t)/ab_t)``. The data step is the spectral filter
 (weight ``2 rho``), so its ``lambda_`` is 2 times ours. Official ``lam`` 7 (deepinv default) is ours 1.75.
 
 For data ``N(m, I)`` the data step is ``E[x0 | x_t, y]`` exactly when ``rho_t = sigma_y^2 / (1 - ab_t)``, i.e.
-``lam = 1 / ab_t`` (claim PEER-4). Affine in ``(x_t, y)`` plus independent noise when ``D`` is affine: :func:`dptheory.sampler_law` gives the law on
-a linear-Gaussian problem. One denoiser call per step, no gradients.
+``lam = 1 / ab_t`` (claim PEER-4). Affine in ``(x_t, y)`` plus independent noise when ``D`` is affine:
+:func:`dptheory.sampler_law` gives the law on a linear-Gaussian problem. One denoiser call per step, no gradients.
 """
 
 from __future__ import annotations
