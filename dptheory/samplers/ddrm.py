@@ -21,7 +21,8 @@ with ``u_bar_i = y_bar_i + sqrt(sigma_T^2 - sigma_y^2 / s_i^2) z_i`` where ``s_i
 
 Each case keeps the forward marginal ``u_s ~ N(x0, sigma_s^2)`` given ``x0`` (claim PEER-1); the output is not the
 posterior on a Gaussian problem (claim PEER-2). Every step is affine in ``(x_t, y)`` plus independent noise when
-``D`` is affine, so on a linear-Gaussian problem :func:`dptheory.sampler_law` gives the exact law. One denoiser call per step, no gradients. Defaults
+``D`` is affine, so on a linear-Gaussian problem :func:`dptheory.sampler_law` gives the exact law. One denoiser
+call per step, no gradients. Defaults
 ``eta = 0.85``, ``eta_b = 1`` and 20 steps (the paper's and the official code's).
 """
 
