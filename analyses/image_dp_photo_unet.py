@@ -31,6 +31,9 @@ a PAIRED bootstrap SE (all sets resampled together), which is what decides wheth
 W2 exists for a network prior, so the MSE-W2 plane is left to the exact figure. Every point records its NFE
 (network calls; a batch counts once) and wall time per image on this CPU (the batch time divided by ``n``).
 
+Peers (:data:`CONFIG` ``peers``): DDRM, DiffPIR, PiGDM and DAPS with the same network as the prior denoiser, one
+point each at their default knobs (DDRM at the paper's 20 NFE), drawn on the "all" panels.
+
 Bottom rows: one crop per task: the truth, ``A^+ y``, MAP-RPS from the MAP (t0 = 0) to the largest t0, VSRD at
 lam = 0 and lam = 1 (DPS).
 """
@@ -58,17 +61,29 @@ TEST_SCALES = (64, 96, 128, 192)
 WEIGHTS = None  # None: the committed weights (tests may point this elsewhere)
 
 CONFIG = {
-    True: dict(n=6, iters=60, t0s=[0, 100], lams=[0.0, 1.0], steps=50, boot=10, tasks=("sr4",)),
+    True: dict(n=6, iters=60, t0s=[0, 100], lams=[0.0, 1.0], steps=50, boot=10, tasks=("sr4",),
+               peers={"ddrm": dict(steps=10), "diffpir": dict(steps=10), "pigdm": dict(steps=10),
+                      "daps": dict(steps=5, ode_steps=2, langevin_steps=50)}),
     False: dict(n=16, iters=150, t0s=[0, 50, 100, 250], lams=[0.0, 0.5, 1.0], steps=100, boot=30,
-                tasks=("sr4", "inpaint-random", "blur-gauss", "cs")),
+                tasks=("sr4", "inpaint-random", "blur-gauss", "cs"),
+                peers={"ddrm": dict(steps=20), "diffpir": dict(steps=100), "pigdm": dict(steps=100),
+                       "daps": dict(steps=100, ode_steps=2, langevin_steps=100)}),
 }
+"""``peers``: one point each for DDRM (the paper's 20 NFE, eta 0.85, eta_b 1), DiffPIR (lam 1, zeta 0.3), PiGDM
+(reference-code guidance, eta 1) and DAPS (Langevin lr 1e-4 decayed to 1e-6, r_t = sigma_t), all with their
+default knobs apart from the grid."""
 SWD_KW = dict(patches_per_image=32, n_projections=256)
 STYLE = {  # method -> (colour, marker, label)
     "map-rps": (plotting.COLORS["map-rps"], "s", "MAP-RPS over $t_0$ (stage 2: DPS)"),
     "vsrd": (plotting.COLORS["vsrd"], "o", "VSRD over $\\lambda$ with DPS guidance ($\\lambda$=1: DPS)"),
+    "ddrm": ("tab:brown", "v", "DDRM"),
+    "diffpir": ("tab:pink", "D", "DiffPIR"),
+    "pigdm": ("tab:olive", "P", "PiGDM"),
+    "daps": ("tab:cyan", "X", "DAPS"),
 }
-KNOB = {"map-rps": "t0", "vsrd": "lam"}
-SYMBOL = {"map-rps": "$t_0$", "vsrd": "$\\lambda$"}
+KNOB = {"map-rps": "t0", "vsrd": "lam", "ddrm": "steps", "diffpir": "steps", "pigdm": "steps", "daps": "steps"}
+SYMBOL = {"map-rps": "$t_0$", "vsrd": "$\\lambda$", "ddrm": "steps", "diffpir": "steps", "pigdm": "steps",
+          "daps": "levels"}
 
 
 def _swd(a, b) -> float:
@@ -134,6 +149,9 @@ def run_task(task: str, x: torch.Tensor, den, schedule, cfg: dict, gen) -> dict:
             if method == "map-rps" or v in (values[0], values[-1]):
                 out["images"][f"{method} {KNOB[method]}={v:g}"] = sol.x[0]
         out["methods"][method] = rows
+    for method, knobs in cfg["peers"].items():  # one point per peer sampler, prior denoiser, default knobs
+        sol = solve_image(problem, y, method, den, schedule=schedule, generator=gen, **knobs)
+        out["methods"][method] = [{"steps": knobs["steps"], **_point(sol, x, cfg, gen)}]
     t0 = out["methods"]["map-rps"]
     out["checks"] = {
         "map_psnr_minus_baseline_db": t0[0]["psnr_db"][0] - out["baseline"]["psnr_db"][0],

@@ -11,7 +11,9 @@ target law on the y-axis):
 - VSRD over ``lam`` (exact kernel, started from the exact diffused posterior);
 - DPS over the step size ``zeta`` (``norm="squared"``: the Bayes-consistent "ideal DPS" of THEORY 4, whose law is
   affine on a Gaussian problem; ``zeta = 1`` uses the plug-in likelihood at face value);
-- posterior sampling (exact kernels from the exact start), which lands at ``(2 D*, 0)``.
+- posterior sampling (exact kernels from the exact start), which lands at ``(2 D*, 0)``;
+- the peer samplers with the prior denoiser (:data:`PEERS`): DDRM over ``eta``, DiffPIR over ``zeta``, PiGDM
+  (Bayes guidance) over its DDIM ``eta`` and DAPS over its Langevin steps (claims PEER-2, PEER-4).
 
 Top row, EXACT (the Gaussian G2 of THEORY 10; laws by :mod:`dptheory.laws`): MAP-RPS's stage-1 point is the MAP,
 which equals the MMSE ``mu(Y)`` here (``x_map = (M, b)``, the affine map ``y -> mu(y)``), as in the claims MRPS-2
@@ -35,13 +37,23 @@ from dptheory import plotting
 from dptheory.worked import b1, g2
 
 NAME = "map_rps_dp_plane"
-CLAIMS = ("MRPS-2", "MRPS-6", "BMF-4", "DPS-1")
+CLAIMS = ("MRPS-2", "MRPS-6", "BMF-4", "DPS-1", "PEER-2", "PEER-4")
 SEED = 20250304
 STYLE = {  # method -> (colour, marker, label)
     "map-rps": (plotting.COLORS["map-rps"], "s", "MAP-RPS over $t_0$"),
     "vsrd": (plotting.COLORS["vsrd"], "o", "VSRD over $\\lambda$"),
     "dps": (plotting.COLORS["dps"], "^", "DPS (squared norm) over $\\zeta$"),
     "posterior": (plotting.COLORS["posterior"], "*", "posterior sampling"),
+    "ddrm": ("tab:brown", "v", "DDRM over $\\eta$ ($\\eta_b$ = 1)"),
+    "diffpir": ("tab:pink", "D", "DiffPIR over $\\zeta$ ($\\lambda$ = 1)"),
+    "pigdm": ("tab:olive", "P", "PiGDM (Bayes guidance) over DDIM $\\eta$"),
+    "daps": ("tab:cyan", "X", "DAPS over Langevin steps"),
+}
+PEERS = {  # the peer samplers: method -> (knob, exact values, Monte Carlo values, fixed knobs)
+    "ddrm": ("eta", [0.25, 0.5, 0.85, 1.0], [0.85], dict(steps=100)),
+    "diffpir": ("zeta", [0.0, 0.3, 0.6, 1.0], [0.3], dict(steps=100)),
+    "pigdm": ("eta", [0.0, 0.5, 1.0], [1.0], dict(steps=100, guidance="bayes")),
+    "daps": ("langevin_steps", [5, 20, 100, 400], [50], dict(steps=20, ode_steps=1, lr=1e-3)),
 }
 
 
@@ -70,6 +82,7 @@ def gaussian_sweeps(quick: bool) -> dict:
         "vsrd": dpt.traverse(prob, "vsrd", "lam", lams, y=y, start="exact").to_dict(),
         "dps": dpt.traverse(prob, "dps", "zeta", zetas, y=y, norm="squared").to_dict(),
         "posterior": dpt.traverse(prob, "posterior", "steps", [None], y=y, start="exact").to_dict(),
+        **{m: dpt.traverse(prob, m, knob, vals, y=y, **kn).to_dict() for m, (knob, vals, _, kn) in PEERS.items()},
         "y": float(y[0]),
     }
 
@@ -88,6 +101,7 @@ def mixture_sweeps(quick: bool, gen: torch.Generator) -> dict:
         "vsrd": dpt.traverse(prob, "vsrd", "lam", lams, start="exact", steps=steps, **mc).to_dict(),
         "dps": dpt.traverse(prob, "dps", "zeta", zetas, norm="squared", steps=steps, **mc).to_dict(),
         "posterior": dpt.traverse(prob, "posterior", "steps", [steps], start="exact", **mc).to_dict(),
+        **{m: dpt.traverse(prob, m, knob, vals, **kn, **mc).to_dict() for m, (knob, _, vals, kn) in PEERS.items()},
         "y": float(y[0]), "n": n, "parts": parts, "steps": 1000 if steps is None else steps, "iters": iters,
     }
     out["w2_floor"] = {"per-measurement": _floor_1d(prob.posterior(y).sample, n // parts, parts, gen),
@@ -176,7 +190,8 @@ def _params(data: dict, quick: bool) -> dict:
                             "posterior kernels",
               "vsrd": "exact kernel, start from the exact diffused posterior",
               "dps": "norm='squared' (ideal DPS), DDPM fixedsmall, start N(0, I)",
-              "B1_n": b["n"], "B1_parts": b["parts"], "B1_steps": b["steps"]}
+              "B1_n": b["n"], "B1_parts": b["parts"], "B1_steps": b["steps"],
+              "peers": {m: f"{knob} in {vals} (B1: {mc_vals}), {kn}" for m, (knob, vals, mc_vals, kn) in PEERS.items()}}
     return params
 
 

@@ -61,6 +61,7 @@ _EXPORTS = {
     "NetworkDenoiser": "denoisers",
     "DPSGuidedDenoiser": "samplers",
     "solve": "solver",
+    "METHOD_NAMES": "solver",
     "traverse": "traversal",
     "Traversal": "traversal",
     "DPPoint": "traversal",

@@ -42,6 +42,7 @@ import torch
 
 from ._checks import as_tensor, check_problem, check_schedule, check_steps, check_vector_batch
 from .gaussian import Gaussian
+from .laws_peers import PEER_DEFAULT_STEPS, PEER_KNOBS, check_peer_knobs, peer_maps
 from .samplers._common import reverse_pairs
 from .samplers.map_rps import bayes_prior_weight
 from .schedules import VPSchedule, linear_schedule
@@ -58,6 +59,7 @@ _KNOBS = {
     "vsrd": {"lam": _REQUIRED, "kernel": "exact", "conditional": True},
     "dps": {"zeta": 1.0, "norm": "l2", "variance": "small"},
     "map-rps": {"t0": _REQUIRED, "stage2": "posterior", "lam": 1.0, "x_map": None, "t1": 10, "w_prior": None},
+    **PEER_KNOBS,  # ddrm, diffpir, pigdm, daps (dptheory.laws_peers)
 }
 METHODS = tuple(_KNOBS)
 
@@ -160,7 +162,8 @@ def sampler_law(problem, method: str, *, y=None, start="noise", schedule: VPSche
 
     Args:
         problem: a :class:`~dptheory.LinearInverseProblem` with a Gaussian prior.
-        method: ``"ddpm"``, ``"ddim"``, ``"posterior"``, ``"vsrd"``, ``"dps"`` or ``"map-rps"``.
+        method: ``"ddpm"``, ``"ddim"``, ``"posterior"``, ``"vsrd"``, ``"dps"``, ``"map-rps"``, ``"ddrm"``,
+            ``"diffpir"``, ``"pigdm"`` or ``"daps"``.
         y: ``(m,)`` for the per-measurement law; ``None`` for the joint law over ``Y ~ p(y)`` (what ``solve``
             samples when given one measurement per particle, ``y (n, m)``).
         start: the law of ``x_{t_start}`` (not for map-rps): ``"noise"`` (N(0, I), as ``solve``),
@@ -175,6 +178,9 @@ def sampler_law(problem, method: str, *, y=None, start="noise", schedule: VPSche
               exact conditional denoiser, as in ``solve``; False: the prior denoiser);
             - dps: ``zeta``, ``variance`` and ``norm``, which must be ``"squared"`` (``"l2"``, the sampler's
               default, is not affine);
+            - ddrm (``eta``, ``eta_b``, ``init``), diffpir (``lam``, ``zeta``), pigdm (``eta``, ``weight``,
+              ``guidance``, ``init``) and daps (``ode_steps``, ``langevin_steps``, ``lr``, ``lr_min_ratio``, ``tau``,
+              ``r``), with the prior denoiser; their default ``steps`` are the samplers' (20, 100, 100, 200);
             - map-rps: ``t0`` (required), ``stage2`` ("posterior", or "vsrd" with ``lam``) and the stage-1
               point ``x_map``: a vector ``(d,)``, a Gaussian (its law, independent of X given Y), a tuple
               ``(M, b)`` or ``(M, b, C)`` (``x_map = M Y + b + N(0, C)``; ``(pinv(A), 0)`` is ``A^+ y``), or
@@ -227,10 +233,14 @@ def sampler_law(problem, method: str, *, y=None, start="noise", schedule: VPSche
         pairs = reverse_pairs(schedule, None, t0)
     else:
         t_start = schedule.T if t_start is None else schedule.check_step(t_start, "t_start")
+        steps = PEER_DEFAULT_STEPS.get(method) if steps is None else steps
         pairs = reverse_pairs(schedule, steps, t_start)
         conditional = bool(kn.get("conditional", True))
         first = _start_point(problem, start, float(schedule.alpha_bar(t_start)), conditional)
-    _check_knobs(problem, method, kn)
+    if method in PEER_KNOBS:
+        check_peer_knobs(problem, method, kn)
+    else:
+        _check_knobs(problem, method, kn)
     base = _BaseLaw.of(problem, kn.get("conditional", False))
 
     mean, cov, gain = _initial_state(problem, y, first)
@@ -238,8 +248,11 @@ def sampler_law(problem, method: str, *, y=None, start="noise", schedule: VPSche
     n = 2 * d + m
     ix, iy = slice(d + m, n), slice(d, d + m)
     eye_n = torch.eye(n, dtype=mean.dtype, device=mean.device)
-    for t, s in pairs:
-        F, H, h, Q = _step(problem, base, schedule, method, kn, t, s)
+    if method in PEER_KNOBS:  # prior denoiser, own affine maps (incl. the DDRM / PiGDM start)
+        maps = peer_maps(problem, base, schedule, method, kn, pairs)
+    else:
+        maps = (_step(problem, base, schedule, method, kn, t, s) for t, s in pairs)
+    for F, H, h, Q in maps:
         Phi = eye_n.clone()
         Phi[ix, iy], Phi[ix, ix] = H, F
         mean = Phi @ mean

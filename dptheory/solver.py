@@ -77,7 +77,7 @@ def _check_solve_memory(problem, n: int, method: str) -> None:
 
 
 def solve(problem, y, method: str, *, n_samples: int = 1, generator: torch.Generator | None = None,
-          denoiser=None, schedule: VPSchedule | None = None, start: str = "noise", zeta: float = 1.0,
+          denoiser=None, schedule: VPSchedule | None = None, start: str = "noise", zeta: float | None = None,
           callback=None, progress: bool = False, **knobs) -> torch.Tensor:
     """Solve ``y = A x + noise`` with ``method`` and return the reconstructions.
 
@@ -86,9 +86,11 @@ def solve(problem, y, method: str, *, n_samples: int = 1, generator: torch.Gener
         y: ``(m,)`` (then ``n_samples`` draws are returned, ``(n_samples, d)``), or ``(n, m)`` with one
             reconstruction per measurement (``n_samples`` must be 1), ``(n, d)``.
         method: one of ``"posterior"``, ``"ddpm"``, ``"ddim"``, ``"dps"``, ``"vsrd"``, ``"map-rps"``,
-            ``"red-diff"``, ``"vml-map"``.
+            ``"red-diff"``, ``"vml-map"``, ``"ddrm"``, ``"diffpir"``, ``"pigdm"``, ``"daps"`` (the last four take
+            the prior denoiser and the operator; ddrm, diffpir and pigdm need an operator with an SVD).
         denoiser: a prior denoiser (default: exact). With a non-exact denoiser, ``"posterior"`` is unavailable
-            and the conditional samplers use DPS guidance with weight ``zeta``.
+            and the conditional samplers use DPS guidance with weight ``zeta`` (default 1; for ``"diffpir"``,
+            ``zeta`` is DiffPIR's own noise fraction, default 0.3).
         schedule: VP schedule (default: linear, T = 1000).
         start: ``"noise"`` (x_T ~ N(0, I)) or ``"exact"`` (x_T from the exact diffused posterior; exact problems).
         knobs: the sampler's own keyword arguments, e.g. ``lam`` (vsrd), ``t0`` (map-rps), ``steps``, ``eta``.
@@ -98,6 +100,9 @@ def solve(problem, y, method: str, *, n_samples: int = 1, generator: torch.Gener
         TypeError: a knob the method does not take.
     """
     fn = sampler_for(method, knobs)
+    if method == "diffpir" and zeta is not None:  # DiffPIR's own zeta (noise fraction), not the DPS weight
+        knobs["zeta"] = zeta
+    zeta = 1.0 if zeta is None else zeta
     problem = check_problem(problem)
     schedule = check_schedule(schedule)
     generator = check_generator(generator)

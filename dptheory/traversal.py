@@ -78,6 +78,11 @@ def nfe(method: str, knobs: dict, T: int) -> int:
         n_levels = steps if steps is not None else T
         inner, final = int(knobs.get("inner_steps", 3)), int(knobs.get("final_steps", 50))
         return n_levels * (inner + 1) + final
+    if method in ("ddrm", "diffpir", "pigdm", "daps"):  # own default grids; DAPS: ode_steps calls per level
+        from .laws_peers import PEER_DEFAULT_STEPS
+
+        n_levels = int(steps) if steps is not None else PEER_DEFAULT_STEPS[method]
+        return n_levels * (int(knobs.get("ode_steps", 5)) if method == "daps" else 1)
     t_start = knobs.get("t_start") or T
     return int(steps) if steps is not None else int(t_start)
 

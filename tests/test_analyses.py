@@ -78,6 +78,8 @@ def _checks(name: str, side: dict) -> None:
     elif name == "image_dp_photo_unet":  # issue 6 acceptance, also on the quick grid
         sr4 = d["tasks"]["sr4"]["checks"]
         assert sr4["map_psnr_minus_baseline_db"] > 0 and sr4["swd_falls_along_t0"], sr4
+        peers = d["tasks"]["sr4"]["methods"]  # the peer samplers' points (finite PSNR, their NFE)
+        assert all(math.isfinite(peers[m][0]["psnr_db"][0]) for m in ("ddrm", "diffpir", "pigdm", "daps"))
     elif name == "photo_unet_training":  # the network beats the identity everywhere and the empirical law at low noise
         net, ident, emp = d["mse"]["network"], d["mse"]["identity"], d["mse"]["empirical"]
         assert all(a[1] < b[1] for a, b in zip(net, ident, strict=True))

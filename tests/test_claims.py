@@ -34,8 +34,9 @@ RED_DIFF = ["RED-1", "RED-2"]
 VML_MAP = ["VML-1", "VML-2"]
 IMAGE_SCALE = ["IMG-1"]
 THEOREMS_AND_KL = ["MRPS-10", "MRPS-11", "MRPS-12", "KLDP-1", "KLDP-2", "DPS-10", "WANG-10", "BMF-10"]
+PEERS = ["PEER-1", "PEER-2", "PEER-3", "PEER-4", "PEER-5"]
 ALL_IDS = (FOUNDATIONS + BLAU_MICHAELI_FREIRICH + WANG + MAP_RPS + DPS + RED_DIFF + VML_MAP + IMAGE_SCALE
-           + THEOREMS_AND_KL)
+           + THEOREMS_AND_KL + PEERS)
 
 
 def note_ids() -> dict[str, list[str]]:

@@ -42,6 +42,10 @@ FAST_KNOBS = {
     "map-rps": dict(t0=5, iters=5),
     "red-diff": dict(steps=5),
     "vml-map": dict(steps=5, final_steps=3),
+    "ddrm": dict(steps=5),
+    "diffpir": dict(steps=5),
+    "pigdm": dict(steps=5),
+    "daps": dict(steps=3, ode_steps=2, langevin_steps=3, lr=1e-3),
 }
 
 

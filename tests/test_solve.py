@@ -36,6 +36,10 @@ FAST_KNOBS = {
     "map-rps": dict(t0=5, iters=5),
     "red-diff": dict(steps=8),
     "vml-map": dict(steps=8),
+    "ddrm": dict(steps=8),
+    "diffpir": dict(steps=8),
+    "pigdm": dict(steps=8),
+    "daps": dict(steps=4, ode_steps=2, langevin_steps=3, lr=1e-2),
 }
 PLACEHOLDERS = (
     "red-diff",
@@ -235,7 +239,7 @@ def test_map_rps_needs_t0():
 def test_unknown_method_lists_the_methods():
     prob, y = problem("G2"), measurement("G2")
     with pytest.raises(ValueError, match="method must be one of") as info:
-        dpt.solve(prob, y, "ddrm")
+        dpt.solve(prob, y, "ddnm")
     assert all(name in str(info.value) for name in METHOD_NAMES)
 
 

@@ -17,6 +17,7 @@ from . import (
     kl_tradeoff,
     map_rps,
     map_rps_theorems,
+    peers,
     red_diff,
     vml,
     wang,
@@ -37,6 +38,7 @@ CLAIMS = {
     **map_rps_theorems.CHECKS,
     **kl_tradeoff.CHECKS,
     **extra.CHECKS,
+    **peers.CHECKS,
 }
 
 

@@ -285,7 +285,7 @@ def _is_exact(den) -> bool:
 
 def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, denoiser, *,
                 schedule: VPSchedule | None = None, n_samples: int = 1, generator: torch.Generator | None = None,
-                progress: bool = False, callback=None, posterior_denoiser=None, zeta: float = 1.0,
+                progress: bool = False, callback=None, posterior_denoiser=None, zeta: float | None = None,
                 **knobs) -> ImageSolution:
     """Restore images from ``y`` with ``method``; the image twin of :func:`dptheory.solve`.
 
@@ -294,7 +294,7 @@ def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, deno
         y: the measurement with a leading batch axis: ``(1, ...)`` shared by ``n_samples`` particles, or
             ``(n, ...)`` with one restoration per measurement (then ``n_samples`` must be 1).
         method: one of ``"posterior"``, ``"ddpm"``, ``"ddim"``, ``"dps"``, ``"vsrd"``, ``"map-rps"``,
-            ``"red-diff"``, ``"vml-map"``.
+            ``"red-diff"``, ``"vml-map"``, ``"ddrm"``, ``"diffpir"``, ``"pigdm"``, ``"daps"``.
         denoiser: the PRIOR denoiser ``D(x_t, ab)``, differentiable in ``x_t`` (a network adapter, a latent
             backbone or the exact empirical mixture).
         schedule: the VP schedule of the sampler (default: linear, T = 1000; a network's own schedule for a
@@ -306,8 +306,8 @@ def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, deno
             needs ``sigma_y > 0``); ``"pigdm"`` the same guidance with the PiGDM likelihood variance
             ``sigma_y^2 + 1 - ab`` (stable at high noise with a network); or pass a conditional denoiser (exact
             when it has ``sample_x0``).
-        zeta: the DPS weight of the guided conditional denoiser, and the default ``zeta`` of ``dps`` and of
-            MAP-RPS's ``dps`` stage 2.
+        zeta: (default 1) the DPS weight of the guided conditional denoiser, and the default ``zeta`` of ``dps``
+            and of MAP-RPS's ``dps`` stage 2; for ``"diffpir"``, DiffPIR's own noise fraction (default 0.3).
         progress: tqdm progress bars.
         callback: ``callback(i, t, x, x0_hat)`` forwarded to the sampler.
         knobs: the sampler's own keyword arguments (``t0``, ``lam``, ``steps``, ``iters``, ``eta``, ...).
@@ -324,6 +324,9 @@ def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, deno
         TypeError: a knob the method does not take.
     """
     fn = sampler_for(method, knobs)
+    if method == "diffpir" and zeta is not None:  # DiffPIR's own zeta (noise fraction), not the DPS weight
+        knobs["zeta"] = zeta
+    zeta = 1.0 if zeta is None else zeta
     if not isinstance(problem, ImageInverseProblem):
         raise TypeError(f"problem must be an ImageInverseProblem, got {type(problem).__name__}")
     schedule = linear_schedule() if schedule is None else schedule

@@ -84,7 +84,7 @@ DEFAULTS = dict(
 )
 """Defaults of the command (module docstring); ``size`` applies to the fitted priors only."""
 
-_STEP_METHODS = ("posterior", "ddpm", "ddim", "dps", "vsrd", "red-diff", "vml-map")
+_STEP_METHODS = ("posterior", "ddpm", "ddim", "dps", "vsrd", "red-diff", "vml-map", "ddrm", "diffpir", "pigdm", "daps")
 _CROP_SEED = 0
 PHOTO_SCALE = 2
 """Photos are resized to ``PHOTO_SCALE * size`` before cropping. Exact MMSE PSNR (dB) of the Gaussian prior on
@@ -113,7 +113,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "fitted to held-out photo crops) or a network spec for load_backbone (default "
                              f"{D['backbone']})")
     parser.add_argument("--method", default=D["method"],
-                        help=f"map-rps, dps, vsrd, red-diff, vml-map, ddpm, ddim or posterior (default "
+                        help=f"map-rps, dps, vsrd, red-diff, vml-map, ddpm, ddim, posterior, ddrm, diffpir, pigdm or "
+                             f"daps (default "
                              f"{D['method']})")
     parser.add_argument("--t0", type=int, default=None, help=f"MAP-RPS re-noising step in [0, T] (default {D['t0']})")
     parser.add_argument("--t1", type=int, default=None,

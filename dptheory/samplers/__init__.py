@@ -4,9 +4,13 @@
 ``METHODS`` maps the public method names (as used by :func:`dptheory.solve` and the CLI) to the functions.
 """
 
+from .daps import daps
 from .ddpm import ddim, ddpm
+from .ddrm import ddrm
+from .diffpir import diffpir
 from .dps import DPSGuidedDenoiser, dps
 from .map_rps import OFFICIAL_PRIOR_WEIGHTS, bayes_prior_weight, map_rps, map_rps_stage1
+from .pigdm import pigdm
 from .posterior import posterior
 from .red_diff import red_diff, red_diff_effective_precision, red_diff_fixed_point
 from .vml_map import vml_map
@@ -21,6 +25,10 @@ METHODS = {
     "map-rps": map_rps,
     "red-diff": red_diff,
     "vml-map": vml_map,
+    "ddrm": ddrm,
+    "diffpir": diffpir,
+    "pigdm": pigdm,
+    "daps": daps,
 }
 
 __all__ = [
@@ -28,6 +36,10 @@ __all__ = [
     "DPSGuidedDenoiser",
     "OFFICIAL_PRIOR_WEIGHTS",
     "bayes_prior_weight",
+    "daps",
+    "ddrm",
+    "diffpir",
+    "pigdm",
     "ddim",
     "ddpm",
     "dps",
