@@ -48,7 +48,9 @@ def load_photo_unet(path=None, *, device=None, dtype: torch.dtype = torch.float3
             :data:`PHOTO_UNET_WEIGHTS`); its model config is read from the ``.json`` log beside it.
         device, dtype: where the network runs (float32 by default; float64 works for tests).
 
-    The denoiser is ``D(x_t, abar) = (x_t - sqrt(1 - abar_i) eps_theta(x_t, i)) / sqrt(abar_i)`` at the network
+    The denoiser converts the network's output with the parametrisation stored in the log (``config.prediction``,
+    ``eps`` when absent): ``x0 = sqrt(abar_i) x_t - sqrt(1 - abar_i) v_theta(x_t, i)`` for ``v``,
+    ``x0 = (x_t - sqrt(1 - abar_i) eps_theta(x_t, i)) / sqrt(abar_i)`` for ``eps``, at the network
     step ``i`` nearest in log-SNR (:class:`~dptheory.denoisers.NetworkDenoiser`); the input size is 32 x 32 RGB
     in model units [-1, 1] (the UNet is convolutional, so sizes divisible by 4 also run, off its training
     distribution).
@@ -67,4 +69,5 @@ def load_photo_unet(path=None, *, device=None, dtype: torch.dtype = torch.float3
     model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
     model.image_size = int(log["config"]["size"])
     schedule = linear_schedule(int(log["config"]["T"]))
-    return NetworkDenoiser(_ADMNet(model), schedule, prediction="eps"), schedule
+    prediction = log["config"].get("prediction", "eps")  # logs written before v-prediction have no field: eps
+    return NetworkDenoiser(_ADMNet(model), schedule, prediction=prediction), schedule
