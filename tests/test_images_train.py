@@ -19,7 +19,6 @@ from dptheory.images.data import bundled_photos
 from dptheory.images.train import (
     HELD_OUT,
     PHOTO_UNET_CONFIG,
-    TRAIN_PHOTOS as ALL_TRAIN_PHOTOS,
     PhotoCrops,
     TrainConfig,
     _eval_batch,
@@ -29,6 +28,9 @@ from dptheory.images.train import (
     main,
     train,
     training_photos,
+)
+from dptheory.images.train import (
+    TRAIN_PHOTOS as ALL_TRAIN_PHOTOS,
 )
 from dptheory.schedules import linear_schedule
 
