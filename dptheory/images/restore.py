@@ -103,8 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              f"(default {D['task']})")
     parser.add_argument("--image", default=D["image"], help=f"PATH or skimage:NAME (default {D['image']})")
     parser.add_argument("--crop", default=None,
-                        help="TOP,LEFT,HEIGHT,WIDTH box in the photo's native pixels, cut before resizing to --size "
-                             "(default: the largest centred square)")
+                        help="TOP,LEFT,HEIGHT,WIDTH box in the photo's native pixels, cut before any resizing "
+                             "(default: the whole photo for photo-unet, else the largest centred square)")
     parser.add_argument("--backbone", default=D["backbone"],
                         help="photo-unet (the project's trained 32 px UNet), gaussian | empirical (exact priors "
                              "fitted to held-out photo crops) or a network spec for load_backbone (default "
@@ -121,7 +121,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--zeta", type=float, default=None, help="DPS step size (default 1)")
     parser.add_argument("--seed", type=int, default=D["seed"], help="task, noise and sampler seed")
     parser.add_argument("--size", type=int, default=None,
-                        help=f"image size in pixels (default {D['size']} for the fitted priors)")
+                        help="downscale to SIZE x SIZE (the --crop box, else the largest centred square); default: "
+                             f"the image's own resolution for photo-unet, {D['size']} for the fitted priors, the "
+                             "network's size for other networks")
+    parser.add_argument("--tile", type=int, default=None,
+                        help="denoise in TILE x TILE windows (0: the whole image at once; default: whole up to "
+                             "128 x 128, tiles above; photo-unet only)")
+    parser.add_argument("--overlap", type=int, default=None, help="pixels shared by neighbouring tiles (default "
+                        "a quarter of the tile)")
+    parser.add_argument("--threads", default="auto",
+                        help="torch CPU threads, or auto (default: 1 for images up to 128 x 128, else the free cores)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--dtype", default="float32",
+                        help="network dtype: float32, bfloat16 or float16 (default float32; images and samplers stay "
+                             "float32)")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"reverse steps (default {D['steps']}); for map-rps the stage-1 iterations (default "
                              f"{D['map_rps_iters']})")
@@ -201,10 +214,11 @@ def _exclude(image: str) -> tuple[str, ...]:
     return (image,) if ":" in image else ()
 
 
-def _load_backbone(args, size: int):
-    """``(denoiser, schedule, description)``."""
+def _load_backbone(args, size: int, device=None, dtype=None):
+    """``(denoiser, schedule, description)``; a network's weights on ``device`` in ``dtype`` (default float32)."""
     import torch
 
+    dtype = torch.float32 if dtype is None else dtype
     from ..schedules import linear_schedule
     from .data import photo_patches
 
@@ -214,6 +228,7 @@ def _load_backbone(args, size: int):
                                   exclude=_exclude(args.image), photo_size=PHOTO_SCALE * size)
         except ValueError as err:
             raise RestoreError(f"--size {size} does not fit backbone {args.backbone!r}: {err}") from err
+        crops = crops.to(device) if device is not None else crops
         if args.backbone == "gaussian":
             from .problem import GaussianImageDenoiser
 
@@ -226,7 +241,7 @@ def _load_backbone(args, size: int):
     from .backbones import load_backbone
 
     try:
-        bb = load_backbone(args.backbone)
+        bb = load_backbone(args.backbone, device=device, dtype=dtype)
     except (FileNotFoundError, ValueError, TypeError, OSError, ImportError) as err:
         raise RestoreError(f"cannot load backbone {args.backbone!r}: {err}") from err
     if getattr(bb, "latent", False):  # the solve runs in latent space with the decoder in the data term
@@ -322,12 +337,29 @@ def _run(args) -> int:
 
     from ..samplers import METHODS
     from ..schedules import linear_schedule
+    from ..threads import choose_threads, torch_threads
     from .data import load_image
-    from .metrics import psnr, ssim
+    from .devices import resolve_device, resolve_dtype
     from .operators import TASKS, make_task
-    from .problem import ImageInverseProblem, solve_image
+    from .tiling import trim_to_multiple
 
     t_begin = time.perf_counter()
+    try:
+        device = resolve_device(getattr(args, "device", "cpu"))
+        net_dtype = resolve_dtype(getattr(args, "dtype", "float32"))
+    except (ValueError, TypeError) as err:
+        raise RestoreError(f"--device/--dtype: {err}") from err
+    threads_arg = getattr(args, "threads", "auto")
+    if threads_arg != "auto":
+        try:
+            threads_arg = choose_threads(0, int(threads_arg))
+        except ValueError as err:
+            raise RestoreError(f"--threads must be a positive integer or auto, got {args.threads!r}") from err
+    tile, overlap = getattr(args, "tile", None), getattr(args, "overlap", None)
+    if tile is not None and (tile < 0 or (tile > 0 and tile % 4)):
+        raise RestoreError(f"--tile must be 0 (whole image) or a positive multiple of 4, got {tile}")
+    if overlap is not None and (overlap < 0 or (tile and overlap >= tile)):
+        raise RestoreError(f"--overlap must lie in [0, tile), got {overlap}")
     if args.task not in TASKS:
         raise RestoreError(f"unknown task {args.task!r}; choose from {', '.join(TASKS)}")
     if args.method not in METHODS:
@@ -337,20 +369,30 @@ def _run(args) -> int:
         raise RestoreError(f"--size must be at least 4 pixels, got {args.size}")
     paths = _output_paths(args.out)
     denoiser = None
+    photo_unet = args.backbone.partition(":")[0] == "photo-unet"  # convolutional: the image's own resolution
+    if fitted and net_dtype != torch.float32:
+        raise RestoreError(f"--dtype {args.dtype} applies to networks; the exact prior {args.backbone!r} is float32")
     if fitted:
         size = DEFAULTS["size"] if args.size is None else args.size
     else:  # a network or a saved image set: its own size
-        denoiser, schedule, described = _load_backbone(args, None)
+        denoiser, schedule, described = _load_backbone(args, None, device, net_dtype)
         latent_bb = getattr(denoiser, "latent", False)  # VAE + UNet are convolutional: any multiple of 8
-        native = None if latent_bb else _backbone_size(denoiser)
+        native = None if latent_bb or photo_unet else _backbone_size(denoiser)
         if args.size is not None and native is not None and args.size != native:
             raise RestoreError(f"--size {args.size} does not fit backbone {args.backbone!r} (its size is {native})")
         size = args.size if args.size is not None else (native or (512 if latent_bb else 256))  # SD 1.5 / ADM
+        if photo_unet and args.size is None:
+            size = None
     try:
         x = load_image(args.image, size, crop=_crop_box(args.crop))
     except (FileNotFoundError, ValueError, TypeError, OSError) as err:
         raise RestoreError(f"cannot load image {args.image!r}: {err}") from err
+    if photo_unet:  # the UNet halves the resolution twice: trim the bottom/right rows and columns beyond 4 k
+        x = trim_to_multiple(x, 4)
+        if min(x.shape[-2:]) < 4:
+            raise RestoreError(f"image {args.image!r} is smaller than 4 x 4 pixels after --crop")
     shape = tuple(x.shape[1:])
+    size = size if size is not None else list(shape[1:])
     gen = torch.Generator().manual_seed(args.seed)
     try:
         operator, task_sigma = make_task(args.task, shape, gen)
@@ -360,8 +402,33 @@ def _run(args) -> int:
     _check_knobs(args, (linear_schedule() if denoiser is None else schedule).T)  # fitted priors: linear T=1000
     if fitted and not sigma_y > 0:
         raise RestoreError("--sigma-y must be > 0 with an exact prior (its posterior needs noise)")
+    n_threads = choose_threads(shape[1] * shape[2], threads_arg)
+    with torch_threads(n_threads):
+        return _restore(args, x, operator, sigma_y, gen, denoiser, schedule if denoiser is not None else None,
+                        described if denoiser is not None else None, size, paths, t_begin, device, net_dtype,
+                        n_threads, tile, overlap, photo_unet)
+
+
+def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, size, paths, t_begin, device,
+             net_dtype, n_threads, tile, overlap, photo_unet) -> int:
+    import torch
+
+    from .devices import peak_memory_mib
+    from .metrics import psnr, ssim
+    from .problem import ImageInverseProblem, solve_image
+    from .tiling import auto_tile
+
+    shape = tuple(x.shape[1:])
+    fitted = args.backbone in FITTED_BACKBONES
     if denoiser is None:
-        denoiser, schedule, described = _load_backbone(args, size)
+        denoiser, schedule, described = _load_backbone(args, size, device)
+    tiling = None
+    if photo_unet:
+        tile, overlap = auto_tile(shape[1], shape[2], tile, overlap)
+        if tile:
+            from .tiling import TiledDenoiser
+
+            denoiser, tiling = TiledDenoiser(denoiser, tile, overlap), dict(tile=tile, overlap=overlap)
     latent = getattr(denoiser, "latent", False)
     try:
         if latent:
@@ -376,7 +443,9 @@ def _run(args) -> int:
 
     problem = ImageInverseProblem(operator, sigma_y)
     y = problem.measure(x, gen)
-    x_pinv = problem.pinv(y)
+    if device.type != "cpu":  # the task and y are drawn on the CPU (same numbers as a CPU run); the solve runs there
+        y, gen = y.to(device), torch.Generator(device).manual_seed(args.seed)
+    x_pinv = problem.pinv(y).cpu()
     knobs = _knobs(args)
     if args.zeta is not None:
         knobs["zeta"] = args.zeta
@@ -396,11 +465,15 @@ def _run(args) -> int:
               file=sys.stderr)
         return 1
     seconds = time.perf_counter() - t_begin
-    x_hat = sol.x[:1].to(x.dtype)
-    meas = _measurement_image(problem, y, x, x_pinv).to(x.dtype)
+    x_hat = sol.x[:1].to(device="cpu", dtype=x.dtype)
+    meas = _measurement_image(problem, y.cpu(), x, x_pinv).to(x.dtype)
     report = dict(
         task=args.task, image=args.image, crop=args.crop, size=size, backbone=described, method=args.method,
         sigma_y=sigma_y, seed=args.seed, knobs=knobs, exact_conditional=sol.exact_conditional,
+        device=str(device), dtype=str(net_dtype).removeprefix("torch.") if not fitted else "float32",
+        threads=n_threads, tiling=tiling, peak_memory_mib=peak_memory_mib(device),
+        peak_memory_source="resource.getrusage(RUSAGE_SELF).ru_maxrss (process peak RSS)"
+                           + ("; torch.cuda.max_memory_allocated" if device.type == "cuda" else ""),
         psnr=float(psnr(x_hat, x)[0]), ssim=_ssim(ssim, x_hat, x),
         psnr_baseline=float(psnr(x_pinv, x)[0]), ssim_baseline=_ssim(ssim, x_pinv, x),
         nfe=sol.nfe, seconds=seconds, solve_seconds=sol.seconds,
@@ -412,10 +485,13 @@ def _run(args) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"{args.task} on {args.image} ({size}px), {args.method} with the {described}")
+        where = f"{device}, {n_threads} thread{'s' * (n_threads > 1)}" + (
+            f", tiles {tiling['tile']} px / overlap {tiling['overlap']}" if tiling else "")
+        print(f"{args.task} on {args.image} ({shape[1]}x{shape[2]} px), {args.method} with the {described} ({where})")
         print(f"  PSNR {report['psnr']:.2f} dB  SSIM {_fmt(report['ssim'])}   "
               f"(A^+ y baseline: PSNR {report['psnr_baseline']:.2f} dB  SSIM {_fmt(report['ssim_baseline'])})")
-        print(f"  NFE {sol.nfe}  wall {seconds:.1f} s (solve {sol.seconds:.1f} s)")
+        print(f"  NFE {sol.nfe}  wall {seconds:.1f} s (solve {sol.seconds:.1f} s)  peak RSS "
+              f"{report['peak_memory_mib']['rss']:.0f} MiB")
         print(f"  wrote {paths['measurement']}, {paths['restoration']}, {paths['side_by_side']}")
     return 0
 

@@ -24,7 +24,14 @@ import torch
 
 from ..denoisers import Denoiser
 
-__all__ = ["tile_starts", "tile_weights", "TiledDenoiser"]
+__all__ = ["WHOLE_MAX_PIXELS", "DEFAULT_TILE", "tile_starts", "tile_weights", "TiledDenoiser", "auto_tile",
+           "trim_to_multiple"]
+
+WHOLE_MAX_PIXELS = 128 * 128
+"""Images up to this many pixels are denoised whole by default; larger ones in :data:`DEFAULT_TILE` tiles."""
+
+DEFAULT_TILE = 64
+"""Default tile size (px) above :data:`WHOLE_MAX_PIXELS`, with a quarter of it as overlap."""
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -106,3 +113,35 @@ class TiledDenoiser(Denoiser):
             num = num + torch.nn.functional.pad(outs[k * n : (k + 1) * n] * wt, pad)
             den = den + torch.nn.functional.pad(wt[None, None], pad)
         return num / den
+
+
+def auto_tile(h: int, w: int, tile: int | None = None, overlap: int | None = None) -> tuple[int, int]:
+    """``(tile, overlap)`` for an ``h x w`` image: ``tile = 0`` means the whole image at once.
+
+    ``tile=None`` picks 0 up to :data:`WHOLE_MAX_PIXELS` pixels and :data:`DEFAULT_TILE` above; ``overlap=None``
+    picks ``tile // 4``. A tile at least as large as the image is the whole image.
+
+    Examples:
+        >>> auto_tile(128, 128), auto_tile(256, 256), auto_tile(256, 256, 32), auto_tile(64, 64, 64)
+        ((0, 0), (64, 16), (32, 8), (0, 0))
+    """
+    if tile is None:
+        tile = 0 if h * w <= WHOLE_MAX_PIXELS else DEFAULT_TILE
+    if tile == 0 or (tile >= h and tile >= w):
+        return 0, 0
+    overlap = tile // 4 if overlap is None else overlap
+    if not 0 <= overlap < tile:
+        raise ValueError(f"overlap must lie in [0, {tile}), got {overlap}")
+    return tile, overlap
+
+
+def trim_to_multiple(x: torch.Tensor, m: int) -> torch.Tensor:
+    """``x (..., H, W)`` with its last rows and columns beyond a multiple of ``m`` cut off (at most ``m - 1``
+    each).
+
+    Examples:
+        >>> trim_to_multiple(torch.zeros(1, 3, 10, 13), 4).shape
+        torch.Size([1, 3, 8, 12])
+    """
+    h, w = x.shape[-2:]
+    return x[..., : h - h % m, : w - w % m]
