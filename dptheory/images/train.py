@@ -126,6 +126,7 @@ class TrainConfig:
     size: int = 32
     T: int = 1000
     prediction: str = "v"
+    init: str | None = None
     held_out: tuple = HELD_OUT
     scales: tuple = SCALES
     model: dict = field(default_factory=lambda: dict(PHOTO_UNET_CONFIG))
@@ -256,6 +257,15 @@ def train(cfg: TrainConfig | None = None, *, progress: bool = True, photos=None)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = build_adm(**cfg.model).float()  # float32 whatever the default dtype
+    init_sha256 = None
+    if cfg.init is not None:  # warm start (fine-tuning): every tensor of the architecture, strictly
+        import hashlib
+
+        init = Path(cfg.init).expanduser()
+        if not init.is_file():
+            raise FileNotFoundError(f"init weights {init} not found (a state dict .pt of the same architecture)")
+        init_sha256 = hashlib.sha256(init.read_bytes()).hexdigest()
+        model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True), strict=True)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -269,6 +279,7 @@ def train(cfg: TrainConfig | None = None, *, progress: bool = True, photos=None)
 
     log = dict(config=asdict(cfg), photos=list(photos), n_params=sum(p.numel() for p in model.parameters()),
                train_loss=[], val_loss=[], threads=torch.get_num_threads(), torch=torch.__version__,
+               init_sha256=init_sha256,
                machine=platform.processor() or platform.machine())
     t_start, running = time.perf_counter(), []
     bar = tqdm(range(cfg.steps), desc="train photo UNet", disable=not progress, mininterval=2.0)
@@ -328,6 +339,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed, help=f"seed of weights, crops and noise (default {d.seed})")
     p.add_argument("--prediction", choices=("v", "eps"), default=d.prediction,
                    help=f"network target (default {d.prediction}; eps made the previous weights)")
+    p.add_argument("--init", default=None, help="start from these weights (a state dict of the same architecture, "
+                   "e.g. earlier eps weights) instead of the random initialisation; its sha256 is logged")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help=f"EMA decay (default {d.ema_decay})")
     p.add_argument("--size", type=int, default=d.size, help=f"crop size in px (default {d.size})")
     p.add_argument("--warmup", type=int, default=d.warmup, help=f"warm-up steps (default {d.warmup})")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; bit-for-bit repeatable "
@@ -343,7 +357,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, prediction=args.prediction,
-                      size=args.size, warmup=args.warmup)  # the architecture is convolutional: any size % 4 == 0
+                      size=args.size, warmup=args.warmup, init=args.init, ema_decay=args.ema_decay)  # the architecture is convolutional: any size % 4 == 0
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model, log = train(cfg, progress=not args.no_progress)
