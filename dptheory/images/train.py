@@ -357,7 +357,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, prediction=args.prediction,
-                      size=args.size, warmup=args.warmup, init=args.init, ema_decay=args.ema_decay)  # the architecture is convolutional: any size % 4 == 0
+                      size=args.size, warmup=args.warmup, init=args.init, ema_decay=args.ema_decay)  # convolutional
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     model, log = train(cfg, progress=not args.no_progress)
