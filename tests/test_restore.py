@@ -98,6 +98,13 @@ def test_default_parser_values():
         (["--t1", "1000"], "--t1 must be"),
         (["--crop", "0,0,-4,8"], "--crop must be"),
         (["--crop", "0,0,9999,9999"], "cannot load image"),
+        (["--threads", "0"], "--threads must be"),
+        (["--threads", "many"], "--threads must be"),
+        (["--device", "tpu"], "device must be cpu, cuda or cuda:N"),
+        (["--dtype", "float64"], "dtype must be one of"),
+        (["--dtype", "bfloat16"], "applies to networks"),  # TINY is an exact prior
+        (["--tile", "6"], "--tile must be"),
+        (["--tile", "16", "--overlap", "16"], "--overlap must lie"),
     ],
 )
 def test_restore_errors_exit_2_and_write_nothing(argv, message, tmp_path, capsys):
