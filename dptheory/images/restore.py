@@ -5,18 +5,32 @@
     dptheory restore --task inpaint-box --image photo.png --method dps --steps 100 --out out/
     dptheory restore --task sr4 --backbone gaussian --method posterior --steps 50 --out sr4.png
 
-The image is loaded, cut to ``--crop`` (default: the largest centred square) and resized to ``--size``, the task is
+The image is loaded and cut to ``--crop``; with the default backbone it is restored at its OWN resolution (the last
+rows/columns beyond a multiple of 4 are trimmed), and ``--size S`` downscales it to ``S x S`` first (the crop box,
+else the largest centred square; the fitted priors and other networks always work at a fixed size). The task is
 built and ``y = A x + sigma_y z`` is drawn with the ``--seed`` generator, the image is restored with
 :func:`dptheory.images.problem.solve_image`, and three PNGs are written (the measurement: ``y`` itself when it has
 the image's shape, else ``A^+ y``; the restoration; and the three side by side). PSNR and SSIM of the restoration
-and of the ``A^+ y`` baseline, the NFE and the wall time are printed.
+and of the ``A^+ y`` baseline (and of bicubic upsampling for super-resolution), the NFE, the wall time and the peak
+memory are printed and written to ``restore.json`` (with the size, device, dtype, threads and tiling).
+
+**Size, tiles, threads, devices.** The photo UNet is convolutional and runs on the whole image up to 128 x 128
+pixels; above that it runs on overlapping 64 px tiles whose estimates are cross-faded
+(:class:`~dptheory.images.tiling.TiledDenoiser`; its attention layer would otherwise cost ``(H W / 16)^2`` per
+head; ``--tile 0`` forces the whole image, ``--tile N --overlap K`` other tiles). ``--threads auto`` (default)
+picks torch's thread count from the work size (:func:`dptheory.threads.choose_threads`: one thread up to 128 x
+128, else the cores not busy with other processes). ``--device cuda`` runs everything on a GPU (the task and ``y``
+are still drawn on the CPU, so the measurement is the same), and ``--dtype bfloat16|float16`` runs the network in
+half precision while images and samplers stay float32. Peak memory is the process's peak resident set size
+(``resource.getrusage``), plus ``torch.cuda.max_memory_allocated`` on a GPU.
 
 **Backbones** (``--backbone``).
 
 - ``photo-unet`` (default): the project's UNet trained on 32 x 32 crops of the bundled photos WITHOUT astronaut
   and coffee (:mod:`dptheory.images.train`, :func:`~dptheory.images.backbones.load_photo_unet`); images are
-  restored at 32 px. Conditional samplers use DPS guidance, MAP-RPS's stage 2 is DPS, and MAP-RPS's stage 1
-  runs at ``t1 = 50`` (:data:`~dptheory.images.backbones.photo_unet.PHOTO_UNET_MAP_T1`; ``--t1`` overrides).
+  restored at their own resolution (see above). Conditional samplers use DPS guidance, MAP-RPS's stage 2 is DPS,
+  and MAP-RPS's stage 1 runs at ``t1 = 50`` (:data:`~dptheory.images.backbones.photo_unet.PHOTO_UNET_MAP_T1`;
+  ``--t1`` overrides).
 
 The two EXACT priors are fitted to ``--n-crops`` held-out crops of the bundled photos
 (:func:`dptheory.images.data.photo_patches`, the test image excluded, photos resized to
