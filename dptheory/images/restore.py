@@ -151,7 +151,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "float32)")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"reverse steps (default {D['steps']}); for map-rps the stage-1 iterations (default "
-                             f"{D['map_rps_iters']})")
+                             f"{D['map_rps_iters']}; 100 with photo-unet)")
     parser.add_argument("--sigma-y", type=float, default=None, help="noise std in model units (default: the task's)")
     parser.add_argument("--n-crops", type=int, default=D["n_crops"],
                         help=f"crops the fitted priors are built from (default {D['n_crops']})")
@@ -207,6 +207,10 @@ def _knobs(args) -> dict:
     if m == "map-rps":
         knobs["t0"] = DEFAULTS["t0"] if args.t0 is None else args.t0
         knobs["iters"] = DEFAULTS["map_rps_iters"] if args.steps is None else args.steps
+        if args.steps is None and args.backbone.partition(":")[0] == "photo-unet":
+            from .backbones.photo_unet import PHOTO_UNET_MAP_ITERS
+
+            knobs["iters"] = PHOTO_UNET_MAP_ITERS
         if args.t1 is not None:
             knobs["t1"] = args.t1
         elif args.backbone.partition(":")[0] == "photo-unet":
