@@ -251,9 +251,9 @@ def test_native_resolution_trims_to_a_multiple_of_4_and_size_downscales(tmp_path
 
 
 def test_tiles_cover_a_large_box(tmp_path, capsys):
-    """Above 128 x 128 the UNet runs on 64 px tiles with a 16 px overlap (a 132 px box: 3 x 3 tiles)."""
+    """Above 128 x 128 the UNet runs on 32 px tiles with an 8 px overlap (a 132 px box: 6 x 6 tiles)."""
     rep = _native("0,0,132,132", tmp_path, capsys, "--steps", "1", "--t0", "0")
-    assert rep["size"] == [132, 132] and rep["tiling"] == {"tile": 64, "overlap": 16}
+    assert rep["size"] == [132, 132] and rep["tiling"] == {"tile": 32, "overlap": 8}
     rep = _native("0,0,64,64", tmp_path, capsys, "--steps", "1", "--t0", "0", "--tile", "32", "--overlap", "4")
     assert rep["tiling"] == {"tile": 32, "overlap": 4}
 
@@ -263,6 +263,6 @@ def test_default_restores_the_256_box_above_both_baselines(tmp_path, capsys):
     """Issue 13 target: sr4 on the 256 x 256 held-out box of the astronaut with the default command gives a
     256 x 256 restoration above A^+ y and bicubic in PSNR and SSIM (measured numbers and time: README)."""
     rep = _native("64,128,256,256", tmp_path, capsys)
-    assert rep["size"] == [256, 256] and rep["tiling"] == {"tile": 64, "overlap": 16}
+    assert rep["size"] == [256, 256] and rep["tiling"] == {"tile": 32, "overlap": 8}
     assert rep["psnr"] > max(rep["psnr_baseline"], rep["psnr_bicubic"]), rep
     assert rep["ssim"] > max(rep["ssim_baseline"], rep["ssim_bicubic"]), rep

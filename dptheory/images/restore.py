@@ -15,7 +15,7 @@ and of the ``A^+ y`` baseline (and of bicubic upsampling for super-resolution), 
 memory are printed and written to ``restore.json`` (with the size, device, dtype, threads and tiling).
 
 **Size, tiles, threads, devices.** The photo UNet is convolutional and runs on the whole image up to 128 x 128
-pixels; above that it runs on overlapping 64 px tiles whose estimates are cross-faded
+pixels; above that it runs on overlapping 32 px tiles (its training size) whose estimates are cross-faded
 (:class:`~dptheory.images.tiling.TiledDenoiser`; its attention layer would otherwise cost ``(H W / 16)^2`` per
 head; ``--tile 0`` forces the whole image, ``--tile N --overlap K`` other tiles). ``--threads auto`` (default)
 picks torch's thread count from the work size (:func:`dptheory.threads.choose_threads`: one thread up to 128 x

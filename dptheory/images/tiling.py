@@ -30,8 +30,12 @@ __all__ = ["WHOLE_MAX_PIXELS", "DEFAULT_TILE", "tile_starts", "tile_weights", "T
 WHOLE_MAX_PIXELS = 128 * 128
 """Images up to this many pixels are denoised whole by default; larger ones in :data:`DEFAULT_TILE` tiles."""
 
-DEFAULT_TILE = 64
-"""Default tile size (px) above :data:`WHOLE_MAX_PIXELS`, with a quarter of it as overlap."""
+DEFAULT_TILE = 32
+"""Default tile size (px) above :data:`WHOLE_MAX_PIXELS`, with a quarter of it as overlap: the photo UNet's
+training crop size. Measured on the 128 px held-out box ``--crop 128,192,128,128`` of the astronaut (sr4, the
+default MAP-RPS, seed 0, eps weights; PSNR dB / SSIM): whole image 25.19 / 0.773, 32 px tiles (overlap 8) 25.16 /
+0.767, 64 px tiles (overlap 16) 24.76 / 0.772 (``A^+ y`` 22.87 / 0.607, bicubic 24.54 / 0.713). On a 256 px image
+one call costs about the same CPU time with 32 or 64 px tiles (0.93 / 0.85 s) and 2.9 s whole (the attention)."""
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -122,8 +126,8 @@ def auto_tile(h: int, w: int, tile: int | None = None, overlap: int | None = Non
     picks ``tile // 4``. A tile at least as large as the image is the whole image.
 
     Examples:
-        >>> auto_tile(128, 128), auto_tile(256, 256), auto_tile(256, 256, 32), auto_tile(64, 64, 64)
-        ((0, 0), (64, 16), (32, 8), (0, 0))
+        >>> auto_tile(128, 128), auto_tile(256, 256), auto_tile(256, 256, 64), auto_tile(64, 64, 64)
+        ((0, 0), (32, 8), (64, 16), (0, 0))
     """
     if tile is None:
         tile = 0 if h * w <= WHOLE_MAX_PIXELS else DEFAULT_TILE
