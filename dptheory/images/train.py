@@ -1,7 +1,8 @@
 """Train the project's default image backbone: a small ADM UNet (v-prediction, VP linear schedule, T = 1000)
 on 32 x 32 colour crops of the photos that ship inside scikit-image, scikit-learn and matplotlib.
 
-    python -m dptheory.images.train                      # the committed weights (see the model card for the time)
+    python -m dptheory.images.train --prediction eps --photos bundled --threads 2   # the committed (eps) weights
+    python -m dptheory.images.train                      # v-prediction on every bundled photo (the model card's try)
     python -m dptheory.images.train --steps 200 --out /tmp/unet   # a short run
 
 **Objective**: the mean squared error of the network's target, with ``i`` uniform on the 0-based timesteps
@@ -28,7 +29,8 @@ a uniform 32 x 32 window and a horizontal flip with probability 1/2. Grayscale p
 **Determinism**: the initial weights come from ``torch.manual_seed(seed)`` (inside a forked RNG, so the caller's
 global state is untouched), and every crop, timestep and noise draw from one ``torch.Generator`` seeded with
 ``seed``. With the same torch version and thread count the run is bit-for-bit repeatable
-(``tests/test_images_train.py`` checks this on a tiny model).
+(``tests/test_images_train.py`` checks this on a tiny model). ``--init FILE`` starts from saved weights instead
+(fine-tuning, e.g. eps weights into v-prediction); the file's sha256 is logged, so a chain of runs is reproducible.
 
 **Held-out evaluation** (:func:`denoising_mse`): the per-pixel MSE of ``E[x0 | x_t]`` on crops of the held-out
 photos, the network against the exact denoiser of the empirical law of training crops
@@ -339,6 +341,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed, help=f"seed of weights, crops and noise (default {d.seed})")
     p.add_argument("--prediction", choices=("v", "eps"), default=d.prediction,
                    help=f"network target (default {d.prediction}; eps made the previous weights)")
+    p.add_argument("--photos", choices=("all", "bundled"), default="all",
+                   help="training photos: all = TRAIN_PHOTOS (every bundled photo of scikit-image, scikit-learn and "
+                   "matplotlib; default), bundled = dptheory.images.data.bundled_photos() (the 9 photos of the eps "
+                   "weights); the held-out photos are left out of both")
     p.add_argument("--init", default=None, help="start from these weights (a state dict of the same architecture, "
                    "e.g. earlier eps weights) instead of the random initialisation; its sha256 is logged")
     p.add_argument("--ema-decay", type=float, default=d.ema_decay, help=f"EMA decay (default {d.ema_decay})")
@@ -360,7 +366,12 @@ def main(argv=None) -> int:
                       size=args.size, warmup=args.warmup, init=args.init, ema_decay=args.ema_decay)  # convolutional
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model, log = train(cfg, progress=not args.no_progress)
+    photos = None
+    if args.photos == "bundled":
+        from .data import bundled_photos
+
+        photos = tuple(p for p in bundled_photos() if p not in cfg.held_out)
+    model, log = train(cfg, progress=not args.no_progress, photos=photos)
     torch.save(model.state_dict(), out / "photo_unet32.pt")
     (out / "photo_unet32.json").write_text(json.dumps(log, indent=1) + "\n")
     print(f"wrote {out / 'photo_unet32.pt'} ({log['n_params'] / 1e6:.2f} M parameters) after {cfg.steps} steps in "
