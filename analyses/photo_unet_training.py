@@ -59,7 +59,7 @@ def compute(quick: bool) -> dict:
     denoisers = {"network": den, "empirical": EmpiricalMixtureDenoiser(train_crops)}
     if cfg["gaussian"]:
         denoisers["gaussian"] = GaussianImageDenoiser.fit(train_crops)
-    mse = denoising_mse(denoisers, x0, schedule, STEPS, torch.Generator().manual_seed(SEED + 2))
+    mse = denoising_mse(denoisers, x0, schedule, STEPS, torch.Generator().manual_seed(SEED + 2), progress=True)
     exact = [name for name in ("empirical", "gaussian") if name in mse]
     ratio = [[row[0], row[1] / min(mse[e][k][1] for e in exact)] for k, row in enumerate(mse["network"])]
     return {"train_loss": log["train_loss"], "val_loss": log["val_loss"], "mse": mse, "ratio_to_best_exact": ratio,

@@ -310,14 +310,18 @@ def train(cfg: TrainConfig | None = None, *, progress: bool = True, photos=None)
 
 @torch.no_grad()
 def denoising_mse(denoisers: dict, x0: torch.Tensor, schedule: VPSchedule, steps, generator: torch.Generator,
-                  chunk: int = 64) -> dict:
+                  chunk: int = 64, progress: bool = False) -> dict:
     """Per-pixel MSE ``mean (D(x_t, abar) - x0)^2`` of each denoiser at each 0-based step (same ``x_t`` for all).
 
     ``denoisers``: name -> ``D(x_t, alpha_bar)``; ``x0 (n, c, h, w)``. Returns name -> list of
     ``[step, mse, standard error over images]``, and ``"identity"`` (the MSE of ``x_t / sqrt(abar)``) and
-    ``"zero"`` (the MSE of predicting 0) as yardsticks.
+    ``"zero"`` (the MSE of predicting 0) as yardsticks. ``progress``: a tqdm bar over the steps.
     """
     out: dict = {name: [] for name in (*denoisers, "identity", "zero")}
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="denoising MSE per noise level", leave=False)
     for i in steps:
         abar = float(schedule.alpha_bar(int(i) + 1))
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
