@@ -155,7 +155,7 @@ def test_loader_reads_the_parametrisation_from_the_log(tmp_path):
     a log without the field (weights made before v-prediction) loads as eps."""
     from dptheory.images.backbones import load_photo_unet
 
-    main(["--steps", "1", "--batch", "2", "--out", str(tmp_path), "--no-progress"])
+    main(["--steps", "1", "--batch", "2", "--photos", "bundled", "--out", str(tmp_path), "--no-progress"])
     log = json.loads((tmp_path / "photo_unet32.json").read_text())
     assert log["config"]["prediction"] == "v"
     den, sched = load_photo_unet(tmp_path / "photo_unet32.pt")
