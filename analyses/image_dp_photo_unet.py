@@ -160,7 +160,7 @@ def run_task(task: str, x: torch.Tensor, den, schedule, cfg: dict, gen, bar=None
     for method, values in sweeps.items():
         rows = []
         sweep = map_rps_sweep(problem, y, den, schedule, cfg, gen) if method == "map-rps" else {}
-        if bar is not None:
+        if bar is not None and method == "map-rps":
             bar.update(1)
         for v in values:
             if method == "map-rps":
