@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="reverse steps (respaced); default every step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: the worked problems are small)")
     return parser
 
 
@@ -96,6 +98,10 @@ def _cmd_traverse(args) -> int:
         prob, y = WORKED[args.problem]()
     values = [int(v) for v in args.values] if args.knob in ("t0", "steps", "iters") else args.values
     knobs = {} if args.steps is None or args.method == "map-rps" else {"steps": args.steps}
+    if args.threads < 1:
+        print(f"dptheory traverse: --threads must be >= 1, got {args.threads}", file=sys.stderr)
+        return 2
+    torch.set_num_threads(args.threads)
     try:
         res = traverse(prob, args.method, args.knob, values, y=y, n=args.n, progress=not args.json,
                        generator=torch.Generator().manual_seed(args.seed), **knobs)
