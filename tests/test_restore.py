@@ -217,7 +217,8 @@ def test_restore_latent_backbone_end_to_end(method, tmp_path, capsys):
 
 # ---------------------------------------------------------------------------------------------- native resolution
 SMALL_BOX = dict(psnr_over_pinv=1.0, psnr_over_bicubic=0.2, ssim_over_both=0.01)
-"""Margins of the small-box acceptance test (measured gains, seed 0, committed weights: see the test)."""
+"""Margins of the small-box acceptance test. Measured (seed 0, committed eps weights): PSNR 25.87 dB against 22.75
+(A^+ y) and 25.07 (bicubic), SSIM 0.768 against 0.601 and 0.739: gains of 3.1 dB, 0.8 dB and 0.029."""
 
 def _native(crop, tmp_path, capsys, *extra):
     code = main(["--crop", crop, "--out", str(tmp_path), "--no-progress", "--json", *extra])
@@ -229,7 +230,7 @@ def test_default_restores_a_small_box_at_its_own_resolution(tmp_path, capsys):
     """Issue 13 acceptance on a small box: the DEFAULT command (photo UNet, MAP-RPS, 100 stage-1 iterations,
     t0 = 20, sr4, sigma_y = 0.05) on the 64 x 64 held-out box ``160,224,64,64`` of the astronaut returns a 64 x 64
     restoration that beats both A^+ y and bicubic upsampling of y in PSNR and SSIM. Measured (seed 0): see
-    SMALL_BOX below; the margins leave room for another torch build's round-off, not for a worse method."""
+    SMALL_BOX; the margins leave room for another torch build's round-off, not for a worse method."""
     rep = _native("160,224,64,64", tmp_path, capsys)
     assert rep["size"] == [64, 64] and rep["tiling"] is None and rep["threads"] == 1  # 64 px: whole, one thread
     assert rep["knobs"] == {"t0": 20, "iters": 100, "t1": 50}
