@@ -3,14 +3,16 @@
 Claims: none of the papers'; this is the evidence behind the default backbone of ``dptheory restore`` (issue 6).
 
 (a) The training log stored beside the committed weights (``photo_unet32.json``, written by
-``python -m dptheory.images.train``): the simple DDPM loss (per-pixel eps MSE, mean over 50 steps, timesteps
-uniform) and the validation loss of the EMA weights on a FIXED held-out batch (crops of astronaut and coffee,
-timesteps evenly spread over 0..999, fixed noise), so its fall is not sampling noise.
+``python -m dptheory.images.train``): the training loss (per-pixel MSE of the network's target, v or eps as the log
+says, mean over 50 steps, timesteps uniform) and the validation loss of the EMA weights on a FIXED held-out batch
+(crops of astronaut and coffee, timesteps evenly spread over 0..999, fixed noise), so its fall is not sampling
+noise.
 
 (b) Held-out denoising MSE per pixel of ``E[x0 | x_t]`` against the true crop, at network steps ``i``
 (``abar = alpha_bar(i + 1)``), on ``n`` crops of the held-out photos (the same ``x_t`` for every denoiser), for:
 
-- the network (``x0 = (x_t - sqrt(1 - abar) eps_theta) / sqrt(abar)``);
+- the network (``x0 = sqrt(abar) x_t - sqrt(1 - abar) v_theta`` for v-prediction,
+  ``x0 = (x_t - sqrt(1 - abar) eps_theta) / sqrt(abar)`` for eps-prediction);
 - the EXACT denoiser of the empirical law of ``N`` training crops
   (:class:`~dptheory.images.backbones.EmpiricalMixtureDenoiser`): the Bayes denoiser if the world were those
   crops; on held-out crops at low noise it snaps to the nearest training crop and is worse than the identity;
@@ -57,12 +59,14 @@ def compute(quick: bool) -> dict:
     denoisers = {"network": den, "empirical": EmpiricalMixtureDenoiser(train_crops)}
     if cfg["gaussian"]:
         denoisers["gaussian"] = GaussianImageDenoiser.fit(train_crops)
-    mse = denoising_mse(denoisers, x0, schedule, STEPS, torch.Generator().manual_seed(SEED + 2))
+    mse = denoising_mse(denoisers, x0, schedule, STEPS, torch.Generator().manual_seed(SEED + 2), progress=True)
     exact = [name for name in ("empirical", "gaussian") if name in mse]
     ratio = [[row[0], row[1] / min(mse[e][k][1] for e in exact)] for k, row in enumerate(mse["network"])]
     return {"train_loss": log["train_loss"], "val_loss": log["val_loss"], "mse": mse, "ratio_to_best_exact": ratio,
             "training": {k: log[k] for k in ("n_params", "seconds", "threads", "torch", "machine", "photos")}
-            | {"steps": log["config"]["steps"], "batch": log["config"]["batch"]}, "n": cfg["n"],
+            | {"steps": log["config"]["steps"], "batch": log["config"]["batch"],
+               "prediction": log["config"].get("prediction", "eps"), "init_sha256": log.get("init_sha256")},
+            "n": cfg["n"],
             "n_train": cfg["n_train"]}
 
 
@@ -74,9 +78,11 @@ def plot(d: dict):
     s, v = zip(*d["val_loss"], strict=True)
     ax.plot(s, v, color="k", marker="o", ms=4, lw=1.2, label="held-out validation loss (EMA weights, fixed batch)")
     t = d["training"]
-    ax.set(yscale="log", xlabel="optimiser step", ylabel="eps MSE per pixel",
-           title=f"(a) training: {t['n_params'] / 1e6:.2f} M params, {t['steps']} x {t['batch']} crops,\n"
-                 f"{t['seconds'] / 60:.0f} min on {t['threads']} CPU threads")
+    pred = t.get("prediction", "eps")
+    tuned = " (fine-tuned)" if t.get("init_sha256") else ""
+    ax.set(yscale="log", xlabel="optimiser step", ylabel=f"{pred} MSE per pixel",
+           title=f"(a) {pred}-prediction{tuned}: {t['n_params'] / 1e6:.2f} M params, {t['steps']} x {t['batch']} "
+                 f"crops,\n{t['seconds'] / 60:.0f} min on {t['threads']} CPU thread{'s' * (t['threads'] > 1)}")
     ax.legend(fontsize=8)
     ax = axes[1]
     for name, (color, marker, label) in LINES.items():

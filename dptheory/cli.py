@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="reverse steps (respaced); default every step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch intra-op threads (default 1: the worked problems are small)")
     return parser
 
 
@@ -125,6 +127,9 @@ def _cmd_traverse(args) -> int:
 
     try:
         _check_traverse_args(args)
+        if args.threads < 1:
+            raise ValueError(f"--threads must be >= 1, got {args.threads}")
+        torch.set_num_threads(args.threads)
         if args.problem == "B1":
             prob, y = b1(0.5 if args.sigma_y is None else args.sigma_y, -0.6 if args.y is None else args.y)
         else:

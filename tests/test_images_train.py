@@ -25,7 +25,12 @@ from dptheory.images.train import (
     diffusion_loss,
     ema_update,
     learning_rate,
+    main,
     train,
+    training_photos,
+)
+from dptheory.images.train import (
+    TRAIN_PHOTOS as ALL_TRAIN_PHOTOS,
 )
 from dptheory.schedules import linear_schedule
 
@@ -60,8 +65,22 @@ def test_training_never_sees_the_held_out_photos():
     assert not set(HELD_OUT) & {p for p in bundled_photos() if p not in HELD_OUT}
 
 
+def test_training_photos_are_every_bundled_photo_but_the_held_out():
+    photos = training_photos()
+    assert photos == ALL_TRAIN_PHOTOS  # every package is installed in the test environment
+    assert not set(photos) & set(HELD_OUT) and len(set(photos)) == len(photos)
+    # the previous (eps) training set is contained in the new one; sklearn's photos are read from its wheel
+    assert {p for p in bundled_photos() if p not in HELD_OUT} <= set(photos)
+    from dptheory.images.data import load_image
+
+    x = load_image("sklearn:china.jpg")
+    assert x.shape == (1, 3, 427, 640) and float(x.min()) >= -1 and float(x.max()) <= 1
+    with pytest.raises(ValueError, match="sklearn sample image"):
+        load_image("sklearn:nope.jpg")
+
+
 @pytest.mark.parametrize(("field", "value"), [("steps", 0), ("batch", -1), ("lr", 0.0), ("ema_decay", 1.0),
-                                              ("grad_clip", 0.0), ("steps", 2.5)])
+                                              ("grad_clip", 0.0), ("steps", 2.5), ("prediction", "x0")])
 def test_train_config_rejects_bad_values(field, value):
     with pytest.raises(ValueError, match=field.split("_")[0]):
         TrainConfig(**{field: value})
@@ -84,6 +103,71 @@ def test_diffusion_loss_oracles():
     zero = diffusion_loss(lambda x, t: torch.zeros_like(x), x0, sched, torch.Generator().manual_seed(0), steps)
     eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
     assert float(zero) == pytest.approx(float(eps.square().mean()), rel=1e-6)
+
+
+def test_v_loss_oracles():
+    """A network that returns the true ``v = sqrt(ab) eps - sqrt(1 - ab) x0`` has loss 0; the zero network has loss
+    ``mean(ab eps^2 + (1 - ab) x0^2 - 2 sqrt(ab (1 - ab)) eps x0)`` on the SAME draws."""
+    sched = linear_schedule(1000)
+    x0 = torch.rand(16, 3, 4, 4) * 2 - 1
+    steps = torch.arange(0, 1000, 63)[:16]
+    abar = sched.alpha_bar(steps + 1).float().view(-1, 1, 1, 1)
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+
+    def oracle(x_t, t):  # v from x_t and the known x0: eps = (x_t - sqrt(ab) x0) / sqrt(1 - ab)
+        return abar.sqrt() * (x_t - abar.sqrt() * x0) / (1 - abar).sqrt() - (1 - abar).sqrt() * x0
+
+    loss = diffusion_loss(oracle, x0, sched, torch.Generator().manual_seed(0), steps, prediction="v")
+    assert float(loss) < 1e-9  # float32 round-off, as in the eps oracle
+    zero = diffusion_loss(lambda x, t: torch.zeros_like(x), x0, sched, torch.Generator().manual_seed(0), steps,
+                          prediction="v")
+    v = abar.sqrt() * eps - (1 - abar).sqrt() * x0
+    assert float(zero) == pytest.approx(float(v.square().mean()), rel=1e-5)
+    with pytest.raises(ValueError, match="prediction"):
+        diffusion_loss(oracle, x0, sched, torch.Generator(), steps, prediction="x0")
+
+
+def test_network_denoiser_turns_the_exact_v_into_the_posterior_mean():
+    """For ``x0 ~ N(0, s^2 I)`` the exact predictions are linear in ``x_t``: ``E[x0 | x_t] = sqrt(ab) s^2 x_t / d``
+    and ``E[v | x_t] = sqrt(ab (1 - ab)) (1 - s^2) x_t / d`` with ``d = ab s^2 + 1 - ab`` (Gaussian conditioning).
+    A "network" that outputs that ``E[v | x_t]`` must give the posterior mean through the v adapter, exactly on the
+    network's own grid (float64, so only round-off remains)."""
+    from dptheory.denoisers import NetworkDenoiser
+
+    sched, s2 = linear_schedule(1000), 0.3
+
+    def d(ab):
+        return ab * s2 + 1 - ab
+
+    def v_net(x_t, t):
+        ab = float(sched.alpha_bar(int(t[0]) + 1))
+        return math.sqrt(ab * (1 - ab)) * (1 - s2) * x_t / d(ab)
+
+    den = NetworkDenoiser(v_net, sched, prediction="v")
+    x_t = torch.randn(3, 3, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for i in (0, 10, 300, 700, 999):
+        ab = float(sched.alpha_bar(i + 1))
+        torch.testing.assert_close(den(x_t, ab), math.sqrt(ab) * s2 * x_t / d(ab), rtol=1e-12, atol=1e-12)
+
+
+def test_loader_reads_the_parametrisation_from_the_log(tmp_path):
+    """A tiny v-model written by ``main`` loads as a v denoiser: ``D = sqrt(ab) x_t - sqrt(1 - ab) net(x_t, i)``;
+    a log without the field (weights made before v-prediction) loads as eps."""
+    from dptheory.images.backbones import load_photo_unet
+
+    main(["--steps", "1", "--batch", "2", "--photos", "bundled", "--out", str(tmp_path), "--no-progress"])
+    log = json.loads((tmp_path / "photo_unet32.json").read_text())
+    assert log["config"]["prediction"] == "v"
+    den, sched = load_photo_unet(tmp_path / "photo_unet32.pt")
+    assert den.prediction == "v"
+    x = torch.randn(1, 3, 32, 32, generator=torch.Generator().manual_seed(0), dtype=torch.float32)
+    ab = float(sched.alpha_bar(401))
+    with torch.no_grad():
+        raw = den.net(x, torch.tensor([400]))
+    torch.testing.assert_close(den(x, ab), math.sqrt(ab) * x - math.sqrt(1 - ab) * raw)
+    del log["config"]["prediction"]
+    (tmp_path / "photo_unet32.json").write_text(json.dumps(log))
+    assert load_photo_unet(tmp_path / "photo_unet32.pt")[0].prediction == "eps"
 
 
 def test_learning_rate_schedule():
@@ -174,7 +258,7 @@ def test_committed_weights_match_their_log():
     g = torch.Generator()
     g.set_state(state)
     with torch.no_grad():
-        val = float(diffusion_loss(model, x_val, sched, g, steps_val))
+        val = float(diffusion_loss(model, x_val, sched, g, steps_val, log["config"].get("prediction", "eps")))
     assert val == pytest.approx(log["val_loss"][-1][1], rel=1e-4)  # float32 sums in another thread layout
     # and it is a real denoiser: far below the initial loss of ~1, and the loss fell over training
     assert val < 0.1 and log["val_loss"][-1][1] < log["val_loss"][0][1]

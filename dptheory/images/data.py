@@ -5,7 +5,8 @@ Specs understood by :func:`load_image`:
 - ``"skimage:NAME"``: an image shipped inside scikit-image (``astronaut``, ``camera``, ``coffee``,
   ``chelsea``/``cat``, ``rocket``, ...; see :data:`SKIMAGE_NAMES`; nothing is downloaded);
 - ``"sklearn:digits"`` or ``"sklearn:digits:I"``: the I-th 8 x 8 digit of ``sklearn.datasets.load_digits``
-  (values 0..16 scaled to [0, 1]);
+  (values 0..16 scaled to [0, 1]); ``"sklearn:china.jpg"``, ``"sklearn:flower.jpg"``: the sample photos of
+  ``sklearn.datasets.load_sample_images``;
 - ``"matplotlib:NAME"``: a sample image shipped with matplotlib (e.g. ``grace_hopper.jpg``);
 - any other string or path: a PNG/JPEG file read with PIL.
 
@@ -52,6 +53,9 @@ SKIMAGE_NAMES: dict[str, str] = {
     "gravel": "gravel.png",
     "retina": "retina.jpg",
     "motorcycle_left": "motorcycle_left.png",
+    "motorcycle_right": "motorcycle_right.png",
+    "cell": "cell.png",
+    "microaneurysms": "microaneurysms.png",
 }
 # natural photographs used by bundled_photos / photo_patches (textures and documents left out)
 _PHOTOS = (
@@ -159,6 +163,13 @@ def _skimage_data_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / "data"
 
 
+def _sklearn_images_dir() -> Path:
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("scikit-learn is not installed (pip install scikit-learn)")
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / "images"
+
+
 def _mpl_sample_dir() -> Path:
     spec = importlib.util.find_spec("matplotlib")
     if spec is None or not spec.submodule_search_locations:
@@ -174,6 +185,13 @@ def _read_spec(spec: str) -> np.ndarray:
         if name not in SKIMAGE_NAMES:
             raise ValueError(f"unknown skimage image {name!r}; expected one of {sorted(SKIMAGE_NAMES)}")
         arr = _read_file(_skimage_data_dir() / SKIMAGE_NAMES[name])
+    elif spec.startswith("sklearn:") and spec.lower().endswith(_MPL_IMAGE_EXT):
+        name = spec.split(":", 1)[1]
+        path = _sklearn_images_dir() / name
+        if not path.is_file():
+            avail = sorted(p.name for p in _sklearn_images_dir().glob("*") if p.suffix.lower() in _MPL_IMAGE_EXT)
+            raise ValueError(f"unknown sklearn sample image {name!r}; expected one of {avail}")
+        arr = _read_file(path)
     elif spec.startswith("sklearn:"):
         parts = spec.split(":")
         if parts[1] != "digits" or len(parts) > 3:
@@ -294,6 +312,8 @@ def _spec_file(spec: str) -> Path | None:
     try:
         if kind == "skimage":
             return _skimage_data_dir() / SKIMAGE_NAMES[name]
+        if kind == "sklearn":
+            return _sklearn_images_dir() / name
         return _mpl_sample_dir() / name
     except ImportError:
         return None

@@ -1,24 +1,36 @@
-"""Train the project's default image backbone: a small ADM UNet (eps-prediction, VP linear schedule, T = 1000)
-on 32 x 32 colour crops of the photos that ship inside scikit-image and matplotlib.
+"""Train the project's default image backbone: a small ADM UNet (v-prediction, VP linear schedule, T = 1000)
+on 32 x 32 colour crops of the photos that ship inside scikit-image, scikit-learn and matplotlib.
 
-    python -m dptheory.images.train                      # the committed weights (44 min on 2 CPU cores, measured)
+    python -m dptheory.images.train --prediction eps --photos bundled --threads 2   # the committed (eps) weights
+    python -m dptheory.images.train                      # v-prediction on every bundled photo (the model card's try)
     python -m dptheory.images.train --steps 200 --out /tmp/unet   # a short run
 
-**Objective** (Ho et al. 2020, "Denoising Diffusion Probabilistic Models", Algorithm 1, the simple loss):
-``L = E_{x0, i, eps} || eps - eps_theta(sqrt(abar_i) x0 + sqrt(1 - abar_i) eps, i) ||^2`` (mean over pixels), with
-``i`` uniform on the 0-based timesteps ``0..T-1`` and ``abar_i = schedule.alpha_bar(i + 1)`` (the convention
-of :class:`~dptheory.denoisers.NetworkDenoiser`). AdamW, linear warm-up then cosine decay of the learning rate,
-gradient clipping, and an exponential moving average (EMA) of the weights, which is what is saved.
+**Objective**: the mean squared error of the network's target, with ``i`` uniform on the 0-based timesteps
+``0..T-1``, ``abar_i = schedule.alpha_bar(i + 1)`` (the convention of :class:`~dptheory.denoisers.NetworkDenoiser`)
+and ``x_i = sqrt(abar_i) x0 + sqrt(1 - abar_i) eps``:
 
-**Data** (:class:`PhotoCrops`): each training photo (every :func:`~dptheory.images.data.bundled_photos` entry
-except the held-out ones, astronaut and coffee by default) is resized so that its short side is each of
+- ``prediction="v"`` (the default; Salimans and Ho 2022, "Progressive Distillation for Fast Sampling of Diffusion
+  Models", Sec. 4 and App. D): the target is ``v = sqrt(abar_i) eps - sqrt(1 - abar_i) x0`` and the denoiser is
+  ``x0 = sqrt(abar_i) x_i - sqrt(1 - abar_i) v``, so an error in ``v`` reaches ``x0`` multiplied by
+  ``sqrt(1 - abar_i) <= 1``: bounded at every noise level. The loss is ``(1 + SNR_i)`` times the ``x0`` MSE.
+- ``prediction="eps"`` (Ho et al. 2020, "Denoising Diffusion Probabilistic Models", Algorithm 1, the simple
+  loss): the target is ``eps`` and ``x0 = (x_i - sqrt(1 - abar_i) eps) / sqrt(abar_i)`` multiplies the error by
+  ``sqrt((1 - abar_i) / abar_i)``, up to 160 at ``i = 999``; the previous default weights were trained this way.
+
+AdamW, linear warm-up then cosine decay of the learning rate, gradient clipping, and an exponential moving average
+(EMA) of the weights, which is what is saved. The parametrisation is stored in the log beside the weights, and
+:func:`~dptheory.images.backbones.load_photo_unet` reads it.
+
+**Data** (:class:`PhotoCrops`): each training photo (:func:`training_photos`: every bundled photograph of the
+three packages except the held-out ones, astronaut and coffee by default) is resized so that its short side is each of
 :data:`SCALES` (32 px: the whole photo; native: the finest detail), and a crop is a uniform (photo, scale),
 a uniform 32 x 32 window and a horizontal flip with probability 1/2. Grayscale photos enter as gray RGB.
 
 **Determinism**: the initial weights come from ``torch.manual_seed(seed)`` (inside a forked RNG, so the caller's
 global state is untouched), and every crop, timestep and noise draw from one ``torch.Generator`` seeded with
 ``seed``. With the same torch version and thread count the run is bit-for-bit repeatable
-(``tests/test_images_train.py`` checks this on a tiny model).
+(``tests/test_images_train.py`` checks this on a tiny model). ``--init FILE`` starts from saved weights instead
+(fine-tuning, e.g. eps weights into v-prediction); the file's sha256 is logged, so a chain of runs is reproducible.
 
 **Held-out evaluation** (:func:`denoising_mse`): the per-pixel MSE of ``E[x0 | x_t]`` on crops of the held-out
 photos, the network against the exact denoiser of the empirical law of training crops
@@ -45,6 +57,8 @@ __all__ = [
     "PHOTO_UNET_CONFIG",
     "SCALES",
     "HELD_OUT",
+    "TRAIN_PHOTOS",
+    "training_photos",
     "TrainConfig",
     "PhotoCrops",
     "diffusion_loss",
@@ -77,6 +91,26 @@ SCALES: tuple = (32, 48, 64, 96, 128, 192, 256, None)
 HELD_OUT: tuple = ("skimage:astronaut", "skimage:coffee")
 """Photos never seen in training: the test photos of ``dptheory restore`` and of the image analyses."""
 
+TRAIN_PHOTOS: tuple = (
+    "skimage:camera", "skimage:chelsea", "skimage:rocket", "skimage:hubble_deep_field",
+    "skimage:immunohistochemistry", "skimage:moon", "skimage:coins", "skimage:motorcycle_left",
+    "skimage:motorcycle_right", "skimage:retina", "skimage:cell", "skimage:microaneurysms", "skimage:brick",
+    "skimage:grass", "skimage:gravel", "skimage:page", "skimage:text",
+    "sklearn:china.jpg", "sklearn:flower.jpg",
+    "matplotlib:grace_hopper.jpg",
+)
+"""Every photograph bundled in the scikit-image, scikit-learn and matplotlib wheels, minus :data:`HELD_OUT`.
+Left out: drawings and synthetic images (skimage chessboard, color, horse, logo, phantom; matplotlib logos), the
+synthetically motion-blurred ``clock_motion``, the 25 x 25 ``lfw_subset`` faces and sklearn's 8 x 8 digits (smaller
+than a crop), and matplotlib's MRI slice ``s1045.ima`` (a raw scan, not a photo)."""
+
+
+def training_photos() -> tuple:
+    """The entries of :data:`TRAIN_PHOTOS` whose files are installed (a missing package drops its photos)."""
+    from .data import _spec_file
+
+    return tuple(s for s in TRAIN_PHOTOS if (f := _spec_file(s)) is not None and f.is_file())
+
 
 @dataclass
 class TrainConfig:
@@ -93,6 +127,8 @@ class TrainConfig:
     seed: int = 0
     size: int = 32
     T: int = 1000
+    prediction: str = "v"
+    init: str | None = None
     held_out: tuple = HELD_OUT
     scales: tuple = SCALES
     model: dict = field(default_factory=lambda: dict(PHOTO_UNET_CONFIG))
@@ -109,6 +145,8 @@ class TrainConfig:
             raise ValueError(f"need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
         if not 0 <= self.ema_decay < 1:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.prediction not in ("v", "eps"):
+            raise ValueError(f"prediction must be 'v' or 'eps', got {self.prediction!r}")
         if self.warmup < 0 or self.grad_clip <= 0:
             raise ValueError(f"need warmup >= 0 and grad_clip > 0, got {self.warmup}, {self.grad_clip}")
 
@@ -156,19 +194,24 @@ class PhotoCrops:
         return out
 
 
-def diffusion_loss(model, x0: torch.Tensor, schedule: VPSchedule, generator: torch.Generator, steps=None):
-    """The simple DDPM loss ``mean || eps - eps_theta(x_i, i) ||^2`` (Ho et al. 2020, Alg. 1), a scalar.
+def diffusion_loss(model, x0: torch.Tensor, schedule: VPSchedule, generator: torch.Generator, steps=None,
+                   prediction: str = "eps"):
+    """The diffusion loss ``mean || target - net(x_i, i) ||^2``, a scalar: ``target = eps`` (the simple DDPM
+    loss, Ho et al. 2020, Alg. 1) or ``target = v = sqrt(abar) eps - sqrt(1 - abar) x0`` (Salimans and Ho 2022).
 
     ``x0 (n, c, h, w)``; ``steps`` (``(n,)`` long, 0-based) defaults to uniform draws from ``generator``;
     ``x_i = sqrt(abar) x0 + sqrt(1 - abar) eps`` with ``abar = schedule.alpha_bar(i + 1)``.
     """
+    if prediction not in ("eps", "v"):
+        raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
     n = x0.shape[0]
     if steps is None:
         steps = torch.randint(schedule.T, (n,), generator=generator)
     abar = schedule.alpha_bar(steps + 1).to(x0.dtype).view(n, 1, 1, 1)
     eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
     x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
-    return (model(x_t, steps) - eps).pow(2).mean()
+    target = eps if prediction == "eps" else abar.sqrt() * eps - (1 - abar).sqrt() * x0
+    return (model(x_t, steps) - target).pow(2).mean()
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -200,24 +243,31 @@ def train(cfg: TrainConfig | None = None, *, progress: bool = True, photos=None)
 
     ``log`` holds the config, the mean training loss every ``log_every`` steps, the held-out validation loss
     (EMA weights, fixed batch) every ``eval_every`` steps and at the end, the wall time and the thread count.
-    ``photos`` overrides the training photos (default: bundled photos minus ``cfg.held_out``).
+    ``photos`` overrides the training photos (default: :func:`training_photos` minus ``cfg.held_out``).
     """
     import copy
 
     from tqdm.auto import tqdm
 
-    from .data import bundled_photos
-
     cfg = cfg or TrainConfig()
     schedule = linear_schedule(cfg.T)
     held = set(cfg.held_out)
-    photos = tuple(p for p in bundled_photos() if p not in held) if photos is None else tuple(photos)
+    photos = tuple(p for p in training_photos() if p not in held) if photos is None else tuple(photos)
     if held & set(photos):
         raise ValueError(f"training photos {sorted(held & set(photos))} are also held out")
     data = PhotoCrops(photos, cfg.size, cfg.scales)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(cfg.seed)
         model = build_adm(**cfg.model).float()  # float32 whatever the default dtype
+    init_sha256 = None
+    if cfg.init is not None:  # warm start (fine-tuning): every tensor of the architecture, strictly
+        import hashlib
+
+        init = Path(cfg.init).expanduser()
+        if not init.is_file():
+            raise FileNotFoundError(f"init weights {init} not found (a state dict .pt of the same architecture)")
+        init_sha256 = hashlib.sha256(init.read_bytes()).hexdigest()
+        model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True), strict=True)
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -227,17 +277,18 @@ def train(cfg: TrainConfig | None = None, *, progress: bool = True, photos=None)
         g = torch.Generator()
         g.set_state(noise_state)
         with torch.no_grad():
-            return float(diffusion_loss(ema, x_val, schedule, g, steps_val))
+            return float(diffusion_loss(ema, x_val, schedule, g, steps_val, cfg.prediction))
 
     log = dict(config=asdict(cfg), photos=list(photos), n_params=sum(p.numel() for p in model.parameters()),
                train_loss=[], val_loss=[], threads=torch.get_num_threads(), torch=torch.__version__,
+               init_sha256=init_sha256,
                machine=platform.processor() or platform.machine())
     t_start, running = time.perf_counter(), []
     bar = tqdm(range(cfg.steps), desc="train photo UNet", disable=not progress, mininterval=2.0)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, cfg)
-        loss = diffusion_loss(model, data.sample(cfg.batch, gen), schedule, gen)
+        loss = diffusion_loss(model, data.sample(cfg.batch, gen), schedule, gen, prediction=cfg.prediction)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {float(loss)} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -259,14 +310,18 @@ def train(cfg: TrainConfig | None = None, *, progress: bool = True, photos=None)
 
 @torch.no_grad()
 def denoising_mse(denoisers: dict, x0: torch.Tensor, schedule: VPSchedule, steps, generator: torch.Generator,
-                  chunk: int = 64) -> dict:
+                  chunk: int = 64, progress: bool = False) -> dict:
     """Per-pixel MSE ``mean (D(x_t, abar) - x0)^2`` of each denoiser at each 0-based step (same ``x_t`` for all).
 
     ``denoisers``: name -> ``D(x_t, alpha_bar)``; ``x0 (n, c, h, w)``. Returns name -> list of
     ``[step, mse, standard error over images]``, and ``"identity"`` (the MSE of ``x_t / sqrt(abar)``) and
-    ``"zero"`` (the MSE of predicting 0) as yardsticks.
+    ``"zero"`` (the MSE of predicting 0) as yardsticks. ``progress``: a tqdm bar over the steps.
     """
     out: dict = {name: [] for name in (*denoisers, "identity", "zero")}
+    if progress:
+        from tqdm.auto import tqdm
+
+        steps = tqdm(steps, desc="denoising MSE per noise level", leave=False)
     for i in steps:
         abar = float(schedule.alpha_bar(int(i) + 1))
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
@@ -288,7 +343,19 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=d.batch, help=f"crops per step (default {d.batch})")
     p.add_argument("--lr", type=float, default=d.lr, help=f"peak learning rate (default {d.lr})")
     p.add_argument("--seed", type=int, default=d.seed, help=f"seed of weights, crops and noise (default {d.seed})")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    p.add_argument("--prediction", choices=("v", "eps"), default=d.prediction,
+                   help=f"network target (default {d.prediction}; eps made the previous weights)")
+    p.add_argument("--photos", choices=("all", "bundled"), default="all",
+                   help="training photos: all = TRAIN_PHOTOS (every bundled photo of scikit-image, scikit-learn and "
+                   "matplotlib; default), bundled = dptheory.images.data.bundled_photos() (the 9 photos of the eps "
+                   "weights); the held-out photos are left out of both")
+    p.add_argument("--init", default=None, help="start from these weights (a state dict of the same architecture, "
+                   "e.g. earlier eps weights) instead of the random initialisation; its sha256 is logged")
+    p.add_argument("--ema-decay", type=float, default=d.ema_decay, help=f"EMA decay (default {d.ema_decay})")
+    p.add_argument("--size", type=int, default=d.size, help=f"crop size in px (default {d.size})")
+    p.add_argument("--warmup", type=int, default=d.warmup, help=f"warm-up steps (default {d.warmup})")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1; bit-for-bit repeatable "
+                   "for a given thread count)")
     p.add_argument("--out", default=str(Path(__file__).parent / "backbones" / "weights"),
                    help="folder for photo_unet32.pt and photo_unet32.json (default: the package's weights folder)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -299,10 +366,16 @@ def main(argv=None) -> int:
     """Train and write ``photo_unet32.pt`` (EMA state dict) and ``photo_unet32.json`` (config and log)."""
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed)
+    cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, prediction=args.prediction,
+                      size=args.size, warmup=args.warmup, init=args.init, ema_decay=args.ema_decay)  # convolutional
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    model, log = train(cfg, progress=not args.no_progress)
+    photos = None
+    if args.photos == "bundled":
+        from .data import bundled_photos
+
+        photos = tuple(p for p in bundled_photos() if p not in cfg.held_out)
+    model, log = train(cfg, progress=not args.no_progress, photos=photos)
     torch.save(model.state_dict(), out / "photo_unet32.pt")
     (out / "photo_unet32.json").write_text(json.dumps(log, indent=1) + "\n")
     print(f"wrote {out / 'photo_unet32.pt'} ({log['n_params'] / 1e6:.2f} M parameters) after {cfg.steps} steps in "
