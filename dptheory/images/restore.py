@@ -82,6 +82,21 @@ DEFAULTS = dict(
 """Defaults of the command (module docstring); ``size`` applies to the fitted priors only."""
 
 _STEP_METHODS = ("posterior", "ddpm", "ddim", "dps", "vsrd", "red-diff", "vml-map")
+_COND_TAIL = (
+    "needs the conditional denoiser E[x0 | x_t, y]. A network has only the prior one; its DPS-guided "
+    "conditional (squared norm) multiplies the network's Jacobian error by (1 - ab) / (ab sigma_y^2) at high "
+    "noise and diverges (NaN on the photo UNet for every zeta >= 0.1)"
+)
+NETWORK_REFUSALS = {
+    "posterior": "the exact posterior sampler needs an exact conditional denoiser with exact x0 draws, which a "
+                 "network does not have; use --backbone gaussian or empirical, or --method dps, vsrd or map-rps",
+    "ddpm": f"conditional DDPM {_COND_TAIL}; DDPM with DPS guidance (unsquared norm) is --method dps",
+    "ddim": f"conditional DDIM {_COND_TAIL}; use --method dps, or vsrd --lam 0 for a deterministic guided path",
+}
+"""Methods ``restore`` refuses up front with a network backbone (photo-unet, diffusers, ADM, latent), and why."""
+NETWORK_AS_DPS = ("vsrd",)
+"""Methods that run with a network as ``dps(lam=...)``: VSRD's variance scale with the unsquared-norm DPS
+guidance (Wang et al.'s Algorithm 1 with the small kernel), the form that stays finite on a trained network."""
 _CROP_SEED = 0
 PHOTO_SCALE = 2
 """Photos are resized to ``PHOTO_SCALE * size`` before cropping. Exact MMSE PSNR (dB) of the Gaussian prior on
@@ -111,7 +126,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              f"{D['backbone']})")
     parser.add_argument("--method", default=D["method"],
                         help=f"map-rps, dps, vsrd, red-diff, vml-map, ddpm, ddim or posterior (default "
-                             f"{D['method']})")
+                             f"{D['method']}). With a network backbone vsrd runs as DPS with variance scale lam "
+                             "(the unsquared-norm guidance), and posterior, ddpm and ddim are refused with the "
+                             "reason (they need the exact conditional denoiser)")
     parser.add_argument("--t0", type=int, default=None, help=f"MAP-RPS re-noising step in [0, T] (default {D['t0']})")
     parser.add_argument("--t1", type=int, default=None,
                         help="MAP-RPS stage-1 noise index, 0-based (default: 50 for photo-unet, else the official 10)")
@@ -188,6 +205,7 @@ def _knobs(args) -> dict:
             knobs["t1"] = PHOTO_UNET_MAP_T1
         if args.lam is not None:
             knobs["lam"] = args.lam
+            knobs["stage2"] = "vsrd"
     else:
         knobs["steps"] = DEFAULTS["steps"] if args.steps is None else args.steps
     if m == "vsrd":
@@ -195,6 +213,20 @@ def _knobs(args) -> dict:
     if m == "red-diff" and args.lam is not None:
         knobs["lam"] = args.lam
     return knobs
+
+
+def _network_method(args, network: bool) -> str:
+    """The sampler to run for ``args.method``: refuse (``RestoreError``) what cannot work with a network, and run
+    :data:`NETWORK_AS_DPS` methods as ``dps`` with their ``lam``."""
+    if not network:
+        return args.method
+    if args.method in NETWORK_REFUSALS:
+        raise RestoreError(f"--method {args.method} does not work with the network backbone {args.backbone!r}: "
+                           f"{NETWORK_REFUSALS[args.method]}")
+    if args.method == "map-rps" and args.lam is not None:
+        raise RestoreError("--lam with map-rps selects a vsrd stage 2, which needs an exact conditional denoiser; "
+                           f"with the network backbone {args.backbone!r} stage 2 is DPS (knob --zeta)")
+    return "dps" if args.method in NETWORK_AS_DPS else args.method
 
 
 def _exclude(image: str) -> tuple[str, ...]:
@@ -284,6 +316,27 @@ def _side_by_side(*images):
     return torch.cat(parts, dim=-1)
 
 
+def _labelled_side_by_side(panels):
+    """``[(label, image (c, h, w)), ...]`` -> a PIL image: the panels side by side, each magnified (nearest
+    neighbour) to at least 128 px wide, with its label in a white band above it."""
+    from PIL import Image, ImageDraw
+
+    from .data import to_uint8
+
+    h, w = panels[0][1].shape[-2:]
+    k = max(1, math.ceil(128 / w))
+    band, gap = 14, 4
+    canvas = Image.new("RGB", (len(panels) * w * k + (len(panels) - 1) * gap, h * k + band), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (label, im) in enumerate(panels):
+        u = to_uint8(im)
+        pil = Image.fromarray(u[..., 0] if u.shape[-1] == 1 else u).convert("RGB")
+        left = i * (w * k + gap)
+        canvas.paste(pil.resize((w * k, h * k), Image.NEAREST), (left, band))
+        draw.text((left + 2, 1), label, fill="black")
+    return canvas
+
+
 def _write_all(files: dict[Path, object]) -> None:
     """Write every output to a temporary file first, then rename them all (no partial output)."""
     from .data import save_png
@@ -297,6 +350,8 @@ def _write_all(files: dict[Path, object]) -> None:
             staged.append((Path(tmp), path))
             if isinstance(content, str):
                 Path(tmp).write_text(content)
+            elif hasattr(content, "save"):  # a PIL image
+                content.save(tmp, format="PNG")
             else:
                 save_png(content, tmp)
         for tmp, path in staged:
@@ -374,6 +429,8 @@ def _run(args) -> int:
     if tuple(probe.shape) != (1, *shape):
         raise RestoreError(f"--size {size} does not fit backbone {args.backbone!r} (output {tuple(probe.shape)})")
 
+    network = not (fitted or callable(getattr(getattr(denoiser, "denoiser", denoiser), "condition", None)))
+    solver_method = _network_method(args, network)
     problem = ImageInverseProblem(operator, sigma_y)
     y = problem.measure(x, gen)
     x_pinv = problem.pinv(y)
@@ -384,10 +441,10 @@ def _run(args) -> int:
         if latent:
             from .latent import solve_latent
 
-            sol = solve_latent(problem, y, args.method, denoiser, schedule=schedule, generator=gen,
+            sol = solve_latent(problem, y, solver_method, denoiser, schedule=schedule, generator=gen,
                                progress=not args.no_progress, **knobs)
         else:
-            sol = solve_image(problem, y, args.method, denoiser, schedule=schedule, generator=gen,
+            sol = solve_image(problem, y, solver_method, denoiser, schedule=schedule, generator=gen,
                               progress=not args.no_progress, **knobs)
     except (ValueError, TypeError) as err:
         raise RestoreError(str(err)) from err
@@ -400,14 +457,17 @@ def _run(args) -> int:
     meas = _measurement_image(problem, y, x, x_pinv).to(x.dtype)
     report = dict(
         task=args.task, image=args.image, crop=args.crop, size=size, backbone=described, method=args.method,
-        sigma_y=sigma_y, seed=args.seed, knobs=knobs, exact_conditional=sol.exact_conditional,
+        sigma_y=sigma_y, seed=args.seed, knobs=knobs, sampler=solver_method,
+        exact_conditional=sol.exact_conditional,
         psnr=float(psnr(x_hat, x)[0]), ssim=_ssim(ssim, x_hat, x),
         psnr_baseline=float(psnr(x_pinv, x)[0]), ssim_baseline=_ssim(ssim, x_pinv, x),
         nfe=sol.nfe, seconds=seconds, solve_seconds=sol.seconds,
         files={k: str(v) for k, v in paths.items()},
     )
+    meas_label = "measurement y" if tuple(y.shape) == tuple(x.shape) else "measurement (A^+ y)"
     _write_all({paths["measurement"]: meas[0], paths["restoration"]: x_hat[0],
-                paths["side_by_side"]: _side_by_side(meas[0], x_hat[0], x[0]),
+                paths["side_by_side"]: _labelled_side_by_side(
+                    [(meas_label, meas[0]), (f"restoration ({args.method})", x_hat[0]), ("truth", x[0])]),
                 paths["json"]: json.dumps(report, indent=2)})
     if args.json:
         print(json.dumps(report, indent=2))
@@ -416,7 +476,11 @@ def _run(args) -> int:
         print(f"  PSNR {report['psnr']:.2f} dB  SSIM {_fmt(report['ssim'])}   "
               f"(A^+ y baseline: PSNR {report['psnr_baseline']:.2f} dB  SSIM {_fmt(report['ssim_baseline'])})")
         print(f"  NFE {sol.nfe}  wall {seconds:.1f} s (solve {sol.seconds:.1f} s)")
-        print(f"  wrote {paths['measurement']}, {paths['restoration']}, {paths['side_by_side']}")
+        if solver_method != args.method:
+            print(f"  note: with a network, {args.method} runs as {solver_method}(lam={knobs['lam']:g}) "
+                  "(unsquared-norm DPS guidance)" + ("; lam < 1 leaves the network's training distribution "
+                                                     "(grey images)" if knobs["lam"] < 1 else ""))
+        print(f"  wrote {paths['measurement']}, {paths['restoration']}, {paths['side_by_side']}, {paths['json']}")
     return 0
 
 
