@@ -62,7 +62,9 @@ _DP_LINESTYLES = {"joint": "-", "per-measurement": "--"}
 def parse_args(description: str, argv=None) -> argparse.Namespace:
     """The analyses' common command line: ``--quick`` (smaller grids and samples) and ``--out DIR``."""
     first = (description or "").strip().splitlines()
-    parser = argparse.ArgumentParser(description=first[0] if first else None)
+    from ._help import plain
+
+    parser = argparse.ArgumentParser(description=plain(first[0]) if first else None)
     parser.add_argument("--quick", action="store_true", help="smaller grids and sample sizes (seconds, not minutes)")
     parser.add_argument("--out", default="figures", type=Path, help="output directory (default: figures/)")
     return parser.parse_args(argv)

@@ -123,7 +123,9 @@ def run_identity(threads: int) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dptheory reproduce", description=__doc__.splitlines()[0])
+    from ._help import plain
+
+    parser = argparse.ArgumentParser(prog="dptheory reproduce", description=plain(__doc__.splitlines()[0]))
     parser.add_argument("--quick", action="store_true",
                         help="smaller grids and samples for the figures and the claims (~2 min instead of ~27)")
     parser.add_argument("--out", default=Path("figures"), type=Path, help="output directory (default: figures/)")

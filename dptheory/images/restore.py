@@ -152,7 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dptheory restore", description=__doc__.splitlines()[0])
+    from .._help import plain
+
+    parser = argparse.ArgumentParser(prog="dptheory restore", description=plain(__doc__.splitlines()[0]))
     return add_arguments(parser)
 
 
