@@ -184,7 +184,7 @@ def plot(d: dict):
     d_lo = min(x - e for x, e in zip(D, Derr, strict=True))
     d_hi = max([x + e for x, e in zip(D, Derr, strict=True)] + [ps[1]])
     for ax in (ax_w, ax_k):  # room for the posterior-sampling star at the right
-        ax.set_xlim(min(d_lo, curve.mmse_error) - 0.05 * (d_hi - d_lo), d_hi + 0.06 * (d_hi - d_lo))
+        ax.set_xlim(min(d_lo, curve.mmse_error) - 0.05 * (d_hi - d_lo), d_hi + 0.12 * (d_hi - d_lo))
     plotting.place_labels(fig, labels, fontsize=7.5)
     return fig
 
