@@ -8,8 +8,16 @@
 The image is loaded, cut to ``--crop`` (default: the largest centred square) and resized to ``--size``, the task is
 built and ``y = A x + sigma_y z`` is drawn with the ``--seed`` generator, the image is restored with
 :func:`dptheory.images.problem.solve_image`, and three PNGs are written (the measurement: ``y`` itself when it has
-the image's shape, else ``A^+ y``; the restoration; and the three side by side). PSNR and SSIM of the restoration
-and of the ``A^+ y`` baseline, the NFE and the wall time are printed.
+the image's shape, else ``A^+ y``; the restoration; and the three side by side, magnified and labelled
+"measurement | restoration | truth") with ``restore.json`` (the numbers). PSNR and SSIM of the restoration and of
+the ``A^+ y`` baseline, the NFE and the wall time are printed.
+
+**Methods with a network backbone** (photo-unet, a diffusers or ADM checkpoint, a latent model): a network gives
+only the PRIOR denoiser. ``vsrd`` then runs as ``dps(lam=...)``, VSRD's variance scale with the unsquared-norm DPS
+guidance (:data:`NETWORK_AS_DPS`): the squared-norm guided conditional denoiser multiplies the network's Jacobian
+error by ``(1 - ab) / (ab sigma_y^2)`` at high noise and gives NaN. ``posterior``, ``ddpm`` and ``ddim`` need the
+conditional denoiser ``E[x0 | x_t, y]`` and are refused before anything runs, with the reason
+(:data:`NETWORK_REFUSALS`); so is ``map-rps --lam`` (its vsrd stage 2).
 
 **Backbones** (``--backbone``).
 
