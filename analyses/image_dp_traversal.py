@@ -41,13 +41,12 @@ quick {1}: at 100 steps a smaller zeta under-guides, e.g. zeta = 0.3 gave a join
 (exact kernels, respaced steps; exact for any respacing), which must land at (2 D*_y, ~0) per measurement: the
 sidecar records ``posterior_check`` and the test asserts it within 4 SE. Right column: SWD (Karras et al.'s
 sliced Wasserstein on Laplacian-pyramid patches, against held-out prior draws: a weight-free perception proxy)
-against PSNR (dB, data range 2) of the joint runs. Its grey band is the SWD between two independent sets of ``n``
-EXACT prior draws (mean +- 1 SD over ``SWD_REPLICATES`` pairs, drawn with a separate generator so the other
-numbers do not move): what a perfect sampler would score. It is a reference level, NOT a lower bound: each
+against PSNR (dB, data range 2) of the joint runs. Its grey band is the SWD of ``n`` fresh EXACT prior draws to
+the same held-out set (mean +- 1 SD over ``SWD_REPLICATES`` fresh sets, drawn with a separate generator so the
+other numbers do not move): what a perfect sampler would score. It is a reference level, NOT a lower bound: each
 point's SWD comes from one set of ``n`` outputs and fluctuates by about the band's width, so points below the band
-and the zig-zag of the curves inside it are sampling noise; only points clearly above the band (the MAP end,
-t0 = 0, lam = 0) are measurably worse in SWD than exact sampling. Bottom row: the held-out crop, its blurred
-measurement, the MAP-RPS traversal from the MAP (t0 = 0) to posterior sampling, and the optimal estimators at
+and the zig-zag of the curves inside it are sampling noise; only points above the band are measurably worse in SWD
+than exact sampling. Bottom row: the held-out crop, its blurred measurement, the MAP-RPS traversal from the MAP (t0 = 0) to posterior sampling, and the optimal estimators at
 the P of MAP-RPS's middle t0 (per-measurement: shrunk posterior sample; joint: Freirich et al.'s estimator).
 """
 
@@ -79,7 +78,7 @@ CONFIG = {
                 lams=[0.0, 0.25, 0.5, 1.0], zetas=[1.0, 3.0], boot=40, tasks=("blur-gauss", "denoise")),
 }
 SWD_KW = dict(patches_per_image=16, n_projections=128)  # SWD cost: a sort of (n * patches) x projections
-SWD_REPLICATES = 5  # pairs of exact prior-draw sets for the SWD reference band
+SWD_REPLICATES = 5  # fresh sets of exact prior draws for the SWD reference band
 STYLE = {  # method -> (colour, marker, label)
     "map-rps": (plotting.COLORS["map-rps"], "s", "MAP-RPS over $t_0$"),
     "vsrd": (plotting.COLORS["vsrd"], "o", "VSRD over $\\lambda$"),
@@ -199,7 +198,7 @@ def run_task(task: str, prior, x_show, cfg: dict, gen) -> dict:
     ref = prior.sample(n, gen)  # held-out prior draws for the SWD
     swd_floor = float(_swd(prior.sample(n, gen), ref))
     gen_ref = torch.Generator().manual_seed(SEED + 1)  # separate stream: the numbers above and below stay put
-    swd_ref = torch.tensor([_swd(prior.sample(n, gen_ref), prior.sample(n, gen_ref)) for _ in range(SWD_REPLICATES)])
+    swd_ref = torch.tensor([_swd(prior.sample(n, gen_ref), ref) for _ in range(SWD_REPLICATES)])
 
     sweeps = {"map-rps": cfg["t0s"], "vsrd": cfg["lams"], "dps": cfg["zetas"], "posterior": [cfg["steps"]]}
     out = {"methods": {}, "images": {}}
@@ -267,7 +266,7 @@ def run_task(task: str, prior, x_show, cfg: dict, gen) -> dict:
     out.update(curve_joint={"D_star": joint_curve.mmse_error, "W": joint_curve.w},
                curve_per_measurement={"D_star": pm_curve.mmse_error, "W": pm_curve.w},
                w2_floor={k: {"value": v[0], "stderr": v[1]} for k, v in floors.items()}, swd_floor=swd_floor,
-               swd_exact_pairs={"mean": float(swd_ref.mean()), "sd": float(swd_ref.std()), "values": swd_ref},
+               swd_exact_draws={"mean": float(swd_ref.mean()), "sd": float(swd_ref.std()), "values": swd_ref},
                d=d)
     return out
 
@@ -332,13 +331,13 @@ def _swd_panel(ax, res: dict):
         ps = [r["psnr_db"][0] for r in rows]
         ax.errorbar(ps, [r["swd"] for r in rows], xerr=[r["psnr_db"][1] for r in rows], color=color,
                     marker=marker, markersize=12 if marker == "*" else 5, linewidth=1.2, capsize=2, label=label)
-    ref = res.get("swd_exact_pairs")
+    ref = res.get("swd_exact_draws")
     if ref is None:  # an older sidecar: one pair only
         h = ax.axhline(res["swd_floor"], color="0.5", linestyle=":", label="SWD of exact prior draws")
     else:
         h = ax.axhspan(ref["mean"] - ref["sd"], ref["mean"] + ref["sd"], color="0.8", alpha=0.6, zorder=0,
-                       label=f"SWD between two sets of exact prior draws\n(mean +-1 SD, {len(ref['values'])} "
-                             "pairs): the noise level,\nnot a lower bound")
+                       label=f"SWD of exact prior draws to the same set\n(mean +-1 SD over {len(ref['values'])} "
+                             "draws): the noise level,\nnot a lower bound")
     ax.set(xlabel="PSNR to $x$ (dB, joint draws)", ylabel="SWD to held-out prior draws (a.u.)")
     ax.legend(handles=[h], loc="best", fontsize=7)
 
