@@ -46,8 +46,9 @@ the same held-out set (mean +- 1 SD over ``SWD_REPLICATES`` fresh sets, drawn wi
 other numbers do not move): what a perfect sampler would score. It is a reference level, NOT a lower bound: each
 point's SWD comes from one set of ``n`` outputs and fluctuates by about the band's width, so points below the band
 and the zig-zag of the curves inside it are sampling noise; only points above the band are measurably worse in SWD
-than exact sampling. Bottom row: the held-out crop, its blurred measurement, the MAP-RPS traversal from the MAP (t0 = 0) to posterior sampling, and the optimal estimators at
-the P of MAP-RPS's middle t0 (per-measurement: shrunk posterior sample; joint: Freirich et al.'s estimator).
+than exact sampling. Bottom row: the held-out crop, its blurred measurement, the MAP-RPS traversal from the MAP
+(t0 = 0) to posterior sampling, and the optimal estimators at the P of MAP-RPS's middle t0 (per-measurement:
+shrunk posterior sample; joint: Freirich et al.'s estimator).
 """
 
 from __future__ import annotations
