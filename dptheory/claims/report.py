@@ -47,7 +47,9 @@ def format_table(results, verbose: bool = False) -> str:
     n_ok = sum(r.passed for r in results)
     lines.append("-" * 100)
     lines.append(f"{n_ok}/{len(results)} checks met the toolkit's expectation")
-    lines.extend(textwrap.wrap(TABLE_LEGEND, 100))
+    legend = TABLE_LEGEND + ("" if verbose else " Measured values are cut at 60 characters; --verbose shows them "
+                             "in full.")
+    lines.extend(textwrap.wrap(legend, 100))
     return "\n".join(lines)
 
 
