@@ -152,13 +152,32 @@ _LABEL_OFFSETS = [(6, 6), (6, -6), (-6, 6), (-6, -6), (0, 11), (0, -11), (12, 0)
                   (-24, 28), (24, -28), (-24, -28)]
 
 
+def _merge_coincident(requests, pixels: float = 6.0) -> list:
+    """Merge label requests of one axes and colour whose points lie within ``pixels`` of each other: texts
+    ``"k=a"``, ``"k=b"`` become ``"k=a, b"`` (other texts are joined with ``"; "``), at the first point."""
+    merged: list = []
+    for ax, x, y, text, color in requests:
+        px, py = ax.transData.transform((x, y))
+        for i, (ax2, x2, y2, text2, color2) in enumerate(merged):
+            qx, qy = ax2.transData.transform((x2, y2))
+            if ax2 is ax and color2 == color and abs(px - qx) <= pixels and abs(py - qy) <= pixels:
+                key, sep, value = text.partition("=")
+                same_key = sep and text2.partition("=")[0] == key
+                merged[i] = (ax2, x2, y2, f"{text2}, {value}" if same_key else f"{text2}; {text}", color2)
+                break
+        else:
+            merged.append((ax, x, y, text, color))
+    return merged
+
+
 def place_labels(fig, requests, *, fontsize: float = 6.5) -> None:
     """Label points without overlaps: ``requests`` is a list of ``(ax, x, y, text, colour)`` in data coordinates.
 
     Call it once, after every axes of ``fig`` exists and its limits are set. The layout is computed first; then each
     label takes, among a fixed list of offsets (nearest first), the one with the lowest cost: outside its axes
     (1000), overlapping an earlier label or a labelled point (100 each), crossing a drawn line (10 each), plus the
-    offset's rank (0.01 each). A label placed away from its point gets a thin leader line.
+    offset's rank (0.01 each). A label placed away from its point gets a thin leader line. Points of one colour
+    closer than 6 pixels share one label ("t=50, 100, 200").
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.path import Path as MplPath
@@ -168,6 +187,7 @@ def place_labels(fig, requests, *, fontsize: float = 6.5) -> None:
         FigureCanvasAgg(fig)
     fig.draw_without_rendering()
     renderer = fig.canvas.get_renderer()
+    requests = _merge_coincident(requests)
     placed: dict = {}
     lines: dict = {}
     for ax, x, y, _, _ in requests:  # the labelled points are obstacles too
