@@ -189,7 +189,7 @@ def _plane(ax, res: dict, methods=tuple(STYLE), zoom: bool = False):
                     color=color, marker=marker, markersize=5, capsize=2, linewidth=1.2, label=label)
         for i, (r, px, s) in enumerate(zip(rows, ps, sw, strict=True)):
             if zoom or method != "map-rps" or i in (0, len(rows) - 1):  # row 2: MAP-RPS's ends only
-                points.append((ax, px, s, f"{SYMBOL[method]}={r[KNOB[method]]:g}, {r['nfe']} NFE", color))
+                points.append((ax, px, s, f"{SYMBOL[method]}={r[KNOB[method]]:g} ({r['nfe']} NFE)", color))
     ax.errorbar([bx], [by], xerr=[b["psnr_db"][1]], yerr=[b["swd"]["stderr"]], color="0.3", marker="x",
                 markersize=6, linestyle="none", label="$A^+y$ baseline")
     if not show_baseline:

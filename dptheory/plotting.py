@@ -162,7 +162,7 @@ def _merge_coincident(requests, pixels: float = 6.0) -> list:
             qx, qy = ax2.transData.transform((x2, y2))
             if ax2 is ax and color2 == color and abs(px - qx) <= pixels and abs(py - qy) <= pixels:
                 key, sep, value = text.partition("=")
-                same_key = sep and text2.partition("=")[0] == key
+                same_key = sep and text2.partition("=")[0] == key and "," not in value + text2
                 merged[i] = (ax2, x2, y2, f"{text2}, {value}" if same_key else f"{text2}; {text}", color2)
                 break
         else:
