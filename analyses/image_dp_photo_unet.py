@@ -31,8 +31,14 @@ the restorations and their ground-truth crops (the same crops, so a perfect rest
 sets of held-out crops of this size score far higher, e.g. 0.24 for n = 6, so no "floor" applies), errors
 +- 1 bootstrap SE (crops resampled in both sets together). The sidecar's ``checks`` give SWD(t0) - SWD(MAP) with
 a PAIRED bootstrap SE (all sets resampled together), which is what decides whether SWD falls along t0. No exact
-W2 exists for a network prior, so the MSE-W2 plane is left to the exact figure. Every point records its NFE
-(network calls; a batch counts once) and wall time per image on this CPU (the batch time divided by ``n``).
+W2 exists for a network prior, so the MSE-W2 plane is left to the exact figure. Every point shows its NFE
+(network calls; a batch counts once). The wall time per image (the batch time divided by ``n``) is recorded in
+the sidecar only (``seconds_per_image``, with the torch thread count in ``params``), so the figure itself does not
+change from machine to machine.
+
+Row 1 zooms on MAP-RPS's t0 sweep (the ``A^+ y`` baseline is drawn there only when it falls near the sweep;
+otherwise its numbers are written in the panel's corner). Row 2 shows both sweeps and the baseline; the clumped
+MAP-RPS points carry labels only at their two ends.
 
 Peers (:data:`CONFIG` ``peers``): DDRM, DiffPIR, PiGDM and DAPS with the same network as the prior denoiser, one
 point each at their default knobs (DDRM at the paper's 20 NFE), drawn on the "all" panels.
@@ -220,7 +226,24 @@ def compute(quick: bool) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------- plot
-def _plane(ax, res: dict, methods=tuple(STYLE)):
+def _extent(rows) -> tuple[float, float, float, float]:
+    """``(x_lo, x_hi, y_lo, y_hi)`` of points with their error bars."""
+    xs = [r["psnr_db"][0] + sgn * r["psnr_db"][1] for r in rows for sgn in (-1, 1)]
+    ys = [r["swd"]["value"] + sgn * r["swd"]["stderr"] for r in rows for sgn in (-1, 1)]
+    return min(xs), max(xs), min(ys), max(ys)
+
+
+def _plane(ax, res: dict, methods=tuple(STYLE), zoom: bool = False):
+    rows_all = [r for m in methods for r in res["methods"][m]]
+    b = res["baseline"]
+    x_lo, x_hi, y_lo, y_hi = _extent(rows_all)
+    bx, by = b["psnr_db"][0], b["swd"]["value"]
+    near = (x_lo - (x_hi - x_lo) <= bx <= x_hi + (x_hi - x_lo)) and (y_lo - (y_hi - y_lo) <= by <= y_hi + (y_hi - y_lo))
+    show_baseline = not zoom or near
+    if show_baseline:
+        bl, bh, cl, ch = _extent([b])
+        x_lo, x_hi, y_lo, y_hi = min(x_lo, bl), max(x_hi, bh), min(y_lo, cl), max(y_hi, ch)
+    points = []
     for method in methods:
         color, marker, label = STYLE[method]
         rows = res["methods"][method]
@@ -228,14 +251,19 @@ def _plane(ax, res: dict, methods=tuple(STYLE)):
         sw = [r["swd"]["value"] for r in rows]
         ax.errorbar(ps, sw, xerr=[r["psnr_db"][1] for r in rows], yerr=[r["swd"]["stderr"] for r in rows],
                     color=color, marker=marker, markersize=5, capsize=2, linewidth=1.2, label=label)
-        for r, px, s in zip(rows, ps, sw, strict=True):
-            ax.annotate(f"{SYMBOL[method]}={r[KNOB[method]]:g}\n{r['nfe']} NFE, {r['seconds_per_image']:.2f} s/img",
-                        (px, s), textcoords="offset points", xytext=(4, 3), fontsize=5.5, color=color)
-    b = res["baseline"]
-    ax.errorbar([b["psnr_db"][0]], [b["swd"]["value"]], xerr=[b["psnr_db"][1]], yerr=[b["swd"]["stderr"]],
-                color="0.3", marker="x", markersize=6, linestyle="none", label="$A^+y$ baseline")
-    ax.set(xlabel="PSNR to $x$ (dB)  [distortion: right is better]",
-           ylabel="SWD to the true crops  [perception: lower is better]")
+        for i, (r, px, s) in enumerate(zip(rows, ps, sw, strict=True)):
+            if zoom or method != "map-rps" or i in (0, len(rows) - 1):  # row 2: MAP-RPS's ends only
+                points.append((ax, px, s, f"{SYMBOL[method]}={r[KNOB[method]]:g} ({r['nfe']} NFE)", color))
+    ax.errorbar([bx], [by], xerr=[b["psnr_db"][1]], yerr=[b["swd"]["stderr"]], color="0.3", marker="x",
+                markersize=6, linestyle="none", label="$A^+y$ baseline")
+    if not show_baseline:
+        ax.text(0.02, 0.98, f"$A^+y$ off the axes:\n{bx:.2f} dB, SWD {by:.3f}", transform=ax.transAxes, ha="left",
+                va="top", fontsize=7, color="0.3")
+    dx, dy = (x_hi - x_lo) or 1.0, (y_hi - y_lo) or 1.0
+    ax.set_xlim(x_lo - 0.3 * dx, x_hi + 0.3 * dx)
+    ax.set_ylim(y_lo - 0.15 * dy, y_hi + 0.2 * dy)
+    ax.set(xlabel="PSNR to $x$ (dB)  [right is better]", ylabel="SWD to the true crops  [lower is better]")
+    return points
 
 
 def _to_img(t: torch.Tensor):
@@ -258,11 +286,12 @@ def plot(d: dict):
     fig, _ = plotting.figure(0, figsize=(max(4.2 * len(tasks), 1.25 * n_img), 8.4 + 1.45 * len(tasks)))
     gs = fig.add_gridspec(2 + len(tasks), len(tasks), height_ratios=[4.0, 4.0] + [1.45] * len(tasks))
     panel = iter("abcdefghijkl")
-    for row, (methods, what) in enumerate(((("map-rps",), "MAP-RPS over $t_0$ (zoom)"), (tuple(STYLE), "all"))):
+    labels_to_place = []
+    for row, (methods, what) in enumerate(((("map-rps",), "MAP-RPS over $t_0$"), (tuple(STYLE), "all"))):
         for k, task in enumerate(tasks):
             ax = fig.add_subplot(gs[row, k])
-            _plane(ax, d["tasks"][task], methods)
-            ax.set_title(f"({next(panel)}) {task}, $\\sigma_y$={SIGMA_Y}: {what}", fontsize=10)
+            labels_to_place += _plane(ax, d["tasks"][task], methods, zoom=row == 0)
+            ax.set_title(f"({next(panel)}) {task}: {what}", fontsize=10)
             if row == 1 and k == 0:
                 handles, labels = ax.get_legend_handles_labels()
     for r, task in enumerate(tasks):
@@ -276,8 +305,10 @@ def plot(d: dict):
             if i == 0:
                 ax.text(-0.08, 0.5, task, transform=ax.transAxes, rotation=90, ha="right", va="center", fontsize=8)
     fig.legend(handles, labels, loc="outside upper center", ncol=5, fontsize=8.5,
-               title=f"trained photo UNet, {d['n']} held-out 32x32 crops (astronaut, coffee); +-1 SE",
+               title=f"trained photo UNet, {d['n']} held-out 32x32 crops (astronaut, coffee), $\\sigma_y$={SIGMA_Y}; "
+                     "+-1 SE",
                title_fontsize=8.5)
+    plotting.place_labels(fig, labels_to_place)
     return fig
 
 

@@ -121,29 +121,22 @@ def compute(quick: bool) -> dict:
 LABELLED = {"map-rps": (20, 50, 100, 300), "vsrd": (0.25, 0.5, 0.75), "dps": (0.25, 1.0, 2.0)}
 """Knob values annotated on the plot; the ends are left out: t0 = 0 and lam = 0 are both the MMSE point, and
 t0 = T and lam = 1 both coincide with posterior sampling."""
-OFFSETS = {"map-rps": ((6, 4), "left"), "vsrd": ((-6, -10), "right"), "dps": ((6, 4), "left")}
 
 
-def _label_values(ax, method: str, values, D, P):
-    """Annotate the :data:`LABELLED` knob values: MAP-RPS above right and VSRD below left of the points; DPS's
-    points bunch up, so its labels alternate above and below."""
+def _label_values(ax, method: str, values, D, P) -> list:
+    """The :data:`LABELLED` knob values as label requests for :func:`dptheory.plotting.place_labels`, which places
+    them without overlaps (DPS's points bunch up)."""
     if method not in LABELLED:
-        return
+        return []
     name = {"map-rps": "$t_0$", "vsrd": "$\\lambda$", "dps": "$\\zeta$"}[method]
-    (dx, dy), ha = OFFSETS[method]
-    k = 0
-    for v, x, y in zip(values, D, P, strict=True):
-        if v in LABELLED[method]:
-            off = (dx, dy if method != "dps" or k % 2 == 0 else -11)
-            ax.annotate(f"{name}={v:g}", (x, y), textcoords="offset points", xytext=off, ha=ha, fontsize=7,
-                        color=STYLE[method][0])
-            k += 1
+    return [(ax, x, y, f"{name}={v:g}", STYLE[method][0])
+            for v, x, y in zip(values, D, P, strict=True) if v in LABELLED[method]]
 
 
-def _panel(ax, sweeps: dict, form: str, floor=None):
+def _panel(ax, sweeps: dict, form: str, floor=None) -> list:
     key = "per_measurement" if form == "per-measurement" else "joint"
     curve = dpt.DPCurve(**sweeps["vsrd"][f"curve_{key}"])
-    p_top = 0.0
+    p_top, labels = 0.0, []
     for method, (color, marker, label) in STYLE.items():
         tr = sweeps[method]
         pts = tr[key]
@@ -156,7 +149,7 @@ def _panel(ax, sweeps: dict, form: str, floor=None):
                     markersize=size, linewidth=1.2, capsize=2, label=label + (" ($\\pm$1 SE)" if mc else ""),
                     zorder=3, clip_on=False)
         p_top = max(p_top, max(v + e for v, e in zip(P, [p["perception_stderr"] for p in pts], strict=True)))
-        _label_values(ax, method, tr["values"], D, P)
+        labels += _label_values(ax, method, tr["values"], D, P)
     plotting.draw_dp_curve(ax, curve, p_max=1.1 * max(p_top, curve.w),
                            label=f"optimal {form} curve" + ("" if curve.exact else " (MC)"))
     if floor is not None:
@@ -166,16 +159,21 @@ def _panel(ax, sweeps: dict, form: str, floor=None):
     x_label = "MSE $E[\\|X-\\hat X\\|^2\\mid y]$" if form == "per-measurement" else "MSE $E\\|X-\\hat X\\|^2$"
     ax.set(xlabel=x_label + " (a.u.$^2$)", ylabel=f"W2 to {target} (a.u.)", ylim=(0, None))
     ax.legend(loc="upper right", fontsize=7.5)
+    return labels
 
 
 def plot(d: dict):
     fig, axes = plotting.figure(2, 2, figsize=(13.0, 10.5))
-    rows = (("G2", "Gaussian G2, exact laws"), ("B1", "mixture B1 ($\\sigma$ = 0.5, $y$ = -0.6), Monte Carlo"))
-    for r, (name, what) in enumerate(rows):
+    rows = (("G2", "Gaussian G2, exact laws", "$y$ = 0.7"),
+            ("B1", "mixture B1 ($\\sigma$ = 0.5), Monte Carlo", "$y$ = -0.6"))
+    labels = []
+    for r, (name, what, y_fixed) in enumerate(rows):
         for k, form in enumerate(("per-measurement", "joint")):
             floor = d[name].get("w2_floor", {}).get(form)
-            _panel(axes[r, k], d[name], form, floor)
-            axes[r, k].set_title(f"({'abcd'[2 * r + k]}) {what}: {form}", fontsize=10.5)
+            labels += _panel(axes[r, k], d[name], form, floor)
+            given = y_fixed if form == "per-measurement" else "$y \\sim p(y)$"
+            axes[r, k].set_title(f"({'abcd'[2 * r + k]}) {what}: {form}, {given}", fontsize=10.5)
+    plotting.place_labels(fig, labels, fontsize=7)
     return fig
 
 

@@ -3,7 +3,8 @@
 Claim: MRPS-4 (Theorem 3.2 of MAP-RPS: for a strongly log-concave posterior the MAP is close to the MMSE, so it is
 a cheap low-distortion anchor).
 
-Prior: the B1-type mixture ``0.5 N(-delta, 0.05) + 0.5 N(delta, 0.05)``; observation ``y = x + N(0, sigma^2)``
+Prior: the B1-type mixture ``0.5 N(-delta, 0.05) + 0.5 N(delta, 0.05)`` (0.05 is each component's VARIANCE);
+observation ``y = x + N(0, sigma^2)``
 (A = 1). For each (sigma, delta) the joint MSE of the MAP estimator against the MMSE error D*:
 
     MSE(MAP) / D* = 1 + E_y[(MAP(y) - MMSE(y))^2] / E_y[tr Cov(X | y)],
@@ -16,8 +17,9 @@ report's numbers.
 Panel (a) is a heat map of the ratio, with the region where "the MAP approaches the MMSE" (ratio < 1.05) hatched
 and the THEORY 6.4 table cells marked. Panel (b) shows cuts at delta = 0.5 and 1 against sigma, with THEORY 6.4's
 values (1.005, 1.17, 1.29, 1.44 and 1.000, 1.04, 1.21, 1.37 at sigma = 0.1, 0.3, 0.5, 1). The ratio is near 1 only
-at low noise, where the posterior is unimodal; it reaches 1.3-1.45 when the posterior is bimodal (the log-concavity
-of Theorem 3.2 fails). Everything is deterministic quadrature (no seed).
+at low noise, where the posterior is unimodal; it reaches 1.3-1.45 at the table's sigma = 0.5-1 when the posterior
+is bimodal (the log-concavity of Theorem 3.2 fails), and 1.58 at the largest sigma of the full figure
+(delta = 0.5). Everything is deterministic quadrature (no seed).
 """
 
 from __future__ import annotations
@@ -77,7 +79,7 @@ def plot(d: dict):
                   markeredgecolor="k", linestyle="none")
     ax_a.set_xscale("log")
     ax_a.set(xlabel="noise level $\\sigma$ (a.u.)", ylabel="mode separation $\\delta$ (a.u.)",
-             title="(a) MSE(MAP) / $D^*$, prior $\\frac{1}{2}\\mathcal{N}(\\pm\\delta, 0.05)$, $A = 1$")
+             title="(a) MSE(MAP) / $D^*$; prior $\\frac{1}{2}\\mathcal{N}(\\pm\\delta, \\mathrm{var}\\ 0.05)$, $A = 1$")
     ax_a.grid(False)
     ax_a.legend(handles=[Patch(facecolor="none", edgecolor="k", hatch="//",
                                label=f"MAP $\\approx$ MMSE (ratio < {d['threshold']:g})"),
@@ -85,7 +87,7 @@ def plot(d: dict):
                          Line2D([], [], marker="o", markerfacecolor="#56b4e9", markeredgecolor="k",
                                 linestyle="none",
                                 label="THEORY 6.4 table cells")],
-                loc="lower left")
+                loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=3, fontsize=8.5)  # below: off the hatching
 
     cs_ = d["cut_sigmas"].numpy()
     colors = {"delta=0.5": "#0173b2", "delta=1": "#d55e00"}

@@ -112,20 +112,10 @@ def _ellipses(ax, gmm: dict, color: str):
                              linewidth=0.5 + 12 * float(w), alpha=0.9))
 
 
-def _annotate(ax, i: int, n: int, text: str, x: float, y: float):
-    """Label point i of n: the first to the upper left, the last to the upper left of the right edge, the others
-    alternately above right and below right (neighbours on a D-P curve are close in x)."""
-    if i == 0 or i == n - 1:
-        xy, ha = (-7, 6), "right"
-    else:
-        xy, ha = ((6, 6) if i % 2 else (6, -13)), "left"
-    ax.annotate(text, (x, y), textcoords="offset points", xytext=xy, ha=ha, fontsize=7.5)
-
-
 def plot(d: dict):
     c = plotting.COLORS
     fig, axes = plotting.figure(2, 4, figsize=(15.5, 8.2))
-    lim = (-2.3, 2.3)
+    lim = (-2.5, 2.5)
     ax = axes[0, 0]
     ax.scatter(*d["train"].T.numpy(), s=2, c=d["train_labels"].numpy(), cmap="tab10", vmin=0, vmax=9,
                alpha=0.6, rasterized=True)
@@ -138,7 +128,11 @@ def plot(d: dict):
     ax.scatter(*d["y"].T.numpy(), s=3, color=c["observation"], alpha=0.6, rasterized=True,
                label=f"$Y = {A_SCALE:g}X + N$, $\\sigma = {SIGMA_Y}$")
     ax.scatter(*d["x"].T.numpy(), s=1, color=c["data"], alpha=0.5, rasterized=True, label="$X$ (prior draws)")
+    outside = int((d["y"].abs() > lim[1]).any(-1).sum())
     ax.set(title="(b) noisy observations")
+    if outside:
+        ax.text(0.98, 0.98, f"{outside} of {len(d['y'])} $Y$ outside the window", transform=ax.transAxes,
+                ha="right", va="top", fontsize=7.5, bbox=dict(facecolor="white", alpha=0.8, linewidth=0))
     ax.legend(loc="lower left", fontsize=7.5, markerscale=3)
     slots = [axes[0, 2], axes[0, 3], axes[1, 0], axes[1, 1]]
     for k, (key, r) in enumerate(d["reconstructions"].items()):
@@ -167,10 +161,10 @@ def plot(d: dict):
     ax_w.errorbar(D, [p["perception"] for p in pts], xerr=Derr, yerr=[p["perception_stderr"] for p in pts],
                   color=c["vsrd"], marker="o", capsize=2, label="VSRD over $\\lambda$ (MC, $\\pm$1 SE)")
     ps = d["posterior_sampling_point"]
-    ax_w.plot(ps[1], ps[0], marker="*", markersize=12, color=c["posterior"], linestyle="none",
+    ax_w.plot(ps[1], ps[0], marker="*", markersize=12, color=c["posterior"], linestyle="none", clip_on=False,
               label="posterior sampling: $(2D^*, 0)$")
-    for i, (x_, y_) in enumerate(zip(D, [p["perception"] for p in pts], strict=True)):
-        _annotate(ax_w, i, len(lams), f"$\\lambda$={lams[i]:g}", x_, y_)
+    labels = [(ax_w, x_, y_, f"$\\lambda$={lams[i]:g}", "0.15")
+              for i, (x_, y_) in enumerate(zip(D, [p["perception"] for p in pts], strict=True))]
     ax_w.set(xlabel="MSE $E\\|X-\\hat X\\|^2$ (a.u.$^2$)", ylabel="W2$(p_{\\hat X}, p_X)$ (a.u.)",
              title="(g) joint D-P plane: W2 against MSE", ylim=(0, None))
     ax_w.legend(loc="lower right", bbox_to_anchor=(1.0, 0.06), fontsize=7)
@@ -179,14 +173,19 @@ def plot(d: dict):
     ax_k.errorbar([D[i] for i in ok], [kl[i] for i in ok], xerr=[Derr[i] for i in ok],
                   yerr=[pts[i]["kl_stderr"] for i in ok], color=c["vsrd"], marker="o", capsize=2,
                   label="VSRD over $\\lambda$ (MC, $\\pm$1 SE)")
-    ax_k.plot(ps[1], 0.0, marker="*", markersize=12, color=c["posterior"], linestyle="none",
+    ax_k.plot(ps[1], 0.0, marker="*", markersize=12, color=c["posterior"], linestyle="none", clip_on=False,
               label="posterior sampling: KL = 0")
-    for i in ok:
-        _annotate(ax_k, i, len(lams), f"$\\lambda$={lams[i]:g}", D[i], kl[i])
+    labels += [(ax_k, D[i], kl[i], f"$\\lambda$={lams[i]:g}", "0.15") for i in ok]
     ax_k.axhline(0.0, color="k", linewidth=0.8)
     ax_k.set(xlabel="MSE $E\\|X-\\hat X\\|^2$ (a.u.$^2$)", ylabel="KL$(p_{\\hat X} \\| p_X)$ (nats)",
-             title="(h) joint D-P plane: KL against MSE")
+             title="(h) joint D-P plane: KL against MSE",
+             ylim=(-0.08 * max(kl[i] for i in ok), 1.15 * max(kl[i] + pts[i]["kl_stderr"] for i in ok)))
     ax_k.legend(loc="upper right", fontsize=7)
+    d_lo = min(x - e for x, e in zip(D, Derr, strict=True))
+    d_hi = max([x + e for x, e in zip(D, Derr, strict=True)] + [ps[1]])
+    for ax in (ax_w, ax_k):  # room for the posterior-sampling star at the right
+        ax.set_xlim(min(d_lo, curve.mmse_error) - 0.05 * (d_hi - d_lo), d_hi + 0.12 * (d_hi - d_lo))
+    plotting.place_labels(fig, labels, fontsize=7.5)
     return fig
 
 

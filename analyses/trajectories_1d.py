@@ -93,6 +93,7 @@ def plot(d: dict):
     bins = torch.linspace(ZOOM[0], ZOOM[1], 66).numpy()
     grid = d["posterior_grid"].numpy()
     first = None
+    y_lim = max(3.0, 1.05 * max(float(run["paths"].abs().max()) for run in d["runs"]))  # no path leaves the axes
     for k, run in enumerate(d["runs"]):
         r, col = k // 2, 2 * (k % 2)
         ax = fig.add_subplot(gs[r, col], sharey=first)
@@ -108,16 +109,22 @@ def plot(d: dict):
         ax.set_xlim(t.max(), 0)
         ax.set(title=f"$\\lambda$ = {run['lam']:g}: end mean {run['end_mean']:.3f}, "
                      f"MSE$_y$/tr$\\Sigma_y$ = {run['mse_y_over_trace']:.2f}",
-               xlabel="diffusion step $t$ (reverse time runs left to right)", ylim=(-3, 3),
+               xlabel="diffusion step $t$ (reverse time runs left to right)", ylim=(-y_lim, y_lim),
                ylabel="$x_t$ (a.u.)")
 
         ax_m.fill_betweenx(grid, d["posterior_pdf"].numpy(), color=c["posterior"], alpha=0.35,
                            label="exact posterior")
-        ax_m.hist(run["end_points"].numpy(), bins=bins, density=True, orientation="horizontal", color=color,
-                  alpha=0.75, label=f"end points $x_0$\n(n={len(run['end_points'])})")
+        heights, _, _ = ax_m.hist(run["end_points"].numpy(), bins=bins, density=True, orientation="horizontal",
+                                  color=color, alpha=0.75, label=f"end points $x_0$\n(n={len(run['end_points'])})")
+        top = float(heights.max())
+        x_max = 1.1 * max(post_max, top) if top <= 3 * post_max else 1.5 * post_max
+        if top > x_max:  # a spike (lam = 0: every end point in one bin) would flatten the posterior: cut, and say so
+            ax_m.annotate(f"bar cut:\ndensity {top:.0f}", (x_max, float(run["end_mean"])), xytext=(0.55, 0.2),
+                          textcoords="axes fraction", fontsize=7, ha="center",
+                          arrowprops=dict(arrowstyle="->", lw=0.6, color="0.2"))
         ax_m.axhline(d["mmse"], color=c["mmse"], linewidth=1.2, linestyle="--")
         ax_m.axhline(d["map"], color=c["map"], linewidth=1.0, linestyle=":")
-        ax_m.set(xlim=(0, 1.5 * post_max), ylim=ZOOM, xlabel="density (1/a.u.)", title="zoom at $t = 0$")
+        ax_m.set(xlim=(0, x_max), ylim=ZOOM, xlabel="density (1/a.u.)", title="zoom at $t = 0$")
         ax_m.yaxis.tick_right()
         ax_m.yaxis.set_label_position("right")
         ax_m.set_ylabel("$x_0$ (a.u.)")
@@ -133,8 +140,9 @@ def plot(d: dict):
                Line2D([], [], color=c["mmse"], linestyle="--", label=f"MMSE $E[X\\mid y]$ = {d['mmse']:.3f}"),
                Line2D([], [], color=c["map"], linestyle=":", label=f"MAP = {d['map']:.3f}")]
     fig.legend(handles=handles, loc="outside lower center", ncols=6, fontsize=8.5)
-    fig.suptitle(f"VSRD with the exact GMM conditional denoiser, B1 prior (stand-in), $y = {Y_OBS}$, "
-                 f"$\\sigma = {SIGMA_Y}$", fontsize=12)
+    fig.suptitle(f"VSRD with the exact GMM conditional denoiser, B1 prior (stand-in) "
+                 f"$\\frac{{1}}{{2}}\\mathcal{{N}}(\\pm 1, \\mathrm{{var}}\\ 0.05)$, $y = {Y_OBS}$, "
+                 f"$\\sigma = {SIGMA_Y}$ (noise std)", fontsize=12)
     return fig
 
 

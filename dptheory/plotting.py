@@ -29,6 +29,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
+    "place_labels",
     "COLORS",
     "parse_args",
     "style",
@@ -63,7 +64,9 @@ _DP_LINESTYLES = {"joint": "-", "per-measurement": "--"}
 def parse_args(description: str, argv=None) -> argparse.Namespace:
     """The analyses' common command line: ``--quick`` (smaller grids and samples) and ``--out DIR``."""
     first = (description or "").strip().splitlines()
-    parser = argparse.ArgumentParser(description=first[0] if first else None)
+    from ._help import plain
+
+    parser = argparse.ArgumentParser(description=plain(first[0]) if first else None)
     parser.add_argument("--quick", action="store_true", help="smaller grids and sample sizes (seconds, not minutes)")
     parser.add_argument("--out", default="figures", type=Path, help="output directory (default: figures/)")
     return parser.parse_args(argv)
@@ -143,6 +146,81 @@ def draw_dp_curve(ax, curve, *, p_max: float | None = None, label: str | None = 
         ax.plot([curve.mmse_error], [curve.w], marker="D", color=color, markersize=4, linestyle="none", zorder=2)
     return {"D": D, "P": P, "D_star": float(curve.mmse_error), "W": float(curve.w), "form": curve.form,
             "D_star_stderr": float(curve.mmse_error_stderr), "note": curve.note}
+
+
+_LABEL_OFFSETS = [(6, 6), (6, -6), (-6, 6), (-6, -6), (0, 11), (0, -11), (12, 0), (-12, 0), (14, 16), (14, -16),
+                  (-14, 16), (-14, -16), (0, 22), (0, -22), (26, 8), (-26, 8), (26, -8), (-26, -8), (24, 28),
+                  (-24, 28), (24, -28), (-24, -28)]
+
+
+def _merge_coincident(requests, pixels: float = 6.0) -> list:
+    """Merge label requests of one axes and colour whose points lie within ``pixels`` of each other: texts
+    ``"k=a"``, ``"k=b"`` become ``"k=a, b"`` (other texts are joined with ``"; "``), at the first point."""
+    merged: list = []
+    for ax, x, y, text, color in requests:
+        px, py = ax.transData.transform((x, y))
+        for i, (ax2, x2, y2, text2, color2) in enumerate(merged):
+            qx, qy = ax2.transData.transform((x2, y2))
+            if ax2 is ax and color2 == color and abs(px - qx) <= pixels and abs(py - qy) <= pixels:
+                key, sep, value = text.partition("=")
+                same_key = sep and text2.partition("=")[0] == key and "," not in value + text2
+                merged[i] = (ax2, x2, y2, f"{text2}, {value}" if same_key else f"{text2}; {text}", color2)
+                break
+        else:
+            merged.append((ax, x, y, text, color))
+    return merged
+
+
+def place_labels(fig, requests, *, fontsize: float = 6.5) -> None:
+    """Label points without overlaps: ``requests`` is a list of ``(ax, x, y, text, colour)`` in data coordinates.
+
+    Call it once, after every axes of ``fig`` exists and its limits are set. The layout is computed first; then each
+    label takes, among a fixed list of offsets (nearest first), the one with the lowest cost: outside its axes
+    (1000), overlapping an earlier label or a labelled point (100 each), crossing a drawn line (10 each), plus the
+    offset's rank (0.01 each). A label placed away from its point gets a thin leader line. Points of one colour
+    closer than 6 pixels share one label ("t=50, 100, 200").
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.path import Path as MplPath
+    from matplotlib.transforms import Bbox
+
+    if not isinstance(fig.canvas, FigureCanvasAgg):
+        FigureCanvasAgg(fig)
+    fig.draw_without_rendering()
+    renderer = fig.canvas.get_renderer()
+    requests = _merge_coincident(requests)
+    placed: dict = {}
+    lines: dict = {}
+    for ax, x, y, _, _ in requests:  # the labelled points are obstacles too
+        px, py = ax.transData.transform((x, y))
+        placed.setdefault(ax, []).append(Bbox.from_extents(px - 3, py - 3, px + 3, py + 3))
+        if ax not in lines:
+            lines[ax] = [MplPath(ln.get_transform().transform(ln.get_xydata())) for ln in ax.get_lines()
+                         if len(ln.get_xydata()) >= 2]
+    for ax, x, y, text, color in requests:
+        ax_box = ax.get_window_extent(renderer)
+        best = None
+        for rank, (dx, dy) in enumerate(_LABEL_OFFSETS):
+            far = abs(dx) + abs(dy) > 20
+            ann = ax.annotate(text, (x, y), xytext=(dx, dy), textcoords="offset points", fontsize=fontsize,
+                              color=color, ha="left" if dx > 0 else "right" if dx < 0 else "center",
+                              va="bottom" if dy > 0 else "top" if dy < 0 else "center", annotation_clip=True,
+                              arrowprops=dict(arrowstyle="-", color=color, lw=0.5, shrinkA=0, shrinkB=2)
+                              if far else None)
+            bb = ann.get_text_window_extent(renderer) if hasattr(ann, "get_text_window_extent") else \
+                ann.get_window_extent(renderer)
+            inside = ax_box.x0 <= bb.x0 and bb.x1 <= ax_box.x1 and ax_box.y0 <= bb.y0 and bb.y1 <= ax_box.y1
+            cost = (0 if inside else 1000) + 100 * sum(bb.overlaps(o) for o in placed[ax]) \
+                + 10 * sum(path.intersects_bbox(bb, filled=False) for path in lines[ax]) + 0.01 * rank
+            if best is None or cost < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (cost, ann, bb)
+            else:
+                ann.remove()
+            if cost < 1:
+                break
+        placed[ax].append(best[2])
 
 
 def to_jsonable(obj):

@@ -7,7 +7,10 @@ run IN-PROCESS (loaded with importlib, called with ``--out DIR`` and, with ``--q
 imports happen once. A failing script is reported and the others still run.
 
 Then the claims are run (:func:`dptheory.claims.run_claims`) and written as ``<out>/claims.md`` and
-``<out>/claims.json``; ``<out>/reproduce.json`` records what ran, the time of each step and the claim summary.
+``<out>/claims.json``; ``<out>/reproduce.json`` records what ran, the time of each step and the claim summary,
+plus what makes the run identifiable (:func:`run_identity`): one run id, the package version, the git commit, the
+machine, the threads and the load, and the SHA-256 of every file the run wrote, so a test can check that the
+committed figures all come from this one run.
 The exit status is 0 when every analysis ran and every claim check met the toolkit's expectation, 1 otherwise,
 2 when the ``analyses/`` folder cannot be found or an option is invalid, and 130 after Ctrl-C.
 
@@ -83,10 +86,56 @@ def run_analysis(script: Path, *, quick: bool, out: Path) -> float:
     return time.perf_counter() - start
 
 
+def sha256_file(path) -> str:
+    """The SHA-256 hex digest of a file's bytes."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def run_identity(threads: int) -> dict:
+    """What identifies a ``reproduce`` run: a run id (UTC start time + random suffix), dptheory's and torch's
+    versions, the git commit of the checkout (``None`` outside git; ``dirty`` when tracked files differ), Python,
+    the machine (platform, CPU count), the torch threads and the 1-minute load average at the start."""
+    import os
+    import platform
+    import subprocess
+    import uuid
+    from datetime import datetime, timezone
+
+    import torch
+
+    import dptheory
+
+    root = analyses_dir().parent
+
+    def git(*cmd):
+        try:
+            return subprocess.run(["git", "-C", str(root), *cmd], capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    commit = git("rev-parse", "HEAD")
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "run_id": f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}",
+        "version": dptheory.__version__,
+        "torch": torch.__version__,
+        "git_commit": commit,
+        "git_dirty": None if status is None else bool(status),
+        "python": platform.python_version(),
+        "machine": {"platform": platform.platform(), "processor": platform.machine(), "cpus": os.cpu_count(),
+                    "threads": threads,
+                    "load_1min_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None},
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ._argparse import ArgumentParser
+    from ._help import plain
 
-    parser = ArgumentParser(prog="dptheory reproduce", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="dptheory reproduce", description=plain(__doc__.splitlines()[0]))
     parser.add_argument("--quick", action="store_true",
                         help="smaller grids and samples for the figures and the claims (~2 min instead of ~27)")
     parser.add_argument("--out", default=Path("figures"), type=Path, help="output directory (default: figures/)")
@@ -224,6 +273,8 @@ def _reproduce(args) -> int:
 def _run_all(args, scripts, out: Path, record: dict, start: float, flag: _InterruptFlag) -> int:
     from ._atomic import write_text
 
+    record.update({"only": sorted(s.stem for s in scripts) if getattr(args, "only", None) else None,
+                   **run_identity(args.threads)})
     bar = _progress(scripts, "analyses")
     for script in bar:
         bar.set_postfix_str(script.stem)
@@ -238,7 +289,9 @@ def _run_all(args, scripts, out: Path, record: dict, start: float, flag: _Interr
             seconds = run_analysis(script, quick=args.quick, out=out)
             files = [str(out / f"{script.stem}.{ext}") for ext in ("png", "pdf", "json")]
             record["analyses"][script.stem] = {"ok": True, "seconds": seconds,
-                                               "files": [f for f in files if Path(f).exists()]}
+                                               "files": [f for f in files if Path(f).exists()],
+                                               "sha256": {Path(f).name: sha256_file(f) for f in files
+                                                          if Path(f).exists()}}
             record["completed"].append(script.stem)
         except Exception as err:  # noqa: BLE001 - report and go on with the other figures
             record["analyses"][script.stem] = {"ok": False, "error": f"{type(err).__name__}: {err}"}
@@ -262,9 +315,13 @@ def _run_all(args, scripts, out: Path, record: dict, start: float, flag: _Interr
             "passed": sum(r.passed for r in results), "total": len(results),
             "verdicts": dict(Counter(r.verdict for r in results)),
             "failed": [r.id for r in results if not r.passed],
+            "sha256": {name: sha256_file(out / name) for name in ("claims.md", "claims.json")},
         }
     record["analyses_seconds"] = analyses_seconds
     record["seconds"] = time.perf_counter() - start
+    import os
+
+    record["machine"]["load_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     ok = [k for k, v in record["analyses"].items() if v["ok"]]
     bad = [k for k, v in record["analyses"].items() if not v["ok"]]
     claims_ok = record["claims"] is None or not record["claims"]["failed"]

@@ -136,6 +136,9 @@ def test_reproduce_runs_selected_analyses(tmp_path, capsys):
     assert status == 0
     record = json.loads((tmp_path / "reproduce.json").read_text())
     assert record["analyses"]["posterior_1d"]["ok"] and record["claims"] is None
+    assert record["only"] == ["posterior_1d"] and record["run_id"] and record["machine"]["threads"] == 1
+    digest = record["analyses"]["posterior_1d"]["sha256"]["posterior_1d.json"]
+    assert digest == reproduce.sha256_file(tmp_path / "posterior_1d.json")
     assert (tmp_path / "posterior_1d.png").is_file()
     assert "1/1 analyses" in capsys.readouterr().out
 

@@ -45,8 +45,9 @@ def test_restore_end_to_end(method, extra, tmp_path, capsys):
 
     with Image.open(out / "restoration.png") as im:
         assert im.size == (12, 12)
-    with Image.open(out / "side_by_side.png") as im:
-        assert im.size == (3 * 12 + 2 * 2, 12)
+    with Image.open(out / "side_by_side.png") as im:  # three panels magnified 11x (>= 128 px), 4 px gaps, 14 px labels
+        assert im.size == (3 * 12 * 11 + 2 * 4, 12 * 11 + 14)
+    assert f"wrote {out / 'measurement.png'}" in printed and str(out / "restore.json") in printed
 
 
 def test_restore_png_output_and_json(tmp_path, capsys):

@@ -24,6 +24,13 @@ are still drawn on the CPU, so the measurement is the same), and ``--dtype bfloa
 half precision while images and samplers stay float32. Peak memory is the process's peak resident set size
 (``resource.getrusage``), plus ``torch.cuda.max_memory_allocated`` on a GPU.
 
+**Methods with a network backbone** (photo-unet, a diffusers or ADM checkpoint, a latent model): a network gives
+only the PRIOR denoiser. ``vsrd`` then runs as ``dps(lam=...)``, VSRD's variance scale with the unsquared-norm DPS
+guidance (:data:`NETWORK_AS_DPS`): the squared-norm guided conditional denoiser multiplies the network's Jacobian
+error by ``(1 - ab) / (ab sigma_y^2)`` at high noise and gives NaN. ``posterior``, ``ddpm`` and ``ddim`` need the
+conditional denoiser ``E[x0 | x_t, y]`` and are refused before anything runs, with the reason
+(:data:`NETWORK_REFUSALS`); so is ``map-rps --lam`` (its vsrd stage 2).
+
 **Backbones** (``--backbone``).
 
 - ``photo-unet`` (default): the project's UNet trained on 32 x 32 crops of the bundled photos WITHOUT astronaut
@@ -101,6 +108,21 @@ DEFAULTS = dict(
 """Defaults of the command (module docstring); ``size`` applies to the fitted priors only."""
 
 _STEP_METHODS = ("posterior", "ddpm", "ddim", "dps", "vsrd", "red-diff", "vml-map", "ddrm", "diffpir", "pigdm", "daps")
+_COND_TAIL = (
+    "needs the conditional denoiser E[x0 | x_t, y]. A network has only the prior one; its DPS-guided "
+    "conditional (squared norm) multiplies the network's Jacobian error by (1 - ab) / (ab sigma_y^2) at high "
+    "noise and diverges (NaN on the photo UNet for every zeta >= 0.1)"
+)
+NETWORK_REFUSALS = {
+    "posterior": "the exact posterior sampler needs an exact conditional denoiser with exact x0 draws, which a "
+                 "network does not have; use --backbone gaussian or empirical, or --method dps, vsrd or map-rps",
+    "ddpm": f"conditional DDPM {_COND_TAIL}; DDPM with DPS guidance (unsquared norm) is --method dps",
+    "ddim": f"conditional DDIM {_COND_TAIL}; use --method dps, or vsrd --lam 0 for a deterministic guided path",
+}
+"""Methods ``restore`` refuses up front with a network backbone (photo-unet, diffusers, ADM, latent), and why."""
+NETWORK_AS_DPS = ("vsrd",)
+"""Methods that run with a network as ``dps(lam=...)``: VSRD's variance scale with the unsquared-norm DPS
+guidance (Wang et al.'s Algorithm 1 with the small kernel), the form that stays finite on a trained network."""
 _CROP_SEED = 0
 PHOTO_SCALE = 2
 """Photos are resized to ``PHOTO_SCALE * size`` before cropping. Exact MMSE PSNR (dB) of the Gaussian prior on
@@ -130,8 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              f"{D['backbone']})")
     parser.add_argument("--method", default=D["method"],
                         help=f"map-rps, dps, vsrd, red-diff, vml-map, ddpm, ddim, posterior, ddrm, diffpir, pigdm or "
-                             f"daps (default "
-                             f"{D['method']})")
+                             f"daps (default {D['method']}). With a network backbone vsrd runs as DPS with variance "
+                             "scale lam (the unsquared-norm guidance), and posterior, ddpm and ddim are refused with "
+                             "the reason (they need the exact conditional denoiser)")
     parser.add_argument("--t0", type=int, default=None, help=f"MAP-RPS re-noising step in [0, T] (default {D['t0']})")
     parser.add_argument("--t1", type=int, default=None,
                         help="MAP-RPS stage-1 noise index, 0-based (default: 50 for photo-unet, else the official 10)")
@@ -175,8 +198,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 
 def build_parser() -> argparse.ArgumentParser:
     from .._argparse import ArgumentParser
+    from .._help import plain
 
-    parser = ArgumentParser(prog="dptheory restore", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="dptheory restore", description=plain(__doc__.splitlines()[0]))
     return add_arguments(parser)
 
 
@@ -237,6 +261,7 @@ def _knobs(args) -> dict:
             knobs["t1"] = PHOTO_UNET_MAP_T1
         if args.lam is not None:
             knobs["lam"] = args.lam
+            knobs["stage2"] = "vsrd"
         if getattr(args, "weighting", "bayes") == "official":
             knobs.update(_official_weighting(args))
     else:
@@ -262,6 +287,20 @@ def _official_weighting(args) -> dict:
             raise RestoreError(f"--weighting official has no official w_prior for task {args.task!r}; give --w-prior")
         w = OFFICIAL_PRIOR_WEIGHTS[OFFICIAL_TASK[args.task]]
     return {"weighting": "official", "w_prior": w}
+
+
+def _network_method(args, network: bool) -> str:
+    """The sampler to run for ``args.method``: refuse (``RestoreError``) what cannot work with a network, and run
+    :data:`NETWORK_AS_DPS` methods as ``dps`` with their ``lam``."""
+    if not network:
+        return args.method
+    if args.method in NETWORK_REFUSALS:
+        raise RestoreError(f"--method {args.method} does not work with the network backbone {args.backbone!r}: "
+                           f"{NETWORK_REFUSALS[args.method]}")
+    if args.method == "map-rps" and args.lam is not None:
+        raise RestoreError("--lam with map-rps selects a vsrd stage 2, which needs an exact conditional denoiser; "
+                           f"with the network backbone {args.backbone!r} stage 2 is DPS (knob --zeta)")
+    return "dps" if args.method in NETWORK_AS_DPS else args.method
 
 
 def _exclude(image: str) -> tuple[str, ...]:
@@ -400,6 +439,27 @@ def _check_writable(paths: dict[str, Path]) -> None:
             raise RestoreError(f"--out: cannot write to {folder} ({err.strerror or err})") from None
 
 
+def _labelled_side_by_side(panels):
+    """``[(label, image (c, h, w)), ...]`` -> a PIL image: the panels side by side, each magnified (nearest
+    neighbour) to at least 128 px wide, with its label in a white band above it."""
+    from PIL import Image, ImageDraw
+
+    from .data import to_uint8
+
+    h, w = panels[0][1].shape[-2:]
+    k = max(1, math.ceil(128 / w))
+    band, gap = 14, 4
+    canvas = Image.new("RGB", (len(panels) * w * k + (len(panels) - 1) * gap, h * k + band), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (label, im) in enumerate(panels):
+        u = to_uint8(im)
+        pil = Image.fromarray(u[..., 0] if u.shape[-1] == 1 else u).convert("RGB")
+        left = i * (w * k + gap)
+        canvas.paste(pil.resize((w * k, h * k), Image.NEAREST), (left, band))
+        draw.text((left + 2, 1), label, fill="black")
+    return canvas
+
+
 def _write_all(files: dict[Path, object]) -> None:
     """Write every output to a temporary file first, then rename them all (no partial output)."""
     from .._atomic import reserve_temp
@@ -413,6 +473,8 @@ def _write_all(files: dict[Path, object]) -> None:
             staged.append((Path(tmp), path))
             if isinstance(content, str):
                 Path(tmp).write_text(content)
+            elif hasattr(content, "save"):  # a PIL image
+                content.save(tmp, format="PNG")
             else:
                 save_png(content, tmp)
         for tmp, path in staged:
@@ -547,6 +609,8 @@ def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, siz
     if tuple(probe.shape) != (1, *shape):
         raise RestoreError(f"--size {size} does not fit backbone {args.backbone!r} (output {tuple(probe.shape)})")
 
+    network = not (fitted or callable(getattr(getattr(denoiser, "denoiser", denoiser), "condition", None)))
+    solver_method = _network_method(args, network)
     problem = ImageInverseProblem(operator, sigma_y)
     y = problem.measure(x, gen)
     if device.type != "cpu":  # the task and y are drawn on the CPU (same numbers as a CPU run); the solve runs there
@@ -559,10 +623,10 @@ def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, siz
         if latent:
             from .latent import solve_latent
 
-            sol = solve_latent(problem, y, args.method, denoiser, schedule=schedule, generator=gen,
+            sol = solve_latent(problem, y, solver_method, denoiser, schedule=schedule, generator=gen,
                                progress=not args.no_progress, **knobs)
         else:
-            sol = solve_image(problem, y, args.method, denoiser, schedule=schedule, generator=gen,
+            sol = solve_image(problem, y, solver_method, denoiser, schedule=schedule, generator=gen,
                               progress=not args.no_progress, **knobs)
     except (ValueError, TypeError) as err:
         raise RestoreError(str(err)) from err
@@ -575,7 +639,7 @@ def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, siz
     meas = _measurement_image(problem, y.cpu(), x, x_pinv).to(x.dtype)
     report = dict(
         task=args.task, image=args.image, crop=args.crop, size=size, backbone=described, method=args.method,
-        sigma_y=sigma_y, seed=args.seed, knobs=knobs, exact_conditional=sol.exact_conditional,
+        sigma_y=sigma_y, seed=args.seed, knobs=knobs, sampler=solver_method, exact_conditional=sol.exact_conditional,
         device=str(device), dtype=str(net_dtype).removeprefix("torch.") if not fitted else "float32",
         threads=n_threads, tiling=tiling, peak_memory_mib=peak_memory_mib(device),
         peak_memory_source="resource.getrusage(RUSAGE_SELF).ru_maxrss (process peak RSS)"
@@ -588,9 +652,11 @@ def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, siz
     bicubic = _bicubic_baseline(y.cpu().to(x.dtype), x)
     if bicubic is not None:  # super-resolution: the classical baseline next to A^+ y
         report.update(psnr_bicubic=float(psnr(bicubic, x)[0]), ssim_bicubic=_ssim(ssim, bicubic, x))
+    meas_label = "measurement y" if tuple(y.shape) == tuple(x.shape) else "measurement (A^+ y)"
     try:
         _write_all({paths["measurement"]: meas[0], paths["restoration"]: x_hat[0],
-                    paths["side_by_side"]: _side_by_side(meas[0], x_hat[0], x[0]),
+                    paths["side_by_side"]: _labelled_side_by_side(
+                        [(meas_label, meas[0]), (f"restoration ({args.method})", x_hat[0]), ("truth", x[0])]),
                     paths["json"]: json.dumps(report, indent=2)})
     except OSError as err:  # e.g. a full disk: nothing partial is left (_write_all)
         raise RestoreError(f"cannot write the outputs to {paths['restoration'].parent}: {err}") from None
@@ -607,7 +673,11 @@ def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, siz
                   f"{_fmt(report['ssim_bicubic'])})")
         print(f"  NFE {sol.nfe}  wall {seconds:.1f} s (solve {sol.seconds:.1f} s)  peak RSS "
               f"{report['peak_memory_mib']['rss']:.0f} MiB")
-        print(f"  wrote {paths['measurement']}, {paths['restoration']}, {paths['side_by_side']}")
+        if solver_method != args.method:
+            print(f"  note: with a network, {args.method} runs as {solver_method}(lam={knobs['lam']:g}) "
+                  "(unsquared-norm DPS guidance)" + ("; lam < 1 leaves the network's training distribution "
+                                                     "(grey images)" if knobs["lam"] < 1 else ""))
+        print(f"  wrote {paths['measurement']}, {paths['restoration']}, {paths['side_by_side']}, {paths['json']}")
     return 0
 
 
