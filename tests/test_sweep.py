@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dptheory import sweep
@@ -229,3 +230,28 @@ def test_killed_sweep_resumes_with_each_cell_exactly_once(tmp_path, ray_session)
     assert summary["skipped"] == len(first) and summary["ran"] == 5 - len(first)
     assert sorted(_counts(spec.out).values()) == [1] * 5
     assert sweep.read_rows(spec.out)[: len(first)] == first  # earlier rows untouched
+
+
+def test_serial_image_sweep_records_psnr_against_the_pinv_baseline(tmp_path):
+    pytest.importorskip("skimage")
+    text = """
+kind = "image"
+[grid]
+task = ["denoise"]
+method = ["vsrd"]
+seed = [0]
+[grid.knobs.vsrd]
+lam = [0.0]
+[fixed]
+backbone = "gaussian"
+size = 12
+n_crops = 100
+[fixed.knobs.vsrd]
+steps = 5
+"""
+    spec = _spec(tmp_path, text, name="img.toml")
+    assert sweep.run_sweep(spec, serial=True, progress=False)["failed"] == 0
+    (row,) = sweep.read_results(spec.out)
+    # the PSNR of any restoration and of y itself (A = I) are finite dB values; MSE and PSNR agree (data range 2)
+    assert row["task"] == "denoise" and row["nfe"] == 5
+    assert row["psnr"] == pytest.approx(10 * np.log10(4 / row["mse"]), rel=1e-5)
