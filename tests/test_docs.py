@@ -1,7 +1,7 @@
 """The built documentation: no broken internal link, and three pages render in a headless browser.
 
 The HTML comes from ``sphinx-build -W -b html docs docs/_build/html`` (``.ci/run`` builds it first); the directory
-can be overridden with ``DPTHEORY_DOCS_HTML``. Without a build the tests skip, and the browser test skips when no
+can be overridden with ``DPT_DOCS_HTML``. Without a build the tests skip, and the browser test skips when no
 chromium is installed (CI installs Debian's ``chromium``).
 
 Oracles: the file system and the ``id``/``name`` attributes of the target pages (every relative ``href``/``src``
@@ -21,7 +21,7 @@ from urllib.parse import unquote, urlsplit
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-HTML = Path(os.environ.get("DPTHEORY_DOCS_HTML", ROOT / "docs/_build/html"))
+HTML = Path(os.environ.get("DPT_DOCS_HTML", ROOT / "docs/_build/html"))
 PAGES = {  # page -> text the rendered DOM must contain
     "index.html": ["dptheory", "Getting started", "Theory"],
     "_generated/api/dptheory.solve.html": ["dptheory.solve", "Raises"],
