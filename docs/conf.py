@@ -178,7 +178,7 @@ generate_notebooks()
 
 
 # ------------------------------------------------------------------------ links from docstrings to the theory
-_THEORY_REF = re.compile(r"docs/theory (?:§(\d+(?:\.\d+)?)|claim (\d+))")
+_DOCS_REF = re.compile(r"docs/theory (?:§(\d+(?:\.\d+)?)|claim (\d+))")
 
 
 def _link_theory(app, what, name, obj, options, lines) -> None:
@@ -191,7 +191,7 @@ def _link_theory(app, what, name, obj, options, lines) -> None:
             label = f"theory-{m.group(1).replace('.', '-')}" if m.group(1) else f"claim-{m.group(2)}"
             return f":ref:`{m.group(0)} <{label}>`"
 
-        lines[i] = _THEORY_REF.sub(sub, line)
+        lines[i] = _DOCS_REF.sub(sub, line)
 
 
 def setup(app):
