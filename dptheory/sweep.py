@@ -443,9 +443,11 @@ def _ray_rows(cells, address, num_cpus, max_retries):
 
     started_here = not ray.is_initialized()
     if started_here:
-        env = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-        kwargs = dict(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-                      runtime_env={"env_vars": env})
+        # workers inherit this environment (a runtime_env would start a separate worker pool)
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ.setdefault(var, "1")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        kwargs = dict(address=address, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
         if address is None:
             kwargs["num_cpus"] = num_cpus
         ray.init(**kwargs)
