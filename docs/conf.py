@@ -129,6 +129,22 @@ def _title_and_body(doc: str) -> tuple[str, str]:
     return title, rest.strip()
 
 
+def _clean_rst(text: str) -> bool:
+    """Whether ``text`` parses as reST without a warning (Sphinx roles aside). An analysis docstring that does not
+    is shown verbatim instead, so an edit to an analysis can never break the ``-W`` build."""
+    import docutils.core
+    import docutils.utils
+
+    stream = io.StringIO()
+    plain = re.sub(r":[a-z:]+:`", "`", text)  # :mod:`x` -> `x` (Sphinx roles are unknown to plain docutils)
+    try:
+        docutils.core.publish_doctree(plain, settings_overrides={"warning_stream": stream, "report_level": 2,
+                                                                 "halt_level": 5})
+    except docutils.utils.SystemMessage:
+        return False
+    return not stream.getvalue()
+
+
 def generate_gallery() -> None:
     """One sphinx-gallery example per analysis, showing the committed figure; nothing is executed."""
     src = GEN / "gallery_src"
@@ -157,7 +173,9 @@ def generate_gallery() -> None:
                       "regenerate it.\n")
         end = tree.body[0].end_lineno if tree.body and isinstance(tree.body[0], ast.Expr) else 0
         code = "\n".join(source.splitlines()[end:]).lstrip("\n")
-        rst_body = "::\n\n" + "\n".join("    " + line for line in body.splitlines()) if body else ""
+        rst_body = body if _clean_rst(body) else (
+            ".. code-block:: text\n\n" + "\n".join("    " + line for line in body.splitlines()))
+        rst_body = rst_body.replace("\\", "\\\\")  # the text goes into a Python string literal
         text = (f'"""\n{title}\n{"=" * len(title)}\n\n{rst_body}{figure}"""\n'
                 + (f"# sphinx_gallery_thumbnail_path = '_generated/figures/{png.name}'\n" if png.exists() else "")
                 + code)
