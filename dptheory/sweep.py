@@ -657,6 +657,12 @@ def main(args) -> int:
     except (SpecError, RuntimeError) as err:
         print(f"dptheory sweep: {err}", file=sys.stderr)
         return 2
+    except ModuleNotFoundError as err:
+        if err.name != "ray":
+            raise
+        print("dptheory sweep: Ray is not installed (pip install -e '.[sweep]'), or run the cells here with "
+              "--serial", file=sys.stderr)
+        return 2
     rows = read_results(spec.out)
     print(format_table(rows, spec.kind))
     print(f"{summary['cells']} cells: {summary['skipped']} already done, {summary['ran']} run now "
