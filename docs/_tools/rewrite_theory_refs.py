@@ -12,7 +12,7 @@ The code, tests, analyses and paper notes used to cite a theory document that is
     THEORY claim 14             ->  docs/theory claim 14
     THEORY 1.5.2                ->  docs/theory §1.5 (point 2)
     THEORY's rounding           ->  docs/theory's rounding
-    THEORY.md                   ->  docs/theory
+    THEORY (the file name, with its .md suffix)  ->  docs/theory
 
 ``docs/theory/index.md`` says which page holds section ``x`` (file ``docs/theory/0x_*.md``, heading "x.y ...",
 Sphinx label ``theory-x-y``), and ``docs/theory/10_claims.md`` holds "claim n" (label ``claim-n``). The docs
