@@ -1,4 +1,4 @@
-"""The ``dptheory`` command line: ``reproduce``, ``check``, ``traverse`` and ``restore``.
+"""The ``dptheory`` command line: ``reproduce``, ``check``, ``traverse``, ``restore`` and ``sweep``.
 
 Heavy imports happen inside each command, so ``dptheory --help`` is instant.
 """
@@ -84,7 +84,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--threads", type=int, default=1,
                    help="torch intra-op threads (default 1: the worked problems are small)")
+
+    p = sub.add_parser("sweep", help="run a grid of solver runs from a TOML spec on Ray; one JSONL row per cell")
+    _sweep_arguments(p)
     return parser
+
+
+def _sweep_arguments(parser) -> None:
+    from .sweep import add_arguments
+
+    add_arguments(parser)
 
 
 def _restore_arguments(parser) -> None:
@@ -226,6 +235,10 @@ def main(argv=None) -> int:
         return _cmd_check(args)
     if args.command == "traverse":
         return _cmd_traverse(args)
+    if args.command == "sweep":
+        from .sweep import main as sweep_main
+
+        return sweep_main(args)
     raise AssertionError(args.command)  # pragma: no cover
 
 
