@@ -1,18 +1,18 @@
 """Figure ``image_dp_exact_scale``: exact D-P traversals on held-out photo crops at 32-256 px, with no Monte Carlo.
 
-Claims: IMG-1 (MAP-RPS's t0 traverses from the MAP to posterior sampling, above the per-measurement optimal
-curve, with a per-pixel gap that does not depend on the resolution), WANG-3 (VSRD's lambda lies on the
-per-measurement curve) and BMF-4 (neither reaches the joint curve except at the MMSE end), at image scale.
+Claims: IMG-1 (MAP-RPS's t0 traverses from the MAP to posterior sampling, above the per-measurement optimal curve,
+with a per-pixel gap that does not depend on the resolution), WANG-3 (VSRD's lambda lies on the per-measurement
+curve) and BMF-4 (neither reaches the joint curve except at the MMSE end), at image scale.
 
 Setting. A stationary Gaussian prior (power law fitted to 64 px crops of every bundled photo except the held-out
-astronaut and coffee), the held-out astronaut box ``(64, 128, 256, 256)`` cropped at its own resolution to
-32, 64, 128 and 256 px (RGB), and the tasks blur-gauss, blur-motion, sr4 (4 x 4 average pooling) and denoise of
-the image task table. Every operator is block-diagonal in the 2-D DFT, so the exact laws of VSRD (exact kernel,
-``N(0, I)`` start) over lambda and MAP-RPS (stage-1 fixed point, exact posterior kernels) over t0 follow in closed
-form (:mod:`dptheory.images.spectral_laws`), as do both optimal curves. Left: the per-measurement plane at the
-largest size; middle: the joint plane (largest size only); right: MAP-RPS's per-measurement gap
-``D - D_y(P)`` over ``D*_y`` against t0, one line per resolution (the numbers of claim IMG-1, from the same call). The extra panel checks the exact
-laws against Monte Carlo runs of the actual samplers (VSRD and posterior sampling through ``solve_image`` with
+astronaut and coffee), the held-out astronaut box ``(64, 128, 256, 256)`` cropped at its own resolution to 32, 64,
+128 and 256 px (RGB), and the tasks blur-gauss, blur-motion, sr4 (4 x 4 average pooling) and denoise of the image
+task table. Every operator is block-diagonal in the 2-D DFT, so the exact laws of VSRD (exact kernel, ``N(0, I)``
+start) over lambda and MAP-RPS (stage-1 fixed point, exact posterior kernels) over t0 follow in closed form
+(:mod:`dptheory.images.spectral_laws`), as do both optimal curves. Left: the per-measurement plane at the largest
+size; middle: the joint plane (largest size only); right: MAP-RPS's per-measurement gap ``D - D_y(P)`` over ``D*_y``
+against t0, one line per resolution (the numbers of claim IMG-1, from the same call). The extra panel checks the
+exact laws against Monte Carlo runs of the actual samplers (VSRD and posterior sampling through ``solve_image`` with
 the exact spectral denoiser) at 64 px, with +-1 SE. Per pixel: MSE / d and W2 / sqrt(d) in model units [-1, 1].
 """
 

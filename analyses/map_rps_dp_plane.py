@@ -9,13 +9,13 @@ target law on the y-axis):
 
 - MAP-RPS over ``t0`` (stage 2 with the exact posterior kernels);
 - VSRD over ``lam`` (exact kernel, started from the exact diffused posterior);
-- DPS over the step size ``zeta`` (``norm="squared"``: the Bayes-consistent "ideal DPS" of THEORY 4, whose law is
+- DPS over the step size ``zeta`` (``norm="squared"``: the Bayes-consistent "ideal DPS" of docs/theory §4, whose law is
   affine on a Gaussian problem; ``zeta = 1`` uses the plug-in likelihood at face value);
 - posterior sampling (exact kernels from the exact start), which lands at ``(2 D*, 0)``;
 - the peer samplers with the prior denoiser (:data:`PEERS`): DDRM over ``eta``, DiffPIR over ``zeta``, PiGDM
   (Bayes guidance) over its DDIM ``eta`` and DAPS over its Langevin steps (claims PEER-2, PEER-4).
 
-Top row, EXACT (the Gaussian G2 of THEORY 10; laws by :mod:`dptheory.laws`): MAP-RPS's stage-1 point is the MAP,
+Top row, EXACT (the Gaussian G2 of docs/theory §10; laws by :mod:`dptheory.laws`): MAP-RPS's stage-1 point is the MAP,
 which equals the MMSE ``mu(Y)`` here (``x_map = (M, b)``, the affine map ``y -> mu(y)``), as in the claims MRPS-2
 and BMF-4, so the joint gaps at t0 = 20, 100, 300 (0.0104, 0.064, 0.081) are the claims report's numbers; DPS with
 ``zeta = 1`` is the DPS-1 law (KL to the posterior 0.10). Bottom row, MONTE CARLO (the mixture B1, sigma = 0.5,

@@ -15,7 +15,8 @@ claim MRPS-4 (``dptheory.claims.map_rps.map_mse_ratio``), so the table cells of 
 report's numbers.
 
 Panel (a) is a heat map of the ratio, with the region where "the MAP approaches the MMSE" (ratio < 1.05) hatched
-and the THEORY 6.4 table cells marked. Panel (b) shows cuts at delta = 0.5 and 1 against sigma, with THEORY 6.4's
+and the docs/theory §6.4 table cells marked. Panel (b) shows cuts at delta = 0.5 and 1 against sigma, with docs/theory
+§6.4's
 values (1.005, 1.17, 1.29, 1.44 and 1.000, 1.04, 1.21, 1.37 at sigma = 0.1, 0.3, 0.5, 1). The ratio is near 1 only
 at low noise, where the posterior is unimodal; it reaches 1.3-1.45 at the table's sigma = 0.5-1 when the posterior
 is bimodal (the log-concavity of Theorem 3.2 fails), and 1.58 at the largest sigma of the full figure
@@ -34,9 +35,9 @@ from dptheory.claims.map_rps import map_mse_ratio  # the claim's own computation
 NAME = "map_vs_mmse"
 CLAIMS = ("MRPS-4",)
 SEED = None  # quadrature: nothing is random
-THEORY_TABLE = {(0.5, 0.1): 1.005, (0.5, 0.3): 1.17, (0.5, 0.5): 1.29, (0.5, 1.0): 1.44,
+QUOTED_TABLE = {(0.5, 0.1): 1.005, (0.5, 0.3): 1.17, (0.5, 0.5): 1.29, (0.5, 1.0): 1.44,
                 (1.0, 0.1): 1.000, (1.0, 0.3): 1.04, (1.0, 0.5): 1.21, (1.0, 1.0): 1.37}
-"""(delta, sigma) -> MSE(MAP)/D*, THEORY 6.4."""
+"""(delta, sigma) -> MSE(MAP)/D*, docs/theory §6.4."""
 THRESHOLD = 1.05
 
 
@@ -50,7 +51,7 @@ def compute(quick: bool) -> dict:
     cut_sigmas = torch.logspace(math.log10(0.04), math.log10(2.0), 14 if quick else 36, dtype=torch.float64)
     cuts = {dl: [map_mse_ratio(dl, float(s), n_quad)[0] for s in cut_sigmas] for dl in (0.5, 1.0)}
     table = []
-    for (dl, s), ref in THEORY_TABLE.items():
+    for (dl, s), ref in QUOTED_TABLE.items():
         r, d_star = map_mse_ratio(dl, s, n_table)
         table.append({"delta": dl, "sigma": s, "ratio": r, "theory": ref, "D_star": d_star,
                       "abs_diff": abs(r - ref)})
@@ -86,7 +87,7 @@ def plot(d: dict):
                          Line2D([], [], color="k", linewidth=1.6, label=f"ratio = {d['threshold']:g}"),
                          Line2D([], [], marker="o", markerfacecolor="#56b4e9", markeredgecolor="k",
                                 linestyle="none",
-                                label="THEORY 6.4 table cells")],
+                                label="docs/theory §6.4 table cells")],
                 loc="upper center", bbox_to_anchor=(0.5, -0.13), ncols=3, fontsize=8.5)  # below: off the hatching
 
     cs_ = d["cut_sigmas"].numpy()
@@ -96,7 +97,7 @@ def plot(d: dict):
         ax_b.plot(cs_, vals, color=colors[key], linewidth=1.8, label=f"$\\delta$ = {dl:g} (quadrature)")
         rows = [r for r in d["table"] if r["delta"] == dl]
         ax_b.plot([r["sigma"] for r in rows], [r["theory"] for r in rows], linestyle="none", marker="x",
-                  markersize=8, color=colors[key], label=f"$\\delta$ = {dl:g}: THEORY 6.4 table")
+                  markersize=8, color=colors[key], label=f"$\\delta$ = {dl:g}: docs/theory §6.4 table")
     ax_b.axhline(d["threshold"], color="k", linestyle=":", linewidth=1.2,
                  label=f"threshold {d['threshold']:g} (MAP $\\approx$ MMSE below)")
     ax_b.axhline(1.0, color="0.5", linewidth=0.8)

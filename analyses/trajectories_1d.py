@@ -5,14 +5,14 @@ posterior, at about twice the MMSE's distortion).
 
 Setting of ``posterior_1d``: the B1 prior ``0.5 N(-1, 0.05) + 0.5 N(1, 0.05)`` (a stand-in for Wang et al.'s
 unknown prior), ``y = x + N(0, 0.5^2)``, ``y = -0.6``. VSRD (Wang et al.) runs with the EXACT conditional denoiser
-``E[x0 | x_t, y]`` of the GMM posterior and the exact kernel (variant B of THEORY 5.2) for
+``E[x0 | x_t, y]`` of the GMM posterior and the exact kernel (variant B of docs/theory §5.2) for
 ``lam = 0, 0.3, 0.8, 1``: ``dpt.solve(problem, y, "vsrd", lam=lam, callback=...)``. The callback
 ``callback(i, t, x, x0)`` records every particle after every step.
 
 Each panel shows a few dozen trajectories against the diffusion step (reverse time runs left to right). The
 right margin shows the exact posterior density, a histogram of the end points of a larger run (``n_end``
 particles, same sampler), the MMSE and the MAP. With ``lam = 0`` every particle falls into the dominant mode at
--0.932 (near the MAP -0.933), not onto the MMSE -0.903 (THEORY 5.3: "lam = 0 -> MMSE" is Gaussian-only); with
+-0.932 (near the MAP -0.933), not onto the MMSE -0.903 (docs/theory §5.3: "lam = 0 -> MMSE" is Gaussian-only); with
 ``lam = 1`` the end points are posterior samples.
 
 The sidecar holds the trajectories (subsampled to at most 101 time points), the end points and, per lam, the

@@ -1,4 +1,4 @@
-"""Benchmark: the exact posterior sampler (THEORY 3.3) against a plain per-step numpy/scipy reference.
+"""Benchmark: the exact posterior sampler (docs/theory §3.3) against a plain per-step numpy/scipy reference.
 
 Problem: a 2-D GMM prior with K = 8 components (means on a circle of radius 2, covariances rotated ellipses,
 unequal weights), one linear measurement ``y = A x + N(0, sigma_y^2)`` with ``A = [[1, 0.5]]``,
@@ -8,7 +8,7 @@ modes along the line ``x_1 + 0.5 x_2 = 0.9``.
 Ours: :func:`dptheory.samplers.posterior` with :class:`~dptheory.ConditionalExactDenoiser`, every step of the
 linear schedule (T = 1000), n = 10,000 particles, from the exact start ``x_T ~ p_T(. | y)``.
 
-Reference: a straightforward numpy loop with the same math, written from THEORY 3.2-3.3 only: the posterior
+Reference: a straightforward numpy loop with the same math, written from docs/theory §3.2-3.3 only: the posterior
 GMM by gain-form conditioning; then per step, the responsibilities of the diffused posterior components with
 ``scipy.stats.multivariate_normal.logpdf`` (one call per component) and log-sum-exp, a component draw by
 inverse CDF, a Gaussian draw of ``x0 ~ N(mu_k + G_k (x_t - sqrt(ab) mu_k), C_k)`` (Cholesky), and the forward
@@ -80,7 +80,7 @@ def prior_params() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 # ---------------------------------------------------------------------------------------------- reference
 def np_posterior_gmm(weights, means, covs, A, sigma, y):
-    """Exact posterior GMM (THEORY 3.2) in numpy: weights ~ w_k N(y; A m_k, A S_k A^T + s^2 I), gain form."""
+    """Exact posterior GMM (docs/theory §3.2) in numpy: weights ~ w_k N(y; A m_k, A S_k A^T + s^2 I), gain form."""
     A, y = np.asarray(A, float), np.asarray(y, float)
     log_w, mus, sigs = [], [], []
     for w, m, S in zip(weights, means, covs, strict=True):

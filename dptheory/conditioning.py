@@ -1,7 +1,7 @@
 """Conditioning Gaussian components on a linear measurement ``y = A x + N(0, sigma_y^2 I)``.
 
 For each component N(m_k, S_k) (gain form, valid for singular S_k and for sigma_y = 0 when A S_k A^T is
-invertible; THEORY section 2.1 and 3.2):
+invertible; docs/theory §2.1 and §3.2):
 
     R_k   = A S_k A^T + sigma_y^2 I                       (innovation covariance, m x m)
     G_k   = S_k A^T R_k^{-1}                              (gain, d x m)

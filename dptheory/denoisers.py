@@ -2,7 +2,7 @@
 
 The noise level ``t`` is passed as its ``alpha_bar_t`` (a float in (0, 1]), so one denoiser serves every
 schedule and every respaced grid; a network adapter maps ``alpha_bar`` to its own training timestep. Score and
-noise prediction are derived from the denoiser in ONE place (THEORY section 0):
+noise prediction are derived from the denoiser in ONE place (docs/theory §0):
 
     score(x_t) = (sqrt(ab) D - x_t) / (1 - ab)          eps(x_t) = (x_t - sqrt(ab) D) / sqrt(1 - ab)
     D = (x_t - sqrt(1 - ab) eps) / sqrt(ab)              D = sqrt(ab) x_t - sqrt(1 - ab) v   (v-prediction)
@@ -10,7 +10,7 @@ noise prediction are derived from the denoiser in ONE place (THEORY section 0):
 Implementations:
 
 - :class:`ExactDenoiser` of a Gaussian or GMM prior (exact Tweedie; also exact ``Cov[x0|x_t]`` and exact draws
-  from ``p(x0 | x_t)``, which make the exact reverse kernels of THEORY 3.3);
+  from ``p(x0 | x_t)``, which make the exact reverse kernels of docs/theory §3.3);
 - :class:`ConditionalExactDenoiser`: ``E[x0 | x_t, y]`` from the exact posterior of a
   :class:`~dptheory.LinearInverseProblem`, for one ``y`` or one ``y`` per particle;
 - :class:`NetworkDenoiser`: adapter for a network predicting ``eps``, ``x0`` or ``v`` on its own discrete
@@ -92,10 +92,10 @@ def _level(alpha_bar) -> float:
 
 # ---------------------------------------------------------------------------------------------- exact
 class ExactDenoiser(Denoiser):
-    """The exact Tweedie denoiser ``E[x0 | x_t]`` of a Gaussian or GMM prior (THEORY 3.1-3.2).
+    """The exact Tweedie denoiser ``E[x0 | x_t]`` of a Gaussian or GMM prior (docs/theory §3.1-3.2).
 
     Also exact: ``cov(x_t, ab) = Cov[x0 | x_t]`` and ``sample_x0(x_t, ab, generator)``, a draw from
-    ``p(x0 | x_t)``, which turns any ancestral loop into an exact sampler (THEORY 3.3).
+    ``p(x0 | x_t)``, which turns any ancestral loop into an exact sampler (docs/theory §3.3).
 
     Args:
         prior: a :class:`~dptheory.Gaussian` or :class:`~dptheory.GaussianMixture`.
@@ -132,7 +132,7 @@ class ExactDenoiser(Denoiser):
 
 
 class ConditionalExactDenoiser(ExactDenoiser):
-    """The exact conditional denoiser ``E[x0 | x_t, y]`` of a linear inverse problem (THEORY 3.1-3.2).
+    """The exact conditional denoiser ``E[x0 | x_t, y]`` of a linear inverse problem (docs/theory §3.1-3.2).
 
     Args:
         problem: a :class:`~dptheory.LinearInverseProblem`.

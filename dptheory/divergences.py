@@ -15,7 +15,7 @@ function                          what it returns                        exact?
 :func:`gmm_kl_upper_bound`        Hershey-Olsen variational bound        an UPPER bound on KL
 ================================  =====================================  ================================
 
-For two GMMs, ``gelbrich_w2_squared <= W2^2 <= gmm_mw2_squared`` (THEORY 9.4), and ``empirical_w2_squared``
+For two GMMs, ``gelbrich_w2_squared <= W2^2 <= gmm_mw2_squared`` (docs/theory §9.4), and ``empirical_w2_squared``
 estimates W2^2 from above on average.
 
 Every function takes :class:`~dptheory.gaussian.Gaussian` / :class:`~dptheory.mixture.GaussianMixture`
@@ -210,7 +210,7 @@ def gaussian_w2_squared(p: Gaussian, q: Gaussian) -> torch.Tensor:
     the eigendecompositions (``p``'s and ``q``'s cached ``.eig``, round-off negative eigenvalues set to 0);
     the last trace is computed as the nuclear norm ``||S_1^{1/2} S_2^{1/2}||_*`` (same number, better
     accuracy for singular matrices). The result is clipped at 0: round-off can make it slightly negative
-    when ``p`` and ``q`` nearly coincide (THEORY 9.2), and it is then ``~ 1e-16 (tr S_1 + tr S_2)``.
+    when ``p`` and ``q`` nearly coincide (docs/theory §9.2), and it is then ``~ 1e-16 (tr S_1 + tr S_2)``.
 
     Args:
         p: Gaussian on R^d, mean ``(d,)``, cov ``(d, d)`` PSD.
@@ -240,7 +240,7 @@ def gaussian_w2_squared(p: Gaussian, q: Gaussian) -> torch.Tensor:
 def gaussian_w2(p: Gaussian, q: Gaussian) -> torch.Tensor:
     r"""2-Wasserstein distance between two Gaussians (NOT squared): ``sqrt(gaussian_w2_squared(p, q))``.
 
-    The square root is taken after clipping at 0 (THEORY 9.2), so it is never NaN. Near ``p == q`` the
+    The square root is taken after clipping at 0 (docs/theory §9.2), so it is never NaN. Near ``p == q`` the
     round-off in W2^2 (~1e-16 relative) becomes ~1e-8 relative in W2.
 
     Args:
@@ -285,7 +285,7 @@ def gaussian_kl(p: Gaussian, q: Gaussian) -> torch.Tensor:
     Returns:
         0-d tensor, in nats.
 
-    Source: THEORY 9.1; the standard closed form (e.g. Duchi, "Derivations for linear algebra and
+    Source: docs/theory §9.1; the standard closed form (e.g. Duchi, "Derivations for linear algebra and
     optimization", Section 9; Pardo (2006), "Statistical inference based on divergence measures").
 
     Examples:
@@ -350,7 +350,7 @@ def gmm_mw2_squared(p, q) -> torch.Tensor:
         0-d tensor, MW2^2 (squared).
 
     Source: [delon2020], Section 4 (definition; ``MW2 >= W2`` because GMM couplings are a subset of all
-    couplings); THEORY 9.4.
+    couplings); docs/theory §9.4.
 
     Examples:
         >>> import dptheory as dpt
@@ -386,7 +386,7 @@ def gelbrich_w2_squared(p, q) -> torch.Tensor:
     Returns:
         0-d tensor, a lower bound on W2^2 (squared).
 
-    Source: [gelbrich1990]; THEORY 9.4.
+    Source: [gelbrich1990]; docs/theory §9.4.
 
     Examples:
         >>> import dptheory as dpt
@@ -425,7 +425,7 @@ def empirical_w2_squared(x, y, a=None, b=None, *, num_iter_max: int = 10_000_000
         0-d tensor (dtype and device of ``x``), squared.
 
     Source: [flamary2021] (``ot.emd2``); Peyre & Cuturi (2019), Chapter 3 (network simplex); [fournier2015]
-    (rates); THEORY 9.4.
+    (rates); docs/theory §9.4.
 
     Examples:
         >>> import torch, dptheory as dpt
@@ -511,7 +511,7 @@ def quantile_w2_squared_1d(p, q, n_quantiles: int = 200_000) -> torch.Tensor:
     Accuracy: the quantiles are exact to round-off (``|F(x) - u| ~ 1e-15``); the only error is the midpoint
     rule, which misses the tails where the quantile functions diverge, so the result is slightly LOW. For
     two Gaussians it is ``-1.3 (s_f - s_g)^2 / N`` (measured for N(0, 1) vs N(1, 4), true value 2: -1.3e-3,
-    -6.6e-5 and -6.7e-6 at N = 1e3, 2e4 and 2e5; THEORY 9.2 reports 1e-5 at N = 2e5), and 0 to round-off
+    -6.6e-5 and -6.7e-6 at N = 1e3, 2e4 and 2e5; docs/theory §9.2 reports 1e-5 at N = 2e5), and 0 to round-off
     for equal variances (constant integrand). A run at N = 2e5 takes ~0.02 s for Gaussians and ~0.5 s for a
     three-component mixture with an atom (one CPU thread).
 
@@ -523,7 +523,7 @@ def quantile_w2_squared_1d(p, q, n_quantiles: int = 200_000) -> torch.Tensor:
         0-d tensor, squared.
 
     Source: Villani (2003), "Topics in Optimal Transportation", Chapter 2 (the real line); Peyre &
-    Cuturi (2019), Section 2.6 (special cases: 1-D); THEORY 9.2.
+    Cuturi (2019), Section 2.6 (special cases: 1-D); docs/theory §9.2.
 
     Examples:
         >>> import dptheory as dpt
@@ -640,7 +640,7 @@ def gmm_kl_monte_carlo(p, q, n: int, *, generator: torch.Generator | None) -> Es
     Returns:
         :class:`Estimate` ``(value, stderr, n)``, in nats.
 
-    Source: [hershey2007], Section 2 (Monte Carlo sampling); THEORY 9.3.
+    Source: [hershey2007], Section 2 (Monte Carlo sampling); docs/theory §9.3.
 
     Examples:
         >>> import torch, dptheory as dpt
@@ -681,7 +681,7 @@ def gmm_kl_variational(p, q) -> torch.Tensor:
 
     with the closed-form Gaussian KLs between components (computed in log space, log-sum-exp). It is exact
     when both laws are single Gaussians and zero when ``f == g``, but it can fall on either side of the true
-    KL (THEORY 9.3: 6.77 against a Monte Carlo 6.99), so never use it as a bound; use
+    KL (docs/theory §9.3: 6.77 against a Monte Carlo 6.99), so never use it as a bound; use
     :func:`gmm_kl_upper_bound` for that.
 
     Both ``p`` and ``q`` need SPD components (``ValueError`` naming ``q``), except that a singular component
@@ -694,7 +694,7 @@ def gmm_kl_variational(p, q) -> torch.Tensor:
     Returns:
         0-d tensor, in nats.
 
-    Source: [hershey2007] ("variational approximation"); THEORY 9.3.
+    Source: [hershey2007] ("variational approximation"); docs/theory §9.3.
 
     Examples:
         >>> import dptheory as dpt
@@ -729,7 +729,7 @@ def gmm_kl_upper_bound(p, q, iters: int = 100) -> torch.Tensor:
         \psi_{ab} = \frac{\omega_b \phi_{ab}}{\sum_{a'} \phi_{a'b}}, \qquad
         \phi_{ab} = \frac{\pi_a \psi_{ab} e^{-\mathrm{KL}_{ab}}}{\sum_{b'} \psi_{ab'} e^{-\mathrm{KL}_{ab'}}}
 
-    The updates run on ``log phi`` and ``log psi`` with log-sum-exp (THEORY 9.3: the linear-space version
+    The updates run on ``log phi`` and ``log psi`` with log-sum-exp (docs/theory §9.3: the linear-space version
     underflowed to NaN). The value is a valid bound after any number of iterations, ``iters = 0`` included;
     it equals the Gaussian KL when both laws are single Gaussians.
 
@@ -745,7 +745,7 @@ def gmm_kl_upper_bound(p, q, iters: int = 100) -> torch.Tensor:
         0-d tensor, an upper bound on KL(p || q), in nats.
 
     Source: [hershey2007] ("variational upper bound", with its fixed-point updates);
-    THEORY 9.3.
+    docs/theory §9.3.
 
     Examples:
         >>> import dptheory as dpt

@@ -1,16 +1,16 @@
 """Optimal distortion-perception (D-P) curves with MSE distortion and W2 perception.
 
-Joint form (Blau & Michaeli, CVPR 2018; Freirich, Michaeli & Meir, NeurIPS 2021, THEORY 1.5 and 2.3):
+Joint form (Blau & Michaeli, CVPR 2018; Freirich, Michaeli & Meir, NeurIPS 2021, docs/theory §1.5 and §2.3):
 
     D(P) = D* + ((W - P)_+)^2,    D* = E||X - X*||^2,  X* = E[X|Y],  W = W2(p_X, p_{X*}).
 
-Per-measurement form for a fixed y (THEORY 1.6; the form of Wang et al.'s Theorem 2):
+Per-measurement form for a fixed y (docs/theory §1.6; the form of Wang et al.'s Theorem 2):
 
     D_y(P) = tr Sigma_y + ((sqrt(tr Sigma_y) - P)_+)^2,  Sigma_y = Cov[X | y],
 
 attained by shrunk posterior samples ``mu_y + c (X~ - mu_y)``, ``c = 1 - P / sqrt(tr Sigma_y)``.
 
-For a Gaussian prior the joint-optimal estimators are explicit (THEORY 2.3): with
+For a Gaussian prior the joint-optimal estimators are explicit (docs/theory §2.3): with
 ``M = S^{1/2} S* S^{1/2}``, ``T = S^{1/2} (M^+)^{1/2} S^{1/2}``, ``Pi`` the projector onto range(M) and
 ``Q = S^{1/2} (I - Pi) S^{1/2}``, the estimator at perception P <= W is
 
@@ -18,7 +18,7 @@ For a Gaussian prior the joint-optimal estimators are explicit (THEORY 2.3): wit
 
 with law ``N(m, T_P S* T_P + c^2 Q)``, MSE ``D* + c^2 W^2`` and W2 to p_X equal to P. (The pseudo-inverse form
 is valid when S* is singular; a transcription of the paper's singular-case map found in third-party code is
-not a valid coupling, see THEORY 1.5.)
+not a valid coupling, see docs/theory §1.5.)
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ def optimal_dp_curve(problem, *, n: int = 20000, generator: torch.Generator | No
     GMM prior: D* by :meth:`LinearInverseProblem.mmse_error` (Monte Carlo, with stderr). W: for a scalar
     signal (d = 1) exactly, by the quantile formula of :func:`dptheory.mmse_w2_squared_1d` (the MMSE map is
     monotone in 1-D; midpoint rule, ~1e-5 relative); otherwise by exact optimal transport between ``n`` draws
-    of X and ``n`` of X* (``ot.emd2``, capped at 3000 draws), an estimate biased upward (THEORY 9.4): the
+    of X and ``n`` of X* (``ot.emd2``, capped at 3000 draws), an estimate biased upward (docs/theory §9.4): the
     note says so. (The 1-D curve used the sorted two-sample estimate before; on B1 with sigma_y = 0.5 and
     n = 20000 it was biased up by ~+1e-3 in W, see ``paper_notes/blau_michaeli_freirich.md``.)
     """
@@ -129,7 +129,7 @@ def optimal_dp_curve(problem, *, n: int = 20000, generator: torch.Generator | No
 def per_measurement_dp_curve(problem, y) -> DPCurve:
     """The per-measurement optimal curve for one ``y (m,)``: ``D_y* = tr Cov[X|y]``, ``W_y = sqrt(D_y*)``.
 
-    Exact for any posterior (Gaussian or GMM), THEORY 1.6.
+    Exact for any posterior (Gaussian or GMM), docs/theory §1.6.
     """
     tr = float(problem.posterior_cov_trace(y).reshape(()))
     return DPCurve(tr, math.sqrt(max(tr, 0.0)), "per-measurement")
@@ -137,7 +137,7 @@ def per_measurement_dp_curve(problem, y) -> DPCurve:
 
 def shrunk_posterior_samples(problem, y, P: float, n: int, *, generator=None) -> torch.Tensor:
     """Per-measurement optimal estimator at perception P: ``mu_y + c (X~ - mu_y)``, ``X~ ~ p(x|y)``,
-    ``c = (1 - P / sqrt(tr Sigma_y))_+`` (THEORY 1.6). Returns ``(n, d)``."""
+    ``c = (1 - P / sqrt(tr Sigma_y))_+`` (docs/theory §1.6). Returns ``(n, d)``."""
     post = problem.posterior(y)
     curve = per_measurement_dp_curve(problem, y)
     if P < 0:
@@ -149,7 +149,7 @@ def shrunk_posterior_samples(problem, y, P: float, n: int, *, generator=None) ->
 
 @dataclass(frozen=True)
 class GaussianOptimalEstimator:
-    """The joint-optimal estimator ``X^_P = m + T_P (X* - m) + c W0`` of a Gaussian problem (THEORY 2.3).
+    """The joint-optimal estimator ``X^_P = m + T_P (X* - m) + c W0`` of a Gaussian problem (docs/theory §2.3).
 
     Attributes:
         P: target perception W2(p_X, p_{X^}).

@@ -1,6 +1,6 @@
 """The multivariate Gaussian N(mean, cov), with its exact VP-diffusion quantities.
 
-With ``S = cov``, ``m = mean`` and ``S_t = ab S + (1 - ab) I`` (THEORY section 3.1):
+With ``S = cov``, ``m = mean`` and ``S_t = ab S + (1 - ab) I`` (docs/theory §3.1):
 
 - diffused marginal          p_t = N(sqrt(ab) m, S_t)
 - score                      grad log p(x) = -S^{-1} (x - m)

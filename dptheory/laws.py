@@ -1,4 +1,4 @@
-"""Exact laws of samplers on a linear-Gaussian problem (THEORY sections 4, 5.2 and 6.3).
+"""Exact laws of samplers on a linear-Gaussian problem (docs/theory §4, §5.2 and §6.3).
 
 On ``X ~ N(m, S)``, ``Y = A X + N(0, s^2 I)`` with the exact denoisers, every step of ``ddpm``,
 ``ddim``, ``posterior``, ``vsrd`` (both kernels), ``dps`` with ``norm="squared"`` and MAP-RPS stage 2 is
@@ -8,7 +8,7 @@ affine-Gaussian:
 
 The denoiser is affine: ``E[x0 | x_t] = K x_t + (I - sqrt(ab) K) m`` with
 ``K = sqrt(ab) S (ab S + (1-ab) I)^{-1}``, and the conditional one is the same with the posterior
-``N(mu(Y), Sigma)``, where ``mu(Y) = m + L (Y - A m)`` is affine in Y (THEORY 3.1). So the law of the
+``N(mu(Y), Sigma)``, where ``mu(Y) = m + L (Y - A m)`` is affine in Y (docs/theory §3.1). So the law of the
 output ``X^`` is Gaussian and follows exactly, without sampling, from
 ``(mean, C) -> (Phi mean + phi, Phi C Phi^T + Q)``. We track the AUGMENTED state ``z = (X, Y, x_t)`` of
 dimension ``d + m + d``, which gives both
@@ -24,12 +24,12 @@ expected-gradient fixed point is affine in y: :func:`map_rps_stage1_fixed_point`
 
 Closed forms to check the recursion against:
 
-- :func:`vsrd_end_law`: THEORY 5.2, ``mu_0 = mu_y + G (mu_K - sqrt(ab_K) mu_y)``,
+- :func:`vsrd_end_law`: docs/theory §5.2, ``mu_0 = mu_y + G (mu_K - sqrt(ab_K) mu_y)``,
   ``Sigma_0 = lam Sigma + G (Sigma_K - lam Sigma_K^true) G^T``, ``G = sqrt(ab_K) Sigma (Sigma_K^true)^{-1}``;
-- :func:`map_rps_stage2_law`: THEORY 6.3, ``N(mu_y, Sigma (I - U^2))`` from ``x_MAP = mu_y``,
+- :func:`map_rps_stage2_law`: docs/theory §6.3, ``N(mu_y, Sigma (I - U^2))`` from ``x_MAP = mu_y``,
   ``U = ab Sigma (ab Sigma + (1 - ab) I)^{-1}``;
 - :attr:`SamplerLaw.gain` ``= F_1 ... F_K``, which equals ``dE[x0 | x_K]/dx_K = G_K`` for exact kernels
-  (THEORY 4, composition).
+  (docs/theory §4, composition).
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class _BaseLaw(NamedTuple):
         """``(K, J, b, C)``: ``E[x0 | x_t, Y] = K x_t + J Y + b``, ``Cov[x0 | x_t, Y] = C`` at ``ab < 1``.
 
         Per eigenvalue ``l`` of the covariance: ``K = sqrt(ab) g`` and ``C = (1 - ab) g`` with
-        ``g = l / (ab l + 1 - ab)``; ``J, b = (I - sqrt(ab) K) (L, c0)`` (THEORY 3.1).
+        ``g = l / (ab l + 1 - ab)``; ``J, b = (I - sqrt(ab) K) (L, c0)`` (docs/theory §3.1).
         """
         eig = self.law.eig
         lam = eig.evals.clamp_min(0.0)
@@ -389,7 +389,7 @@ def _one_y(problem, y) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- closed forms
 def vsrd_end_law(problem, y, *, lam: float, start="noise", schedule: VPSchedule | None = None,
                  t_start=None) -> Gaussian:
-    """End law of VSRD with the exact kernel (variant B) from ``x_K ~ N(mu_K, Sigma_K)`` (THEORY 5.2):
+    """End law of VSRD with the exact kernel (variant B) from ``x_K ~ N(mu_K, Sigma_K)`` (docs/theory §5.2):
 
         mu_0 = mu_y + G (mu_K - sqrt(ab_K) mu_y),   Sigma_0 = lam Sigma + G (Sigma_K - lam Sigma_K^true) G^T,
 
@@ -411,7 +411,7 @@ def vsrd_end_law(problem, y, *, lam: float, start="noise", schedule: VPSchedule 
 
 
 def map_rps_stage2_law(problem, y, t0: int, *, x_map=None, schedule: VPSchedule | None = None) -> Gaussian:
-    """Law of MAP-RPS stage 2 with exact kernels, re-noised to ``t0`` from ``x_map`` (THEORY 6.3):
+    """Law of MAP-RPS stage 2 with exact kernels, re-noised to ``t0`` from ``x_map`` (docs/theory §6.3):
 
         X^ | y ~ N(mu_y + U (a - mu_y), Sigma (I - U^2) + U B U),   U = ab Sigma (ab Sigma + (1 - ab) I)^{-1},
 
@@ -454,7 +454,7 @@ def _stage1_affine(problem, t1: int, schedule: VPSchedule | None, w_prior):
 
 def map_rps_stage1_fixed_point(problem, y, t1: int = 10, schedule: VPSchedule | None = None,
                                w_prior: float | None = None) -> torch.Tensor:
-    """The point where the EXPECTED gradient of MAP-RPS stage 1 vanishes, exact denoiser (THEORY 6.3).
+    """The point where the EXPECTED gradient of MAP-RPS stage 1 vanishes, exact denoiser (docs/theory §6.3).
 
     Stage 1 descends ``||y - A x||^2 + w <stopgrad eps_hat(x_t1), x>``; for a Gaussian prior
     ``E_z[eps_hat(sqrt(ab) x + sqrt(1 - ab) z)] = tau (S + tau^2 I)^{-1} (x - m)``, ``tau^2 = (1 - ab)/ab``,

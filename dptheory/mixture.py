@@ -1,6 +1,6 @@
 """The Gaussian mixture sum_k w_k N(m_k, S_k), with its exact VP-diffusion quantities.
 
-With ``S_{k,t} = ab S_k + (1 - ab) I`` and ``c_k = sqrt(ab) m_k`` (THEORY section 3.2):
+With ``S_{k,t} = ab S_k + (1 - ab) I`` and ``c_k = sqrt(ab) m_k`` (docs/theory §3.2):
 
 - diffused law         p_t = sum_k w_k N(c_k, S_{k,t})           (a GMM again)
 - responsibilities     gamma_k(x) = w_k N_k(x) / sum_j w_j N_j(x)   (log-sum-exp)
@@ -42,7 +42,7 @@ class _MixturePosterior:
 
     For a component, ``p(x0 | x_t, k) = N(mu_k + G_k (x_t - sqrt(ab) mu_k), C_k)`` with
     ``G_k = sqrt(ab) Sig_k (ab Sig_k + (1-ab) I)^{-1}`` and ``C_k = Sig_k (1-ab)(ab Sig_k + (1-ab) I)^{-1}``;
-    the component's weight is ``w_k N(x_t; sqrt(ab) mu_k, ab Sig_k + (1-ab) I)`` (THEORY 3.2).
+    the component's weight is ``w_k N(x_t; sqrt(ab) mu_k, ab Sig_k + (1-ab) I)`` (docs/theory §3.2).
 
     Fast path (as in :class:`~dptheory.GaussianMixture`): the rotated coordinates ``u_k = V_k^T (x - sqrt(ab) mu_k)``
     of all K components come from ONE GEMM of ``x`` against the concatenated eigenbases minus the rotated means
@@ -384,7 +384,7 @@ class GaussianMixture:
     # ------------------------------------------------------------------ conditioning
     def condition(self, A, y, sigma_y) -> GaussianMixture:
         """Exact posterior given ``y = A x + N(0, sigma_y^2 I)``: a GMM with
-        weights ``~ w_k N(y; A m_k, A S_k A^T + s^2 I)`` and Gaussian-posterior components (THEORY 3.2)."""
+        weights ``~ w_k N(y; A m_k, A S_k A^T + s^2 I)`` and Gaussian-posterior components (docs/theory §3.2)."""
         A_mat, y, sigma_y = _measurement(A, y, sigma_y, self)
         upd = LinearGaussianUpdate(self._means, self._covs, A_mat, sigma_y)
         log_w = self._weights.log() + upd.log_evidence(y)

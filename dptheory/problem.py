@@ -1,6 +1,6 @@
 """The linear inverse problem ``y = A x + N(0, sigma_y^2 I)`` with a Gaussian or Gaussian-mixture prior.
 
-Everything here is exact (THEORY sections 2.1 and 3.2):
+Everything here is exact (docs/theory §2.1 and §3.2):
 
 - Gaussian prior N(m, S): posterior N(mu(y), Sigma) with Sigma independent of y, MAP = MMSE = mu(y), and
   D* = E||X - E[X|Y]||^2 = tr Sigma.
@@ -150,7 +150,7 @@ class LinearInverseProblem:
         return Estimate.from_samples(self.posterior_cov_trace(y))
 
     def mmse_law(self) -> Gaussian:
-        """Law of the MMSE estimate ``X* = E[X|Y]`` for a Gaussian prior: ``N(m, S - Sigma)`` (THEORY 2.2)."""
+        """Law of the MMSE estimate ``X* = E[X|Y]`` for a Gaussian prior: ``N(m, S - Sigma)`` (docs/theory §2.2)."""
         if not self.is_gaussian:
             raise TypeError("mmse_law() is closed-form only for a Gaussian prior; sample mmse(y) for a GMM")
         S = self.prior.cov

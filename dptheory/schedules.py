@@ -1,6 +1,6 @@
 """Variance-preserving (VP) noise schedules as float64 tables.
 
-Convention (THEORY section 0, 1-based steps): betas ``beta_t`` for ``t = 1..T``, ``alpha_t = 1 - beta_t``,
+Convention (docs/theory §0, §1-based steps): betas ``beta_t`` for ``t = 1..T``, ``alpha_t = 1 - beta_t``,
 ``alpha_bar_t = prod_{s <= t} alpha_s`` and ``alpha_bar_0 := 1``. The forward marginal is
 ``x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps``.
 

@@ -14,7 +14,7 @@ expected-gradient fixed point (deterministic; the optimiser's own accuracy is ch
 
 Monte Carlo points (GMM prior, or ``exact=False``): the very same sampler code through :func:`dptheory.solve`;
 D with its standard error; W2 from the outputs to the exact target law (1-D: sorted outputs against the target's
-exact quantiles; otherwise ``ot.emd2`` against as many fresh target draws, biased upward, THEORY 9.4), with a
+exact quantiles; otherwise ``ot.emd2`` against as many fresh target draws, biased upward, docs/theory §9.4), with a
 standard error from ``replicates`` independent parts;
 KL by the nearest-neighbour estimator of :mod:`dptheory.entropy` against the exact target density.
 """

@@ -3,7 +3,7 @@
 ``VML(x_t) := KL(p(x0 | x_t) || p(x0 | y))`` (reverse KL). For a linear forward model it is analytic for ANY
 prior: only the mean ``D = E[x0 | x_t]`` and the covariance ``C = Cov[x0 | x_t]`` enter, because the prior
 ``log p(x0)`` cancels between ``p(x0 | x_t) ∝ p(x_t | x0) p(x0)`` and ``p(x0 | y) ∝ p(y | x0) p(x0)``
-(THEORY 8.2, [D, V]):
+(docs/theory §8.2, [D, V]):
 
     VML(x_t) = -(d/2) log(2 pi (1 - ab)) - (||x_t - sqrt(ab) D||^2 + ab tr C) / (2 (1 - ab)) - log p_t(x_t)
                + (m/2) log(2 pi sigma_y^2) + (||y - A D||^2 + tr(A C A^T)) / (2 sigma_y^2) + log p(y).
@@ -21,7 +21,7 @@ one vector-Jacobian product through the denoiser. (Derivation: the gradient of
 The closed forms (:func:`vml`, :func:`vml_s`) need an exact prior (a :class:`~dptheory.LinearInverseProblem`);
 the gradient (:func:`vml_s_gradient`) needs only a denoiser and the operator protocol, so it runs on images.
 
-Source: [gutha2025vml] (the VE form of their Proposition 2, as transcribed in THEORY 8.1); VP form derived here.
+Source: [gutha2025vml] (the VE form of their Proposition 2, as transcribed in docs/theory §8.1); VP form derived here.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def vml(problem, y, x_t, alpha_bar) -> torch.Tensor:
     Returns:
         ``(...)``, in nats (>= 0 up to round-off).
 
-    Source: [gutha2025vml] Proposition 2 (VE form); THEORY 8.2 (VP form, [D, V]).
+    Source: [gutha2025vml] Proposition 2 (VE form); docs/theory §8.2 (VP form, [D, V]).
 
     Examples:
         >>> import dptheory as dpt
@@ -164,7 +164,7 @@ def vml_s_gradient(denoiser, x_t, alpha_bar, operator, y, sigma_y) -> torch.Tens
     Returns:
         the gradient, shaped like ``x_t``.
 
-    Source: THEORY 8.2 (derived in this module's docstring; checked against finite differences of
+    Source: docs/theory §8.2 (derived in this module's docstring; checked against finite differences of
     :func:`vml_s` in ``tests/test_vml_map.py``).
     """
     sigma_y = check_sigma(sigma_y)

@@ -1,4 +1,4 @@
-"""The worked problems of THEORY section 10, used by the claims, the tests, the analyses and the CLI.
+"""The worked problems of docs/theory §10, used by the claims, the tests, the analyses and the CLI.
 
 - ``G2``: prior N((0.3, -0.2), [[1, .6], [.6, .8]]), A = [[1, .5]], sigma_y = 0.3, y = 0.7.
 - ``G2post``: a problem whose posterior is N((1, -.5), [[.30, .12], [.12, .08]]) (anisotropic).

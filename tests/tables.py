@@ -3,7 +3,7 @@
 Every entry is plain data (Python lists) so that the tests' independent oracles (scipy, numpy, sympy) can
 read the same parameters the library does. Builders turn a table name into a dptheory object.
 
-Problems follow THEORY section 10:
+Problems follow docs/theory §10:
 - G2: m = (0.3, -0.2), S = [[1, .6], [.6, .8]], A = [[1, .5]], sigma = 0.3, y = 0.7.
 - B1: 0.5 N(-1, .05) + 0.5 N(1, .05), A = 1, with sigma = 0.5 (y = -0.6) and sigma = 0.8 (y = -0.2).
 """
@@ -31,7 +31,7 @@ LOW_DIM_SPD_GAUSSIANS = [k for k in SPD_GAUSSIANS if len(GAUSSIANS[k][0]) <= 2] 
 # ---------------------------------------------------------------------------------------------- mixtures
 # name -> (weights, means (K, d), covs (K, d, d))
 MIXTURES: dict[str, tuple[list, list, list]] = {
-    "b1": ([0.5, 0.5], [[-1.0], [1.0]], [[[0.05]], [[0.05]]]),  # THEORY B1
+    "b1": ([0.5, 0.5], [[-1.0], [1.0]], [[[0.05]], [[0.05]]]),  # docs/theory B1
     "gmm1_k3": ([0.2, 0.5, 0.3], [[-1.5], [0.2], [1.7]], [[[0.3]], [[0.1]], [[0.4]]]),
     "gmm1_k4": ([0.1, 0.4, 0.3, 0.2], [[-2.0], [-0.5], [0.6], [2.2]], [[[0.2]], [[0.15]], [[0.3]], [[0.05]]]),
     "gmm2_k2": (
@@ -198,7 +198,7 @@ def np_gaussian_condition(m, S, A, sigma, y):
 
 
 def bures_w2_squared(m1, S1, m2, S2) -> float:
-    """W2^2 between N(m1, S1) and N(m2, S2) with scipy.linalg.sqrtm (the THEORY 9.2 reference).
+    """W2^2 between N(m1, S1) and N(m2, S2) with scipy.linalg.sqrtm (the docs/theory §9.2 reference).
 
     SPD S1, S2 only: sqrtm warns on singular input, and a square root amplifies round-off eigenvalues ~1e-16
     to ~1e-8.

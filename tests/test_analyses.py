@@ -2,7 +2,7 @@
 
 Each analysis runs with ``--quick`` into a temporary folder; the test checks the PNG, the PDF and the JSON
 sidecar (``params``, ``seed``, ``version``, ``data``) and a few of the plotted numbers against the values the
-claims report measures (THEORY's quotes, with the claims' tolerances). Only ``posterior_1d`` (~2 s) and
+claims report measures (docs/theory's quotes, with the claims' tolerances). Only ``posterior_1d`` (~2 s) and
 ``image_dp_photo_unet`` (~25 s; it carries issue 6's acceptance on held-out crops) run in the default suite; the
 others take 5-15 s each and are marked ``slow`` (``pytest -m slow``).
 
@@ -60,9 +60,10 @@ def _checks(name: str, side: dict) -> None:
     elif name == "trajectories_1d":  # WANG-5: lam = 0 falls into the mode, not onto the MMSE
         lam0 = d["runs"][0]
         assert lam0["lam"] == 0.0 and abs(lam0["end_mean"] + 0.932) < 2e-3 and lam0["end_std"] < 1e-2
-    elif name == "map_vs_mmse":  # MRPS-4: THEORY 6.4 table to +-0.02
+    elif name == "map_vs_mmse":  # MRPS-4: docs/theory §6.4 table to +-0.02
         assert d["max_abs_diff_vs_theory"] <= 0.02
-    elif name == "ddpm_order":  # FND-6: order -1 for Sigma in {0.1, 1}; THEORY 3.3's -0.89% at Sigma = 1, T = 1000
+    elif name == "ddpm_order":  # FND-6: order -1 for Sigma in {0.1, 1}; docs/theory §3.3's -0.89% at Sigma = 1, T =
+    # 1000
         for S in ("0.1", "1"):
             assert abs(d["slope_T=250,1000,4000"][f"fixedsmall Sigma={S}"] + 1.0) <= 0.15
         assert abs(d["fixedsmall_rel_err"]["Sigma=1"][d["T"].index(1000)] + 0.0089) < 1e-4

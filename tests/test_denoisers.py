@@ -1,7 +1,7 @@
 """Denoisers: parameterisation conversions, the derived score, exact Cov/sampling of p(x0 | x_t), the batched
 conditional denoiser and the network adapter.
 
-Oracles: the THEORY section 0 conversion formulas written out here, autograd of an independent
+Oracles: the docs/theory §0 conversion formulas written out here, autograd of an independent
 ``torch.distributions`` log-density of the diffused prior (score), central finite differences of that score
 (second-order Tweedie), Monte Carlo moments with standard errors, the per-measurement (unbatched) conditional
 denoiser, and a toy "network" that evaluates the closed-form Gaussian eps / x0 / v with torch.linalg.
@@ -56,7 +56,7 @@ def _autograd_score(log_p, x: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------- conversions
 @pytest.mark.parametrize("ab", [0.999, *ALPHA_BARS, 1e-3])
 def test_conversions_round_trip(ab, gen):
-    """THEORY 0: eps <-> x0 <-> v <-> score are exact inverses of one another."""
+    """docs/theory §0: eps <-> x0 <-> v <-> score are exact inverses of one another."""
     x_t = torch.randn(7, 3, generator=gen)
     x0 = torch.randn(7, 3, generator=gen)
     eps = eps_from_x0(x_t, x0, ab)
@@ -66,7 +66,7 @@ def test_conversions_round_trip(ab, gen):
     # round-off only: |x| ~ 3 and the divisions by sqrt(ab), sqrt(1 - ab) amplify by at most ~32
     torch.testing.assert_close(x0_from_eps(x_t, eps, ab), x0, rtol=0, atol=1e-12)
     torch.testing.assert_close(x0_from_v(x_t, v, ab), x0, rtol=0, atol=1e-12)
-    # score = -eps / sqrt(1 - ab) (THEORY 0); relative round-off since the score is O(1 / sqrt(1 - ab))
+    # score = -eps / sqrt(1 - ab) (docs/theory §0); relative round-off since the score is O(1 / sqrt(1 - ab))
     torch.testing.assert_close(score_from_x0(x_t, x0, ab), -eps / math.sqrt(1 - ab), rtol=1e-12, atol=1e-12)
 
 
@@ -81,7 +81,7 @@ def test_derived_score_and_eps_equal_autograd_of_diffused_log_prob(name, ab, gen
     # round-off of (sqrt(ab) D - x) / (1 - ab): ~1e-16 |x| / (1 - ab) <= 1e-14 here
     torch.testing.assert_close(derived, ref, rtol=0, atol=1e-10)
     torch.testing.assert_close(den.score(x, ab), ref, rtol=0, atol=1e-10)  # the direct override as well
-    # eps = -sqrt(1 - ab) score (THEORY 0)
+    # eps = -sqrt(1 - ab) score (docs/theory §0)
     torch.testing.assert_close(den.eps(x, ab), -math.sqrt(1 - ab) * ref, rtol=0, atol=1e-10)
 
 
@@ -113,7 +113,7 @@ def test_cov_equals_second_order_tweedie_by_finite_differences(name, ab, gen):
     cov = den.cov(x, ab)
     assert cov.shape == (4, d, d)
     # central differences: truncation h^2 |d^3 log p| / 6 <~ 1e-9 and round-off 1e-16 |s| / h ~ 1e-10, times
-    # (1 - ab)^2 / ab <= 19 at ab = 0.05; THEORY claim 4 allows 1e-7 for finite differences
+    # (1 - ab)^2 / ab <= 19 at ab = 0.05; docs/theory claim 4 allows 1e-7 for finite differences
     torch.testing.assert_close(cov, tweedie, rtol=0, atol=1e-7)
 
 

@@ -1,4 +1,4 @@
-"""Divergences between laws (THEORY section 9), each checked against an independent oracle.
+"""Divergences between laws (docs/theory §9), each checked against an independent oracle.
 
 Oracles: scipy.linalg.sqrtm and POT (Gaussian W2), numpy closed forms and scipy quadrature (KL),
 POT's ``gmm_ot_loss`` and scipy's HiGHS ``linprog`` (mixture W2), ``linear_sum_assignment`` (empirical OT),
@@ -85,7 +85,7 @@ def bures_w2_squared_ref(m1, S1, m2, S2):
 
 
 def kl_ref(m1, S1, m2, S2):
-    """THEORY 9.1 in numpy with LU solves and slogdet."""
+    """docs/theory §9.1 in numpy with LU solves and slogdet."""
     d = len(m1)
     dm = m2 - m1
     _, ld1 = np.linalg.slogdet(S1)
@@ -158,7 +158,7 @@ def test_gaussian_w2_closed_example():
 
 
 def test_gaussian_w2_commuting_case(gen):
-    # THEORY 9.2: with a common eigenbasis, W2^2 = ||m1 - m2||^2 + ||S1^{1/2} - S2^{1/2}||_F^2.
+    # docs/theory §9.2: with a common eigenbasis, W2^2 = ||m1 - m2||^2 + ||S1^{1/2} - S2^{1/2}||_F^2.
     d = 4
     V, _ = torch.linalg.qr(torch.randn(d, d, generator=gen))
     a, b = torch.rand(d, generator=gen) * 3, torch.rand(d, generator=gen) * 3
@@ -188,7 +188,7 @@ def test_gaussian_w2_singular_covariances():
 
 
 def test_gaussian_w2_never_nan_near_equal_laws(gen):
-    # THEORY 9.2: round-off made W2^2 slightly negative and W2 NaN; clipping at 0 must prevent it, and the
+    # docs/theory §9.2: round-off made W2^2 slightly negative and W2 NaN; clipping at 0 must prevent it, and the
     # leftover is round-off: W2^2 <= 1e-12 of the scale, so W2 <= 1e-6 of sqrt(scale).
     for d, rank in [(2, None), (6, None), (6, 2), (3, 1)]:
         p = random_gaussian(d, gen, rank=rank)
@@ -291,7 +291,7 @@ def test_hershey_olsen_bound_vs_quadrature_in_1d(seed):
 
 @pytest.mark.parametrize("seed", [3, 4, 5, 6])
 def test_hershey_olsen_bound_above_monte_carlo(seed):
-    # THEORY 9.3: the bound held in 4 of 4 trials. Here: bound >= MC - 3 SE (one-sided rate 1.3e-3 per pair).
+    # docs/theory §9.3: the bound held in 4 of 4 trials. Here: bound >= MC - 3 SE (one-sided rate 1.3e-3 per pair).
     gen = torch.Generator().manual_seed(seed)
     f, g = random_gmm(3, 2, gen), random_gmm(2, 2, gen)
     est = gmm_kl_monte_carlo(f, g, 20_000, generator=gen)
@@ -300,7 +300,7 @@ def test_hershey_olsen_bound_above_monte_carlo(seed):
 
 def test_hershey_olsen_bound_below_pairing_bound_and_survives_underflow():
     # Far-apart matched components: KL between unmatched ones is ~1e6, so exp(-KL) underflows to 0 in linear
-    # space (THEORY 9.3). The log-space bound stays finite and, being a minimum over (phi, psi), is at most
+    # space (docs/theory §9.3). The log-space bound stays finite and, being a minimum over (phi, psi), is at most
     # the simple pairing bound KL(pi || omega) + sum_a pi_a KL(f_a || g_a), a feasible point of that problem.
     pi, omega = torch.tensor([0.3, 0.7]), torch.tensor([0.4, 0.6])
     f = dpt.GaussianMixture(pi, [[-100.0], [100.0]], [[[0.01]], [[0.02]]])
@@ -382,7 +382,7 @@ def test_mw2_with_rank_one_components_matches_a_closed_form_cost(gen):
 
 
 def test_ordering_gelbrich_empirical_mw2_in_2d():
-    # THEORY 9.4: Gelbrich <= W2^2 <= E[empirical W2^2] (upward bias), and W2^2 <= MW2^2. Here the gaps are
+    # docs/theory §9.4: Gelbrich <= W2^2 <= E[empirical W2^2] (upward bias), and W2^2 <= MW2^2. Here the gaps are
     # wide (measured: 3.08, 3.53 +- 0.11 at n = 2000, 6.03), so a 3-seed mean at n = 700 with 3 standard
     # errors of slack on each side cannot blur them.
     f = dpt.GaussianMixture([0.5, 0.5], [[-2.0, 0.0], [2.0, 0.0]], 0.5 * torch.eye(2).expand(2, 2, 2))
@@ -529,7 +529,7 @@ def test_quantile_w2_matches_a_brentq_reference_on_the_same_midpoints(gen):
 
 @pytest.mark.slow
 def test_quantile_w2_theory_claim_at_2e5_midpoints():
-    # THEORY 9.2: matched the Gaussian formula to 1e-5 with 2e5 midpoints (measured here: -6.7e-6).
+    # docs/theory §9.2: matched the Gaussian formula to 1e-5 with 2e5 midpoints (measured here: -6.7e-6).
     p, q = dpt.Gaussian([0.0], [[1.0]]), dpt.Gaussian([1.0], [[4.0]])
     assert float(quantile_w2_squared_1d(p, q)) == pytest.approx(2.0, abs=1e-5)
 

@@ -1,4 +1,4 @@
-"""Optimal D-P curves (THEORY 1.4-1.6, 2.2-2.4): joint (Freirich et al.) and per-measurement.
+"""Optimal D-P curves (docs/theory §1.4-1.6, §2.2-2.4): joint (Freirich et al.) and per-measurement.
 
 Oracles: numpy closed forms for D* and S*, a W2 (Bures) reference from scipy.linalg.sqrtm for SPD laws and a
 factor / nuclear-norm formula (numpy SVD) for singular ones, Monte Carlo runs of the estimators (4 SE), and
@@ -66,10 +66,10 @@ def test_joint_curve_matches_closed_forms(name):
     m, S, rank_S, Sig, S_star, rank_star = _gaussian_reference(name)
     curve = dpt.optimal_dp_curve(problem(name))
     assert curve.exact and curve.form == "joint"
-    assert curve.mmse_error == pytest.approx(np.trace(Sig), abs=1e-12)  # D* = tr Sigma (THEORY 2.1)
+    assert curve.mmse_error == pytest.approx(np.trace(Sig), abs=1e-12)  # D* = tr Sigma (docs/theory §2.1)
     W2_ref = _reference_w2_squared(m, S, rank_S, S_star, rank_star)
     assert curve.w**2 == pytest.approx(W2_ref, abs=1e-10)  # Bures, two independent algebraic routes
-    # W^2 <= D*: the coupling (X, X*) has cost D* (THEORY 1.5.2); so D(0) = D* + W^2 <= 2 D*
+    # W^2 <= D*: the coupling (X, X*) has cost D* (docs/theory §1.5 (point 2)); so D(0) = D* + W^2 <= 2 D*
     assert curve.w**2 < curve.mmse_error
     # the MMSE estimator, located independently (numpy: D = tr Sigma, P = Bures W2 to N(m, S*)), is on the curve
     assert float(curve.distortion(math.sqrt(W2_ref))) == pytest.approx(np.trace(Sig), abs=1e-9)
@@ -150,7 +150,7 @@ def test_joint_curve_is_the_brute_force_minimum_over_affine_estimators(S, a, sig
 
 
 def test_g2_posterior_sampling_gap():
-    """THEORY claim 3: posterior sampling is off the joint curve by D* - W^2 = 0.081 in G2."""
+    """docs/theory claim 3: posterior sampling is off the joint curve by D* - W^2 = 0.081 in G2."""
     curve = dpt.optimal_dp_curve(problem("G2"))
     assert curve.mmse_error - curve.w**2 == pytest.approx(0.081, abs=5e-4)  # quoted to 2 significant digits
 
@@ -158,7 +158,7 @@ def test_g2_posterior_sampling_gap():
 @pytest.mark.parametrize("frac", FRACTIONS)
 @pytest.mark.parametrize("name", GAUSSIAN_PROBLEMS)
 def test_joint_optimal_estimator_law(name, frac):
-    """Law N(m, T_P S* T_P + c^2 Q): W2 to the prior is P and the MSE is D* + (W - P)_+^2 (THEORY 2.3)."""
+    """Law N(m, T_P S* T_P + c^2 Q): W2 to the prior is P and the MSE is D* + (W - P)_+^2 (docs/theory §2.3)."""
     m, S, rank_S, _, S_star, rank_star = _gaussian_reference(name)
     prob = problem(name)
     curve = dpt.optimal_dp_curve(prob)
@@ -176,7 +176,7 @@ def test_joint_optimal_estimator_law(name, frac):
     parts = [T_P @ L_star] + ([psd_factor(noise, rank_noise)] if c > 0 and rank_noise > 0 else [])
     full_rank = rank_star + (rank_noise if c > 0 else 0)
     w2 = _reference_w2_squared(m, S, rank_S, law.cov.numpy(), full_rank, np.concatenate(parts, axis=1))
-    # THEORY claim 2, compared squared: W2 = sqrt(W2^2) turns round-off 1e-16 into 1e-8 near P = 0
+    # docs/theory claim 2, compared squared: W2 = sqrt(W2^2) turns round-off 1e-16 into 1e-8 near P = 0
     assert w2 == pytest.approx(min(P, curve.w) ** 2, abs=1e-10)
     # the MSE from the law of (X, X^) equals the curve
     assert est.distortion() == pytest.approx(float(curve.distortion(P)), abs=1e-10)
@@ -216,7 +216,7 @@ def test_joint_optimal_estimator_monte_carlo(name, gen):
 
 @pytest.mark.parametrize("name", ["g1_half", "g2_aniso_full"])
 def test_joint_optimal_estimator_is_deterministic_when_s_star_is_spd(name):
-    """THEORY 2.3: with S* SPD (m >= d), Q = 0 and X^_P is a deterministic function of Y: no noise is
+    """docs/theory §2.3: with S* SPD (m >= d), Q = 0 and X^_P is a deterministic function of Y: no noise is
     drawn, so two different generators give the same output."""
     prob = problem(name)
     est = dpt.joint_optimal_estimator(prob, 0.5 * dpt.optimal_dp_curve(prob).w)
@@ -291,7 +291,7 @@ def test_joint_curve_for_a_mixture_is_a_monte_carlo_estimate(gen):
 # ------------------------------------------------------------------------------------------- per measurement
 @pytest.mark.parametrize("name", QUADRATURE_PROBLEMS)
 def test_per_measurement_curve_is_the_posterior_trace(name):
-    """D_y* = tr Cov[X|y] (quadrature) and W_y = sqrt(D_y*) (THEORY 1.6), for Gaussian and GMM posteriors."""
+    """D_y* = tr Cov[X|y] (quadrature) and W_y = sqrt(D_y*) (docs/theory §1.6), for Gaussian and GMM posteriors."""
     prior_name = PROBLEMS[name][0]
     _, A, sigma, y = PROBLEMS[name]
     An, yn = np.array(A), np.array(y)
@@ -309,7 +309,7 @@ def test_per_measurement_curve_is_the_posterior_trace(name):
 
 @pytest.mark.parametrize("name", GAUSSIAN_PROBLEMS)
 def test_per_measurement_curve_of_a_gaussian_problem_does_not_depend_on_y(name):
-    """THEORY 2.4: D_y(P) = tr Sigma + (sqrt(tr Sigma) - P)_+^2, the same for every y."""
+    """docs/theory §2.4: D_y(P) = tr Sigma + (sqrt(tr Sigma) - P)_+^2, the same for every y."""
     _, _, _, Sig, _, _ = _gaussian_reference(name)
     prob = problem(name)
     for y in [measurement(name), 3 * measurement(name) - 1]:

@@ -124,7 +124,7 @@ def test_denoiser_and_covariance_match_quadrature(name, ab, gen):
 @pytest.mark.parametrize("ab", ALPHA_BARS)
 @pytest.mark.parametrize("name", list(GAUSSIANS))
 def test_tweedie_first_and_second_order(name, ab, gen):
-    """D(x) = (x + (1 - ab) s_t(x)) / sqrt(ab);  Cov = (1 - ab)/sqrt(ab) dD/dx (THEORY 1.2)."""
+    """D(x) = (x + (1 - ab) s_t(x)) / sqrt(ab);  Cov = (1 - ab)/sqrt(ab) dD/dx (docs/theory §1.2)."""
     p = gaussian(name)
     pt = p.diffuse(ab)
     x = _points(p.dim, 5, gen)

@@ -155,7 +155,7 @@ def test_vsrd_lam0_one_step_is_exact_posterior_mean(setup):
 
 
 def test_vsrd_lam0_gaussian_prior_ends_at_mmse():
-    """For a Gaussian posterior vsrd(lam=0) ends at the MMSE after ANY number of steps (THEORY 5.1), up to
+    """For a Gaussian posterior vsrd(lam=0) ends at the MMSE after ANY number of steps (docs/theory §5.1), up to
     O(sqrt(ab_T)) from the N(0, I) start (1e-6 here); float32 round-off over 30 steps allows 1e-4."""
     g = torch.Generator().manual_seed(6)
     prior = GaussianImageDenoiser.fit(_smooth_images(300, g))

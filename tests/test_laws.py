@@ -1,7 +1,7 @@
 """Exact sampler laws (:mod:`dptheory.laws`) against Monte Carlo runs of the SAME sampler code, closed forms,
-and the THEORY section 10 numbers (claims 6, 7, 9, 10, 11, 12, 15).
+and the docs/theory §10 numbers (claims 6, 7, 9, 10, 11, 12, 15).
 
-Problems (THEORY 10): G2 (from ``tables``), G2post (the posterior N((1, -.5), [[.30, .12], [.12, .08]])
+Problems (docs/theory §10): G2 (from ``tables``), G2post (the posterior N((1, -.5), [[.30, .12], [.12, .08]])
 realised as a prior with A = 0, so that p(x | y) is exactly that prior) and Iso (the same with Sigma = 0.2 I).
 
 Monte Carlo tolerance: every mean coordinate within 4 SE (SE^2 = C_ii / n) and every covariance entry within
@@ -171,7 +171,7 @@ def test_joint_law_matches_monte_carlo(case):
 @pytest.mark.parametrize("grid", [dict(), dict(steps=50), dict(steps=7, t_start=300)], ids=str)
 def test_posterior_sampler_from_exact_start_is_exact(name, grid):
     """Exact kernels from the exact p_{t_start} give the posterior on any grid, and over Y the prior with MSE
-    2 D* (Blau & Michaeli's posterior-sampling point, THEORY 1.4). Tolerance 1e-12 times (1 + max|S|):
+    2 D* (Blau & Michaeli's posterior-sampling point, docs/theory §1.4). Tolerance 1e-12 times (1 + max|S|):
     round-off over up to 1000 steps grows with the size of the covariances (observed <= 7e-13 relative)."""
     prob, y = problem(name), measurement(name)
     post = prob.posterior(y)
@@ -186,7 +186,7 @@ def test_posterior_sampler_from_exact_start_is_exact(name, grid):
 
 @pytest.mark.parametrize("steps", [None, 25])
 def test_ddim_eta1_is_ddpm_fixedsmall(steps):
-    """THEORY 1.1: DDIM(eta = 1) is DDPM with beta_tilde, step by step, so the laws agree exactly."""
+    """docs/theory §1.1: DDIM(eta = 1) is DDPM with beta_tilde, step by step, so the laws agree exactly."""
     prob, y = problem("G2"), measurement("G2")
     a = sampler_law(prob, "ddim", y=y, eta=1.0, steps=steps).augmented
     b = sampler_law(prob, "ddpm", y=y, steps=steps).augmented
@@ -197,7 +197,7 @@ def test_ddim_eta1_is_ddpm_fixedsmall(steps):
 @pytest.mark.parametrize("method,knobs", [("posterior", {}), ("ddpm", {}), ("vsrd", {"lam": 0.3})], ids=str)
 @pytest.mark.parametrize("steps", [None, 40])
 def test_composition_of_steps_is_the_denoiser_gain(method, knobs, steps):
-    """THEORY 4: F_1 ... F_K = dE[x0|x_K]/dx_K = sqrt(ab_K) Sigma (ab_K Sigma + (1 - ab_K) I)^{-1}
+    """docs/theory §4: F_1 ... F_K = dE[x0|x_K]/dx_K = sqrt(ab_K) Sigma (ab_K Sigma + (1 - ab_K) I)^{-1}
     (conditional) and sqrt(ab_K) S S_K^{-1} (prior denoiser); F depends on the denoiser, not on the noise."""
     prob, y = problem("G2"), measurement("G2")
     ab = float(dpt.linear_schedule().alpha_bar(600))
@@ -211,7 +211,7 @@ def test_composition_of_steps_is_the_denoiser_gain(method, knobs, steps):
 @pytest.mark.parametrize("start", ["noise", "exact", "gaussian"])
 @pytest.mark.parametrize("grid", [dict(), dict(steps=33, t_start=500)], ids=str)
 def test_vsrd_recursion_matches_closed_form(lam, start, grid):
-    """THEORY 5.2 (claim 7, variant B): mu_0 = mu_y + G (mu_K - sqrt(ab_K) mu_y),
+    """docs/theory §5.2 (claim 7, variant B): mu_0 = mu_y + G (mu_K - sqrt(ab_K) mu_y),
     Sigma_0 = lam Sigma + G (Sigma_K - lam Sigma_K^true) G^T, on any grid."""
     prob, y = problem("G2"), measurement("G2")
     if start == "gaussian":
@@ -225,7 +225,7 @@ def test_vsrd_recursion_matches_closed_form(lam, start, grid):
 @pytest.mark.parametrize("t0", [0, 1, 20, 300, 1000])
 @pytest.mark.parametrize("x_map", ["mmse", "point", "gaussian"])
 def test_map_rps_stage2_recursion_matches_closed_form(t0, x_map):
-    """THEORY 6.3 (claim 10): from x_MAP = mu_y the output is N(mu_y, Sigma (I - U^2)); from x_MAP ~ N(a, B)
+    """docs/theory §6.3 (claim 10): from x_MAP = mu_y the output is N(mu_y, Sigma (I - U^2)); from x_MAP ~ N(a, B)
     it is N(mu_y + U (a - mu_y), Sigma (I - U^2) + U B U). t0 = 0 returns x_MAP (a point mass for a point)."""
     prob, y = problem("G2"), measurement("G2")
     spec = {
@@ -255,10 +255,10 @@ def test_map_rps_default_stage1_point_is_the_fixed_point():
     torch.testing.assert_close(joint.cov, expected.cov, atol=EXACT, rtol=0)
 
 
-# ------------------------------------------------------------------------------------------ THEORY numbers
+# ------------------------------------------------------------------------------------------ docs/theory numbers
 def test_claim6_vsrd_lam0_residual_from_noise():
     """Claim 6 (G2post, N(0, I) at T = 1000, lam = 0): the end mean misses mu_y by exactly the predicted
-    O(ab_T) residual G (0 - sqrt(ab_T) mu_y), and the covariance is exactly G G^T; THEORY quotes mean error
+    O(ab_T) residual G (0 - sqrt(ab_T) mu_y), and the covariance is exactly G G^T; docs/theory quotes mean error
     9.7e-6 (max |.|) and covariance 4.2e-6 (2 significant figures: 2% relative)."""
     prob = posterior_problem(*G2POST)
     post = prob.posterior(Y0)
@@ -277,7 +277,7 @@ def test_claim6_vsrd_lam0_residual_from_noise():
 
 
 def test_claim7_variant_a_error_is_order_one_over_T():
-    """Claim 7 / THEORY 3.3: VSRD with the DDPM-fixedsmall kernel (variant A) at lam = 1 under-disperses by
+    """Claim 7 / docs/theory §3.3: VSRD with the DDPM-fixedsmall kernel (variant A) at lam = 1 under-disperses by
     -1.4% of max|Sigma| at T = 1000 in G2post, and the error is O(1/T): fitted log-log slope -1 +- 0.15 over
     T in {250, 1000, 4000} (linear_schedule(T) rescales the betas by 1000 / T)."""
     prob = posterior_problem(*G2POST)
@@ -289,7 +289,7 @@ def test_claim7_variant_a_error_is_order_one_over_T():
         cov = sampler_law(prob, "vsrd", y=Y0, lam=1.0, kernel="small", schedule=sched).law.cov
         diff = (cov - Sigma).flatten()
         rel.append(float(diff[diff.abs().argmax()] / Sigma.abs().max()))
-    assert round(100 * rel[1], 1) == -1.4  # THEORY's 2 significant figures
+    assert round(100 * rel[1], 1) == -1.4  # docs/theory's 2 significant figures
     assert all(r < 0 for r in rel)
     slope = np.polyfit(np.log(Ts), np.log(np.abs(rel)), 1)[0]
     assert slope == pytest.approx(-1.0, abs=0.15)
@@ -297,7 +297,7 @@ def test_claim7_variant_a_error_is_order_one_over_T():
 
 def test_claim9_vsrd_joint_gaps():
     """Claim 9 (G2, joint, exact start, exact kernel): MSE = (1 + lam) D* and the gap to the joint curve is
-    0.0209, 0.0413, 0.0614, 0.0811 at lam = .25, .5, .75, 1 (tolerance 1e-4, THEORY's rounding plus the
+    0.0209, 0.0413, 0.0614, 0.0811 at lam = .25, .5, .75, 1 (tolerance 1e-4, docs/theory's rounding plus the
     O(ab_T) start residual), increasing, and exactly D* - W^2 at lam = 1 (posterior sampling)."""
     prob = problem("G2")
     curve = dpt.optimal_dp_curve(prob)
@@ -329,7 +329,7 @@ def test_vsrd_lam0_joint_mse_tends_to_mmse_error():
 def test_claim11_map_rps_traversal(name, gap_at):
     """Claim 11: along t0 (stage 2 from x_MAP = mu_y, exact kernels) D is non-decreasing and W2 to the
     posterior non-increasing; on the per-measurement curve for Iso (1e-12), above it for G2post with gaps
-    4.75e-3 (t0 = 20) and 1.07e-2 (t0 = 60) (tolerance: half a unit in THEORY's last quoted digit). t0 stops
+    4.75e-3 (t0 = 20) and 1.07e-2 (t0 = 60) (tolerance: half a unit in docs/theory's last quoted digit). t0 stops
     at 300: near t0 = T the W2 is ~1e-10, below what the Bures formula resolves in float64 (~1e-8)."""
     prob = posterior_problem(*(ISO if name == "iso" else G2POST))
     post = prob.posterior(Y0)
@@ -375,7 +375,7 @@ def test_claim12_stage1_fixed_point(t1, dist, half_unit):
 
 @pytest.mark.parametrize("w_prior", [0.25, 2.0])
 def test_stage1_fixed_point_for_any_weight(w_prior):
-    """THEORY 6.3: for weight w the fixed point is the posterior mean under N(m, (S + tau^2 I) / kappa),
+    """docs/theory §6.3: for weight w the fixed point is the posterior mean under N(m, (S + tau^2 I) / kappa),
     kappa = w tau / (2 s^2); batched in y."""
     prob = problem("G2")
     ab = float(dpt.linear_schedule().alpha_bar(11))
@@ -390,7 +390,7 @@ def test_stage1_fixed_point_for_any_weight(w_prior):
 
 def test_claim15_dps_is_biased():
     """Claim 15 (G2, T = 1000 from N(0, I)): ideal DPS (squared norm, zeta = 1) has mean error ~3.0e-2, an
-    under-dispersed covariance (diag 0.085, 0.247 against 0.106, 0.271) and KL(out || post) ~0.10 (THEORY's
+    under-dispersed covariance (diag 0.085, 0.247 against 0.106, 0.271) and KL(out || post) ~0.10 (docs/theory's
     2 significant figures); DDPM with the exact conditional denoiser (exact guidance) has KL 2e-5 to 3e-4,
     and KL_DPS > 10 KL_exact."""
     prob, y = problem("G2"), measurement("G2")

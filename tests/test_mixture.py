@@ -146,7 +146,7 @@ def test_tweedie_first_and_second_order(name, ab, gen):
     cov = q.denoise_cov(x, ab)
     for i, e in enumerate(torch.eye(q.dim, dtype=torch.float64)):
         dD = (q.denoise(x + h * e, ab) - q.denoise(x - h * e, ab)) / (2 * h)  # column i of the Jacobian
-        # THEORY claim 4: <= 1e-7 for finite differences (h^2 |D'''| truncation, D''' ~ 1e2..1e3 at worst)
+        # docs/theory claim 4: <= 1e-7 for finite differences (h^2 |D'''| truncation, D''' ~ 1e2..1e3 at worst)
         np.testing.assert_allclose(cov[..., :, i].numpy(), ((1 - ab) / math.sqrt(ab) * dD).numpy(), atol=1e-7)
 
 

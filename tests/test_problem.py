@@ -1,6 +1,6 @@
 """LinearInverseProblem: posterior, MMSE, MAP, evidence, D*, against quadrature, brute-force Bayes and MC.
 
-Problems come from ``tables.PROBLEMS`` (THEORY section 10: G2, B1 at sigma = 0.5 and 0.8, and more).
+Problems come from ``tables.PROBLEMS`` (docs/theory §10: G2, B1 at sigma = 0.5 and 0.8, and more).
 """
 
 from __future__ import annotations
@@ -119,10 +119,10 @@ def test_mixture_evidence_matches_scipy_quad():
 
 # ------------------------------------------------------------------------------------------ reference values
 def test_g2_reference_values():
-    """THEORY 10 / 17: G2 posterior mean (0.644, 0.065) and D* = tr Sigma."""
+    """docs/theory §10 / claim 17: G2 posterior mean (0.644, 0.065) and D* = tr Sigma."""
     prob, y = problem("G2"), measurement("G2")
     mu = prob.mmse(y)
-    np.testing.assert_allclose(mu.numpy(), [0.644, 0.065], rtol=0, atol=5e-4)  # THEORY quotes 3 decimals
+    np.testing.assert_allclose(mu.numpy(), [0.644, 0.065], rtol=0, atol=5e-4)  # docs/theory quotes 3 decimals
     d_star = prob.mmse_error()
     assert d_star.exact and d_star.stderr == 0.0
     assert d_star.value == pytest.approx(float(torch.trace(prob.posterior(y).cov)), abs=1e-14)
@@ -134,18 +134,18 @@ def test_g2_reference_values():
 @pytest.mark.parametrize(
     "sigma, y, mmse, map_",
     [
-        (0.5, -0.6, -0.9034, -0.9333),  # THEORY 11 / 6.4 (B1 stand-in for Wang's figure)
-        (0.8, -0.2, -0.2761, -0.9420),  # THEORY claim 14
+        (0.5, -0.6, -0.9034, -0.9333),  # docs/theory §11 / §6.4 (B1 stand-in for Wang's figure)
+        (0.8, -0.2, -0.2761, -0.9420),  # docs/theory claim 14
     ],
 )
 def test_b1_mmse_and_map_reference_values(sigma, y, mmse, map_):
     prob = dpt.LinearInverseProblem(mixture("b1"), [[1.0]], sigma)
-    assert float(prob.mmse([y])[0]) == pytest.approx(mmse, abs=5e-5)  # THEORY gives 4 decimals
+    assert float(prob.mmse([y])[0]) == pytest.approx(mmse, abs=5e-5)  # docs/theory gives 4 decimals
     assert float(prob.map([y])[0]) == pytest.approx(map_, abs=5e-5)
 
 
 def test_b1_symmetric_maps_at_y_zero():
-    """THEORY claim 13: at y = 0 (sigma = .5) the MMSE is 0 and the MAPs are +-0.8333 = +-20 / (20 + 4)."""
+    """docs/theory claim 13: at y = 0 (sigma = .5) the MMSE is 0 and the MAPs are +-0.8333 = +-20 / (20 + 4)."""
     prob = problem("B1_s05")
     y = torch.zeros(1)
     assert abs(float(prob.mmse(y)[0])) < 1e-15  # exact symmetry

@@ -1,4 +1,5 @@
-"""RED-Diff (THEORY 7, claim 17): the update, the official normalisation, the expected gradient and the fixed point.
+"""RED-Diff (docs/theory §7, claim 17): the update, the official normalisation, the expected gradient and the fixed
+point.
 
 Oracles are independent of the library: plain numpy for the Gaussian algebra (the schedule is rebuilt from its
 betas), a hand-written copy of the official mean-reduced loss for the normalisation, and Monte Carlo with
@@ -32,7 +33,7 @@ def _one_thread():
 
 
 def _np_alpha_bars() -> np.ndarray:
-    """1-based ``ab_1..ab_T`` of the DDPM linear schedule, rebuilt from its betas (THEORY 0)."""
+    """1-based ``ab_1..ab_T`` of the DDPM linear schedule, rebuilt from its betas (docs/theory §0)."""
     return np.cumprod(1.0 - np.linspace(1e-4, 0.02, T))
 
 
@@ -43,13 +44,13 @@ def _g2():
 
 
 def _np_eps_hat(x_t, ab, m, S):
-    """Exact eps prediction of N(m, S): ``sqrt(1 - ab) S_t^{-1} (x_t - sqrt(ab) m)`` (THEORY 3.1)."""
+    """Exact eps prediction of N(m, S): ``sqrt(1 - ab) S_t^{-1} (x_t - sqrt(ab) m)`` (docs/theory §3.1)."""
     S_t = ab * S + (1 - ab) * np.eye(len(m))
     return np.sqrt(1 - ab) * np.linalg.solve(S_t, (x_t - np.sqrt(ab) * m).T).T
 
 
 def _np_fixed_point(m, S, A, sigma, y, lam, w=1.0):
-    """``(P_eff, mu*)``: P_eff = lam mean_t (1 - ab_t) S_t^{-1} by an explicit loop over t = 1..T (THEORY 7.2)."""
+    """``(P_eff, mu*)``: P_eff = lam mean_t (1 - ab_t) S_t^{-1} by an explicit loop over t = 1..T (docs/theory §7.2)."""
     P = sum((1 - ab) * np.linalg.inv(ab * S + (1 - ab) * np.eye(len(m))) for ab in _np_alpha_bars())
     P = lam * P / T
     H = P + w * A.T @ A / sigma**2
@@ -96,7 +97,7 @@ def test_one_sgd_step_is_the_documented_gradient(t_order):
 
 def test_official_mean_reduced_loss_equals_obs_weight_sigma2_d_over_m():
     """NVlabs/RED-diff reduces both terms by MEAN and has no sigma_y; Adam ignores a global gradient scale, so the
-    official iterates equal ours with obs_weight = sigma_y^2 dim(x)/dim(y) (module docstring, THEORY 7.1)."""
+    official iterates equal ours with obs_weight = sigma_y^2 dim(x)/dim(y) (module docstring, docs/theory §7.1)."""
     prob, y = problem("G2"), measurement("G2")
     sigma, d, m = prob.sigma_y, prob.dim, prob.m
     den, sched = dpt.ExactDenoiser(prob.prior), dpt.linear_schedule()
@@ -172,8 +173,8 @@ def test_effective_precision_and_fixed_point_closed_form():
 
 
 def test_fixed_point_is_not_the_map_on_g2():
-    """THEORY 7.2 / claim 17: on G2 with lam = 0.25 the fixed point is (0.688, 0.012) against the MAP (0.644,
-    0.065) and P_eff has eigenvalues (0.17, 0.20) against S^-1's (0.66, 3.43); THEORY rounds to 2-3 decimals.
+    """docs/theory §7.2 / claim 17: on G2 with lam = 0.25 the fixed point is (0.688, 0.012) against the MAP (0.644,
+    0.065) and P_eff has eigenvalues (0.17, 0.20) against S^-1's (0.66, 3.43); docs/theory rounds to 2-3 decimals.
     Reproduced with the 1/(2 sigma^2) likelihood (the official mean reductions give (0.667, 0.0005) instead)."""
     prob, y, sched = problem("G2"), measurement("G2"), dpt.linear_schedule()
     fp = red_diff_fixed_point(prob, y, LAM, sched)

@@ -1,8 +1,8 @@
-"""Samplers against exact answers (THEORY 1.1, 3.3, 4, 5.2-5.3, 6.3 and claims 6, 7, 10, 12, 14, 15, 19).
+"""Samplers against exact answers (docs/theory §1.1, §3.3, §4, §5.2-5.3, §6.3 and claims 6, 7, 10, 12, 14, 15, 19).
 
 Oracles: the closed-form Gaussian posterior (plain numpy conditioning), the exact posterior GMM's CDF built
-from scipy.stats.norm (KS tests), affine law recursions written out in numpy (THEORY 4), the composed-gain
-closed form of VSRD's end point (THEORY 5.2), the MAP-RPS stage-2 exact law (THEORY 6.3), and identities
+from scipy.stats.norm (KS tests), affine law recursions written out in numpy (docs/theory §4), the composed-gain
+closed form of VSRD's end point (docs/theory §5.2), the MAP-RPS stage-2 exact law (docs/theory §6.3), and identities
 between samplers driven by the same noise.
 
 Monte Carlo tolerances are k standard errors (k = 4 for means, 4.5 for covariance entries), and KS tests
@@ -34,11 +34,11 @@ from dptheory.samplers import (
 )
 from dptheory.samplers._common import pinv_start
 
-SCHEDULE = dpt.linear_schedule()  # THEORY 0: linear, T = 1000
+SCHEDULE = dpt.linear_schedule()  # docs/theory §0: linear, T = 1000
 
 
 def _g2_posterior():
-    """(mu_y, Sigma_y) of G2 by plain numpy conditioning (THEORY 2.1)."""
+    """(mu_y, Sigma_y) of G2 by plain numpy conditioning (docs/theory §2.1)."""
     _, A, sigma, y = PROBLEMS["G2"]
     m, S = GAUSSIANS["g2"]
     return np_gaussian_condition(m, S, A, sigma, y)
@@ -58,7 +58,7 @@ def _assert_moments(x: torch.Tensor, mean: np.ndarray, cov: np.ndarray, what: st
 
 def _posterior_gmm_cdf(name: str):
     """CDF of the exact 1-D posterior GMM of a table problem: weights ~ w_k N(y; a m_k, a^2 s_k + sigma^2),
-    Gaussian-conditioned components (THEORY 3.2), in plain numpy + scipy.stats.norm."""
+    Gaussian-conditioned components (docs/theory §3.2), in plain numpy + scipy.stats.norm."""
     prior_name, A, sigma, y = PROBLEMS[name]
     w, means, covs = MIXTURES[prior_name]
     a, y = A[0][0], y[0]
@@ -79,7 +79,7 @@ def _posterior_gmm_cdf(name: str):
 
 # ---------------------------------------------------------------------------------------------- posterior
 def test_posterior_sampler_gaussian_moments_from_exact_start(gen):
-    """THEORY 3.3: exact kernels started at the exact p_T reproduce N(mu_y, Sigma_y), on a respaced grid, and
+    """docs/theory §3.3: exact kernels started at the exact p_T reproduce N(mu_y, Sigma_y), on a respaced grid, and
     the marginal at an intermediate step is the diffused posterior N(sqrt(ab) mu_y, ab Sigma_y + (1-ab) I)."""
     prob, y = problem("G2"), measurement("G2")
     mu, Sig = _g2_posterior()
@@ -99,7 +99,7 @@ def test_posterior_sampler_gaussian_moments_from_exact_start(gen):
 
 @pytest.mark.parametrize("name", ["B1_s05", "B1_s08"])
 def test_posterior_sampler_gmm_ks(name, gen):
-    """THEORY claim 19: the mixture-kernel sampler from the exact p_T reproduces the 1-D GMM posterior.
+    """docs/theory claim 19: the mixture-kernel sampler from the exact p_T reproduces the 1-D GMM posterior.
 
     KS against the exact posterior CDF, n = 20000, a 40-step grid (the kernels are exact on any grid): p > 1e-3,
     i.e. a 0.1% failure rate under the null. The seed is fixed: measured p = 0.019 (y = -0.6, sigma .5) and
@@ -122,7 +122,7 @@ def test_posterior_sampler_needs_sample_x0():
 
 # ---------------------------------------------------------------------------------------------- DDPM / DDIM
 def test_ddim_eta_one_equals_ddpm_small_with_the_same_noise(gen):
-    """THEORY 1.1: DDIM(eta = 1) is DDPM with beta_tilde, step for step, given identical noise draws."""
+    """docs/theory §1.1: DDIM(eta = 1) is DDPM with beta_tilde, step for step, given identical noise draws."""
     den = dpt.ExactDenoiser(dpt.GaussianMixture(*MIXTURES["gmm2_k3"]))
     x_T = torch.randn(64, 2, generator=gen)
     a = ddpm(den, x_T, SCHEDULE, steps=100, variance="small", generator=torch.Generator().manual_seed(7))
@@ -144,7 +144,7 @@ def test_ddim_eta_zero_is_deterministic(gen):
 
 # ---------------------------------------------------------------------------------------------- VSRD
 def test_vsrd_lam0_gaussian_is_deterministic_and_ends_at_mmse_up_to_the_predicted_residual(gen):
-    """THEORY claim 6 / 5.2: at lam = 0 the end point is mu_y + G (x_T - sqrt(ab_T) mu_y) exactly, with the
+    """docs/theory claim 6 / §5.2: at lam = 0 the end point is mu_y + G (x_T - sqrt(ab_T) mu_y) exactly, with the
     composed gain G = sqrt(ab_T) Sigma_y (ab_T Sigma_y + (1 - ab_T) I)^{-1} = O(sqrt(ab_T)).
 
     From x_T = 0 (the mean of the N(0, I) start) the residual |G sqrt(ab_T) mu_y| is ~1e-5, not 0: the test
@@ -162,13 +162,13 @@ def test_vsrd_lam0_gaussian_is_deterministic_and_ends_at_mmse_up_to_the_predicte
     # product of 1000 affine steps vs the closed form: round-off only
     np.testing.assert_allclose(out.numpy(), predicted, rtol=0, atol=1e-12)
     residual = np.linalg.norm(out[0].numpy() - mu)
-    assert 1e-6 < residual < 1e-4, residual  # THEORY: ~1e-5 (9.7e-6 in its test problem)
+    assert 1e-6 < residual < 1e-4, residual  # docs/theory: ~1e-5 (9.7e-6 in its test problem)
     # a random N(0, I) start moves the end point by |G x_T| <~ sqrt(ab_T) |Sigma_y| |x_T| ~ 1e-3 at most
     assert np.abs(out.numpy() - mu).max() < 5e-3
 
 
 def test_vsrd_lam0_small_kernel_equals_exact_kernel(gen):
-    """At lam = 0 both kernels are the deterministic mean chain x_s = c1 D + c2 x_t (THEORY 5.2)."""
+    """At lam = 0 both kernels are the deterministic mean chain x_s = c1 D + c2 x_t (docs/theory §5.2)."""
     prob, y = problem("B1_s05"), measurement("B1_s05")
     den = dpt.ConditionalExactDenoiser(prob, y)
     x_T = torch.randn(8, 1, generator=gen)
@@ -178,7 +178,7 @@ def test_vsrd_lam0_small_kernel_equals_exact_kernel(gen):
 
 
 def test_vsrd_lam0_on_gmm_falls_into_a_mode_not_the_mmse():
-    """THEORY claim 14: on B1 (y = -0.2, sigma = 0.8) with the exact GMM conditional denoiser, lam = 0 ends
+    """docs/theory claim 14: on B1 (y = -0.2, sigma = 0.8) with the exact GMM conditional denoiser, lam = 0 ends
     at -0.9007 (near the mode -0.9420), far from the MMSE -0.2761: Wang's "lam = 0 -> MMSE" is Gaussian-only.
 
     lam = 0 is deterministic given x_T; the claim's value is the mean-propagation chain started at x_T = 0
@@ -190,14 +190,14 @@ def test_vsrd_lam0_on_gmm_falls_into_a_mode_not_the_mmse():
     mmse = float(prob.mmse(y)[0])
     for x_T in (0.0, math.sqrt(ab_T) * mmse):
         end = float(vsrd(den, torch.full((1, 1), x_T), SCHEDULE, lam=0.0)[0, 0])
-        assert abs(end - (-0.9007)) < 1e-3, end  # THEORY claim 14 tolerance
+        assert abs(end - (-0.9007)) < 1e-3, end  # docs/theory claim 14 tolerance
     assert abs(mmse - (-0.2761)) < 1e-4
     assert abs(end - mmse) > 0.5  # the claim "ends at the MMSE" fails by 0.62
 
 
 @pytest.mark.parametrize("lam", [0.25, 0.6])
 def test_vsrd_exact_kernel_end_law_is_lam_sigma(lam, gen):
-    """THEORY 5.2 variant B from the exact start: end law N(mu_y, lam Sigma_y) up to O(ab_T) ~ 1e-5
+    """docs/theory §5.2 variant B from the exact start: end law N(mu_y, lam Sigma_y) up to O(ab_T) ~ 1e-5
     (far below the MC standard errors ~1e-3)."""
     prob, y = problem("G2"), measurement("G2")
     mu, Sig = _g2_posterior()
@@ -210,7 +210,7 @@ def test_vsrd_exact_kernel_end_law_is_lam_sigma(lam, gen):
 
 # ---------------------------------------------------------------------------------------------- DPS
 def _dps_affine_law(steps: int, zeta: float = 1.0):
-    """Exact law of dps(norm='squared') on G2 from N(0, I) (THEORY 4), numpy: each step is
+    """Exact law of dps(norm='squared') on G2 from N(0, I) (docs/theory §4), numpy: each step is
     x' = F x + h + noise with F = c1 K + c2 I - g K^T A^T A K / s^2, h = c1 b + g K^T A^T (y - A b) / s^2,
     g = zeta beta / sqrt(alpha) and D(x) = K x + b the exact prior denoiser."""
     prior_name, A, s, y = PROBLEMS["G2"]
@@ -234,7 +234,7 @@ def _dps_affine_law(steps: int, zeta: float = 1.0):
 
 
 def test_dps_affine_law_oracle_reproduces_theory_claim_15():
-    """The numpy law recursion at T = 1000 gives THEORY's numbers: mean error 3.0e-2, diag (0.085, 0.247)
+    """The numpy law recursion at T = 1000 gives docs/theory's numbers: mean error 3.0e-2, diag (0.085, 0.247)
     against the posterior's (0.106, 0.271) (quoted to 2-3 digits, hence the 1e-3 tolerances)."""
     mu, Sig = _g2_posterior()
     mean, C = _dps_affine_law(1000)
@@ -244,7 +244,7 @@ def test_dps_affine_law_oracle_reproduces_theory_claim_15():
 
 
 def test_dps_squared_is_biased_on_g2(gen):
-    """THEORY claim 15: dps(norm='squared', zeta=1) is biased on a Gaussian problem. On a 100-step grid the
+    """docs/theory claim 15: dps(norm='squared', zeta=1) is biased on a Gaussian problem. On a 100-step grid the
     MC output matches its exact affine law (4 / 4.5 SE) and its mean is > 6 SE off the posterior mean in
     x_2 (the law's mean error is 0.0303 at 50 steps as at 1000; expected 9 SE at n = 20000)."""
     prob, y = problem("G2"), measurement("G2")
@@ -294,7 +294,7 @@ def test_map_rps_t0_zero_returns_the_stage1_point(gen):
 
 
 def _smoothed_map(t1: int) -> np.ndarray:
-    """THEORY 6.3: the Bayes-weighted stage-1 fixed point is the posterior mean for the prior
+    """docs/theory §6.3: the Bayes-weighted stage-1 fixed point is the posterior mean for the prior
     N(m, S + tau^2 I), tau^2 = (1 - ab) / ab, ab = alpha_bar(t1 + 1) (the official 0-based index)."""
     prior_name, A, s, y = PROBLEMS["G2"]
     m, S = (np.array(v) for v in GAUSSIANS[prior_name])
@@ -308,7 +308,7 @@ def _smoothed_map(t1: int) -> np.ndarray:
 # 6.1e-3, 4.3e-3): far larger than the smoothed-vs-true MAP gap 1.24e-4. The bounds leave a ~2x margin.
 @pytest.mark.parametrize("lr, sd_bound", [(0.5, (0.008, 0.015)), (0.05, (0.006, 0.011))])
 def test_map_rps_stage1_bayes_weight_lands_on_the_smoothed_map(lr, sd_bound, gen):
-    """THEORY claim 12: AdamW (weight decay 0) + cosine LR on the Bayes-weighted stochastic loss ends, on
+    """docs/theory claim 12: AdamW (weight decay 0) + cosine LR on the Bayes-weighted stochastic loss ends, on
     average over particles, at the smoothed MAP (4 SE of the particle mean); each particle is within the
     optimiser's accuracy (the stated sd bound)."""
     prob, y, kw = _g2_stage1_args()
@@ -318,7 +318,7 @@ def test_map_rps_stage1_bayes_weight_lands_on_the_smoothed_map(lr, sd_bound, gen
     target = _smoothed_map(10)
     w_bayes = bayes_prior_weight(SCHEDULE, 10, prob.sigma_y)
     ab = float(SCHEDULE.alpha_bar(11))
-    assert abs(w_bayes - 2 * 0.3**2 * math.sqrt(ab / (1 - ab))) < 1e-12  # THEORY 6.3: 42.7 sigma^2
+    assert abs(w_bayes - 2 * 0.3**2 * math.sqrt(ab / (1 - ab))) < 1e-12  # docs/theory §6.3: 42.7 sigma^2
     assert abs(w_bayes / 0.3**2 - 42.7) < 0.05
     x = map_rps_stage1(den, x0, SCHEDULE, t1=10, iters=500, lr=lr, generator=gen, **kw).numpy()
     sd = x.std(0, ddof=1)
@@ -327,7 +327,7 @@ def test_map_rps_stage1_bayes_weight_lands_on_the_smoothed_map(lr, sd_bound, gen
 
 
 def test_map_rps_stage1_official_weight_misses_the_smoothed_map(gen):
-    """Power of the previous test, and THEORY claim 12's report: the official sr4 weight 0.25 (6.8x weaker
+    """Power of the previous test, and docs/theory claim 12's report: the official sr4 weight 0.25 (6.8x weaker
     than Bayes; weight decay 0 to isolate the weight) ends ~(0.016, 0.013) from the smoothed MAP, > 10 SE."""
     prob, y, kw = _g2_stage1_args()
     den = dpt.ExactDenoiser(prob.prior)
@@ -358,7 +358,7 @@ def _stage2_run(t0: int, n: int, seed: int, with_stage1: bool):
 
 
 def test_map_rps_stage2_exact_law_at_small_t0():
-    """THEORY 6.3 / claim 10: given x_MAP, stage 2 with exact kernels outputs
+    """docs/theory §6.3 / claim 10: given x_MAP, stage 2 with exact kernels outputs
     N(mu_y + U (x_MAP - mu_y), Sigma_y (I - U^2)), U = ab Sigma_y (ab Sigma_y + (1 - ab) I)^{-1}, ab = ab_t0.
     The residuals out - (mu_y + U (x_MAP - mu_y)) are checked as N(0, Sigma_y (I - U^2)) (4 / 4.5 SE)."""
     mu, Sig = _g2_posterior()

@@ -1,4 +1,4 @@
-"""VP schedules: THEORY section 0 reference values, reverse-step coefficients (THEORY 1.1), lookups.
+"""VP schedules: docs/theory §0 reference values, reverse-step coefficients (docs/theory §1.1), lookups.
 
 Oracles: numpy re-implementations of the schedules, Gaussian conditioning of the joint law of (x_s, x_t) given
 x0 (for the forward-posterior coefficients), and the exact Gaussian E[x_{t-1} | x_t].
@@ -28,7 +28,7 @@ def _np_linear_alpha_bars(T=1000):
 
 # ---------------------------------------------------------------------------------------------- tables
 def test_linear_schedule_reference_values(lin):
-    """THEORY section 0 [V]; each is quoted to 4 significant digits (tolerance: half a unit in the last)."""
+    """docs/theory §0 [V]; each is quoted to 4 significant digits (tolerance: half a unit in the last)."""
     ab = lambda t: float(lin.alpha_bar(t))
     assert lin.T == 1000
     assert ab(1000) == pytest.approx(4.036e-5, abs=5e-9)
@@ -108,7 +108,7 @@ def test_timesteps(lin):
 
 # ---------------------------------------------------------------------------------------------- reverse steps
 def test_reverse_coefficients_at_t1(lin):
-    """THEORY 1.1: at t = 1, c1 = 1, c2 = 0, beta_tilde = 0, so x0 = D(x1)."""
+    """docs/theory §1.1: at t = 1, c1 = 1, c2 = 0, beta_tilde = 0, so x0 = D(x1)."""
     c1, c2, bt, beta = lin.reverse_coefficients(1)
     assert c1 == pytest.approx(1.0, abs=1e-15)
     assert c2 == 0.0 and bt == 0.0
@@ -133,7 +133,7 @@ def test_reverse_coefficients_are_the_forward_posterior(lin, t, s):
 @pytest.mark.parametrize("name", list(GAUSSIANS))
 @pytest.mark.parametrize("t", [1, 5, 100, 600, 1000])
 def test_ddpm_mean_identity_with_exact_gaussian_score(lin, name, t, gen):
-    """c1 D(x) + c2 x = (x + beta s_t(x)) / sqrt(alpha) = E[x_{t-1} | x_t = x] (THEORY 1.1)."""
+    """c1 D(x) + c2 x = (x + beta s_t(x)) / sqrt(alpha) = E[x_{t-1} | x_t = x] (docs/theory §1.1)."""
     p = gaussian(name)
     c1, c2, _, beta = lin.reverse_coefficients(t)
     ab_t, ab_prev = float(lin.alpha_bar(t)), float(lin.alpha_bar(t - 1))

@@ -220,7 +220,7 @@ def test_dp_curves_match_dense(kind, shape, op_name, sigma_y, gen):
     curve = prob.dp_curve()
     close(curve.mmse_error, ref.mmse_error)
     close(curve.w, ref.w)
-    assert curve.w**2 <= curve.mmse_error + 1e-12  # W^2 <= D* (THEORY 2.2)
+    assert curve.w**2 <= curve.mmse_error + 1e-12  # W^2 <= D* (docs/theory §2.2)
     _, y = prob.sample_joint(1, gen)
     ref_y = dpt.per_measurement_dp_curve(dense, y[0].reshape(-1))
     close(prob.per_measurement_dp_curve().mmse_error, ref_y.mmse_error)

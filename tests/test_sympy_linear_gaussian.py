@@ -1,6 +1,6 @@
 """The 1-D linear-Gaussian model, derived symbolically with sympy and compared numerically with dptheory.
 
-Model (THEORY section 2): X ~ N(m, s), Y = a X + N(0, sigma^2). Derived here from scratch:
+Model (docs/theory §2): X ~ N(m, s), Y = a X + N(0, sigma^2). Derived here from scratch:
 - the posterior (completing the square in log p(x) + log p(y|x)): mean and variance;
 - the evidence (integrating the joint density over x);
 - D* = E[(X - mu(Y))^2] (expanding in independent standard normals), the law of the MMSE estimate and

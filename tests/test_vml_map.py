@@ -1,4 +1,4 @@
-"""VML closed form, its VML_S gradient, and the reconstructed VML-MAP sampler (THEORY 8, claim 16).
+"""VML closed form, its VML_S gradient, and the reconstructed VML-MAP sampler (docs/theory §8, claim 16).
 
 Independent oracles: numpy/scipy Gaussian conditioning and KL, Monte Carlo KL between numpy GMMs, central
 finite differences, scipy optimisers and root finders, and the problem's own MAP (Carreira-Perpinan + Newton).
@@ -82,7 +82,7 @@ def _np_gmm_posterior(weights, means, covs, A, sigma, y):
 
 
 def _np_gaussian_kl(m1, S1, m2, S2) -> float:
-    """KL(N(m1, S1) || N(m2, S2)) (THEORY 9.1), numpy."""
+    """KL(N(m1, S1) || N(m2, S2)) (docs/theory §9.1), numpy."""
     P2 = np.linalg.inv(S2)
     dm = m2 - m1
     return 0.5 * (np.trace(P2 @ S1) + dm @ P2 @ dm - len(m1) + np.linalg.slogdet(S2)[1] - np.linalg.slogdet(S1)[1])
@@ -141,7 +141,7 @@ def test_vml_gmm_matches_monte_carlo_kl():
 
 
 def test_vml_argmin_is_the_inverse_denoiser_of_the_posterior_mean():
-    """Claim 16: argmin_x VML(x) = sqrt(ab) m + K_t^{-1} (mu_y - m) on G2 (THEORY 8.2), with scipy BFGS on the
+    """Claim 16: argmin_x VML(x) = sqrt(ab) m + K_t^{-1} (mu_y - m) on G2 (docs/theory §8.2), with scipy BFGS on the
     closed form; 1e-6 (optimiser tolerance; gtol 1e-10 on a problem with O(1) curvature)."""
     prob, y = problem("G2"), measurement("G2")
     _, means, covs = prior_params("g2")
@@ -164,7 +164,7 @@ def test_vml_argmin_is_the_inverse_denoiser_of_the_posterior_mean():
 
 
 def test_trace_terms_are_constant_for_a_gaussian_prior():
-    """For a Gaussian prior C = Cov[x0|x_t] does not depend on x_t, so VML - VML_S is a constant (THEORY 8.2)."""
+    """For a Gaussian prior C = Cov[x0|x_t] does not depend on x_t, so VML - VML_S is a constant (docs/theory §8.2)."""
     prob, y = problem("G2"), measurement("G2")
     x_t = torch.randn(5, 2, generator=torch.Generator().manual_seed(1))
     tr = vml_trace_terms(prob, y, x_t, 0.3)
@@ -177,7 +177,7 @@ def test_trace_terms_are_constant_for_a_gaussian_prior():
 @pytest.mark.parametrize("ab", [0.995, 0.6, 0.02])
 def test_vml_s_gradient_matches_finite_differences(name, ab):
     """grad VML_S = J_D^T [A^T (A D - y)/s^2 - sqrt(ab) s_t] (one VJP) against central differences of the closed
-    form VML_S (THEORY 8.2 says 2e-10). h = 1e-5: truncation ~h^2 |f'''| plus round-off ~1e-16 |f| / h, both
+    form VML_S (docs/theory §8.2 says 2e-10). h = 1e-5: truncation ~h^2 |f'''| plus round-off ~1e-16 |f| / h, both
     <= 1e-9 here; tolerance 1e-7 (relative to max(1, |grad|)). GMM priors make C, hence the dropped traces, vary."""
     prob, y = problem(name), measurement(name)
     d = prob.dim
@@ -251,8 +251,8 @@ def _run(name, steps, inner_steps, n=8, seed=0, **kw):
 
 
 def test_vml_map_gaussian_ends_at_the_map():
-    """G2: the VML_S minimiser has D_t(x_t) = mu_y at every level, so the end point is mu_y = MAP = MMSE (THEORY
-    8.2). 20 levels x 3 BB steps + 50 at the last level, from N(0, I): observed 7e-16; tolerance 1e-10
+    """G2: the VML_S minimiser has D_t(x_t) = mu_y at every level, so the end point is mu_y = MAP = MMSE (docs/theory
+    §8.2). 20 levels x 3 BB steps + 50 at the last level, from N(0, I): observed 7e-16; tolerance 1e-10
     (convergence of the last level's BB iteration)."""
     prob, y, out = _run("G2", steps=20, inner_steps=3)
     assert float((out - prob.map(y)).abs().max()) < 1e-10
@@ -261,7 +261,7 @@ def test_vml_map_gaussian_ends_at_the_map():
 def test_vml_map_fixed_step_rule_is_stable_but_slower():
     """step_rule='fixed' (the Hessian bound alone, no final steps) decreases the error monotonically in
     inner_steps but is limited by the cautious prior bound at small t; BB with the same budget is far closer
-    (THEORY 8.2 gives no step schedule; both are ours)."""
+    (docs/theory §8.2 gives no step schedule; both are ours)."""
     errs = []
     for inner in (1, 3, 10):
         prob, y, out = _run("G2", steps=100, inner_steps=inner, step_rule="fixed", final_steps=0)
@@ -272,7 +272,7 @@ def test_vml_map_fixed_step_rule_is_stable_but_slower():
 
 
 def test_vml_map_b1_reaches_the_mode():
-    """B1 (0.5 N(-1, .05) + 0.5 N(1, .05), sigma 0.5, y = -0.6): MAP -0.9333 (THEORY 6.4). At the mode the other
+    """B1 (0.5 N(-1, .05) + 0.5 N(1, .05), sigma 0.5, y = -0.6): MAP -0.9333 (docs/theory §6.4). At the mode the other
     component's responsibility is ~e^-30, so locally the prior is Gaussian and the last-level stationary point is
     the MAP exactly (see the GMM test for when it is not); observed 6e-15, tolerance 1e-9."""
     prob, y, out = _run("B1_s05", steps=50, inner_steps=3, n=16)
@@ -282,7 +282,7 @@ def test_vml_map_b1_reaches_the_mode():
 
 
 def _np_diffused_score_and_denoiser(weights, means, covs, ab, x):
-    """(s_t(x), D_t(x)) of a GMM prior at one point x (d,), numpy (THEORY 3.2)."""
+    """(s_t(x), D_t(x)) of a GMM prior at one point x (d,), numpy (docs/theory §3.2)."""
     d = len(x)
     c = 1 - ab
     logj, scores = [], []

@@ -2,7 +2,7 @@
 problems" (DPS), ICLR 2023, arXiv 2209.14687 (``paper_notes/dps.md``).
 
 - DPS-1: DPS's plug-in likelihood p(y | x0_hat(x_t)) makes it biased even on a Gaussian problem with the exact
-  prior denoiser (THEORY 1.3, 4, claim 15).
+  prior denoiser (docs/theory §1.3, §4, claim 15).
 """
 
 from __future__ import annotations
@@ -95,13 +95,13 @@ def check_dps1(quick: bool) -> ClaimResult:
         "0.106, 0.271), KL(out || post) ~ 0.10; with the exact likelihood gradient KL ~ 2e-5..3e-4 (the DDPM "
         "fixedsmall O(1/T) error), so KL_DPS > 10 KL_exact; the Monte Carlo runs of dps(norm='squared') "
         "match the exact law; the official l2 variant is reported (not asserted)",
-        tolerance="half a unit in the quoted digits; KL_exact in THEORY's [2e-5, 3e-4]; KL ratio > 10; MC: "
+        tolerance="half a unit in the quoted digits; KL_exact in docs/theory's [2e-5, 3e-4]; KL ratio > 10; MC: "
         "|z| <= 4 (mean, 2 coordinates) and <= 5 (covariance, 3 entries)",
         reason="the law is exact (affine recursion); the Monte Carlo bands have false-alarm rates ~1e-4 for "
         "the few simultaneous comparisons",
         verdict="approximate",
         passed=passed,
-        theory="claim 15; THEORY 1.3, 4",
+        theory="claim 15; docs/theory §1.3, §4",
     )
 
 

@@ -1,14 +1,14 @@
 """Claims of the background papers that every other check relies on (``paper_notes/foundations.md``).
 
-- FND-1: the information and gain forms of the Gaussian posterior agree, and D* = tr Sigma (THEORY 2.1, claim
+- FND-1: the information and gain forms of the Gaussian posterior agree, and D* = tr Sigma (docs/theory §2.1, claim
   1).
-- FND-2: Tweedie's first- and second-order identities for a GMM prior (Efron 2011; THEORY 1.2, 3.2, claim 4).
-- FND-3: the conditional score is the prior score plus the exact mixture likelihood score (THEORY 3.2, claim
+- FND-2: Tweedie's first- and second-order identities for a GMM prior (Efron 2011; docs/theory §1.2, §3.2, claim 4).
+- FND-3: the conditional score is the prior score plus the exact mixture likelihood score (docs/theory §3.2, claim
   5).
-- FND-4: sanity of the divergences: Bures, KL, the Hershey-Olsen bound, Gelbrich <= MW2 (THEORY 9, claim 18).
-- FND-5: exact reverse kernels give exact samplers (THEORY 3.3, claim 19).
-- FND-6: DDPM ancestral sampling with beta_tilde is off by O(1/T) (THEORY 3.3).
-- FND-7: the exact-law recursions (THEORY 4) match Monte Carlo runs of the sampler code.
+- FND-4: sanity of the divergences: Bures, KL, the Hershey-Olsen bound, Gelbrich <= MW2 (docs/theory §9, claim 18).
+- FND-5: exact reverse kernels give exact samplers (docs/theory §3.3, claim 19).
+- FND-6: DDPM ancestral sampling with beta_tilde is off by O(1/T) (docs/theory §3.3).
+- FND-7: the exact-law recursions (docs/theory §4) match Monte Carlo runs of the sampler code.
 
 This module also holds the small helpers the other claim modules share (seeded generators, error measures).
 """
@@ -75,7 +75,7 @@ def max_abs(a, b) -> float:
 def half_unit(quoted: str) -> float:
     """Half a unit in the last quoted digit of a decimal string: ``"1.07e-2"`` -> 5e-5, ``"0.0811"`` -> 5e-5.
 
-    THEORY quotes rounded numbers; a measured value agrees with a quote when it is within this of it.
+    docs/theory quotes rounded numbers; a measured value agrees with a quote when it is within this of it.
     """
     from decimal import Decimal
 
@@ -172,7 +172,7 @@ def check_fnd1(quick: bool) -> ClaimResult:
         "6e-5",
         verdict="holds",
         passed=passed,
-        theory="claim 1; THEORY 2.1",
+        theory="claim 1; docs/theory §2.1",
     )
 
 
@@ -271,7 +271,7 @@ def check_fnd2(quick: bool) -> ClaimResult:
         "accurate for these Gaussian integrands",
         verdict="holds",
         passed=passed,
-        theory="claim 4; THEORY 1.2, 3.2",
+        theory="claim 4; docs/theory §1.2, §3.2",
     )
 
 
@@ -282,7 +282,7 @@ def _log_likelihood_t(
     """``log p_t(y | x_t) = log sum_k gamma_k(x) N(y; A mu_k(x), A C_k A^T + s^2 I)`` for ``x (n, d)`` ->
     ``(n,)``.
 
-    Written out with Cholesky factors, independently of the library's code path (THEORY 3.2, route (b)).
+    Written out with Cholesky factors, independently of the library's code path (docs/theory §3.2, route (b)).
     """
     d, m = prior.dim, A.shape[0]
     eye_d, eye_m = torch.eye(d, dtype=F64), torch.eye(m, dtype=F64)
@@ -357,7 +357,7 @@ def check_fnd3(quick: bool) -> ClaimResult:
             "levels": list(levels),
             "points_per_level": n,
         },
-        expected="route (a) (score of the diffused posterior GMM) equals route (b) to round-off (THEORY: "
+        expected="route (a) (score of the diffused posterior GMM) equals route (b) to round-off (docs/theory: "
         "2e-9 with finite differences)",
         tolerance="1e-10 x max(1, |score|) with the autograd gradient; 1e-7 x max(1, |score|) with central "
         "differences",
@@ -365,7 +365,7 @@ def check_fnd3(quick: bool) -> ClaimResult:
         "with h = 1e-5 carry O(h^2) + O(eps/h) ~ 1e-10 error",
         verdict="holds",
         passed=passed,
-        theory="claim 5; THEORY 1.3, 3.2",
+        theory="claim 5; docs/theory §1.3, §3.2",
     )
 
 
@@ -516,7 +516,7 @@ def check_fnd4(quick: bool) -> ClaimResult:
         "round-off' (a KL of -1e-12 d or an error of 1e-12 d would be a defect)",
         verdict="holds",
         passed=passed,
-        theory="claim 18; THEORY 9",
+        theory="claim 18; docs/theory §9",
     )
 
 
@@ -558,14 +558,14 @@ def check_fnd5(quick: bool) -> ClaimResult:
             "gauss_law_err_mean": err_mean,
             "gauss_law_err_cov": err_cov,
         },
-        expected="KS p-value of the B1 posterior (y = -0.2, sigma = 0.8) not small (0.66 in THEORY at n = "
+        expected="KS p-value of the B1 posterior (y = -0.2, sigma = 0.8) not small (0.66 in docs/theory at n = "
         "2e4); the Gaussian law recursion equals N(mu_y, Sigma_y) to ~2e-13",
         tolerance="p > 1e-3 (the test fails by chance in 0.1% of seeds); 1e-12 for the law recursion",
         reason="under the null the KS p-value is uniform, so p > 1e-3 is a 0.1%-false-alarm goodness-of-fit "
         "test; the law recursion is exact algebra over 1000 steps (round-off accumulates to ~1e-13)",
         verdict="holds",
         passed=passed,
-        theory="claim 19; THEORY 3.3",
+        theory="claim 19; docs/theory §3.3",
     )
 
 
@@ -581,7 +581,7 @@ def check_fnd6(quick: bool) -> ClaimResult:
     from .. import laws
 
     Ts = (250, 1000, 4000)
-    table_quotes = {  # THEORY 3.3, relative error of the end variance (T = 250, 1000, 4000)
+    table_quotes = {  # docs/theory §3.3, relative error of the end variance (T = 250, 1000, 4000)
         1e-3: ("-0.45", "-0.22", "-0.088"),
         1e-2: ("-0.20", "-0.072", "-0.023"),
         0.1: ("-0.081", "-0.024", "-0.0065"),
@@ -592,7 +592,7 @@ def check_fnd6(quick: bool) -> ClaimResult:
     for Sig in sigmas:
         prob = LinearInverseProblem(Gaussian([0.0], [[Sig]]), [[1.0]], 1.0)
         errs = []
-        for T in Ts:  # the prior denoiser of N(0, Sig), start N(0, 1): the lam = 1 end variance of THEORY 3.3
+        for T in Ts:  # the prior denoiser of N(0, Sig), start N(0, 1): the lam = 1 end variance of docs/theory §3.3
             law = laws.sampler_law(prob, "ddpm", y=[0.0], conditional=False, schedule=linear_schedule(T)).law
             errs.append(float(law.cov[0, 0]) / Sig - 1.0)
         rel[f"Sigma={Sig:g}"] = errs
@@ -622,20 +622,20 @@ def check_fnd6(quick: bool) -> ClaimResult:
         measured={
             "rel_err_end_variance (T=250,1000,4000)": rel,
             "loglog_slopes": slopes,
-            "matches_THEORY_table": quotes_ok,
+            "matches_quoted_table": quotes_ok,
             "fixedlarge_rel_err (Sigma=1e-2, T=1000)": rel_large,
         },
-        expected="negative errors (under-dispersion) matching THEORY 3.3's table; a fitted order of -1 for "
+        expected="negative errors (under-dispersion) matching docs/theory §3.3's table; a fitted order of -1 for "
         "Sigma in {0.1, 1}; smaller Sigma is pre-asymptotic at these T (slope ~ -0.8 at 1e-2, ~ -0.6 at "
         "1e-3: reported); fixedlarge over-disperses (reported: +1.5% at Sigma = 1e-2 with no noise at the "
-        "last step, as the sampler does; THEORY's +2.5% adds beta_1 = 1e-4 of last-step noise, +1% of Sigma)",
+        "last step, as the sampler does; docs/theory's +2.5% adds beta_1 = 1e-4 of last-step noise, +1% of Sigma)",
         tolerance="slope -1 +- 0.15 (Sigma = 0.1, 1); each table entry within one unit of its last quoted "
-        "digit (THEORY's -0.65% at Sigma = 0.1, T = 4000 is the measured -0.645%, rounded up)",
+        "digit (docs/theory's -0.65% at Sigma = 0.1, T = 4000 is the measured -0.645%, rounded up)",
         reason="exact laws of the sampler (no Monte Carlo); the slope is fitted by least squares on three "
         "T's, and +-0.15 allows the O(1/T^2) curvature visible at T = 250",
         verdict="holds",
         passed=passed,
-        theory="THEORY 1.1, 3.3",
+        theory="docs/theory §1.1, §3.3",
     )
 
 
@@ -685,7 +685,7 @@ def check_fnd7(quick: bool) -> ClaimResult:
         id="FND-7",
         paper="ho2020ddpm",
         statement="(Toolkit) On a Gaussian problem every sampler step with the exact denoiser is "
-        "affine-Gaussian, so the output law follows exactly from mean/covariance recursions (THEORY 4).",
+        "affine-Gaussian, so the output law follows exactly from mean/covariance recursions (docs/theory §4).",
         measured={
             "max|z| mean": worst_mean,
             "max|z| cov": worst_cov,
@@ -702,7 +702,7 @@ def check_fnd7(quick: bool) -> ClaimResult:
         "data); family-wise false-alarm rates ~2e-3 (4-SE bands, 30 comparisons) and ~2e-5 (5-SE, 36)",
         verdict="holds",
         passed=passed,
-        theory="THEORY 4",
+        theory="docs/theory §4",
     )
 
 

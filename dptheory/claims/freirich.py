@@ -1,12 +1,12 @@
 """Claims of Blau & Michaeli (CVPR 2018) and Freirich, Michaeli & Meir (NeurIPS 2021): the D-P tradeoff
 (``paper_notes/blau_michaeli_freirich.md``).
 
-- BMF-1: the joint D-P curve D(P) = D* + ((W - P)_+)^2 and its geodesic estimators (THEORY 1.5, 2.3, claim 2).
-- BMF-2: posterior sampling sits at D = 2 D*, above the joint optimum D* + W^2 (THEORY 1.4-1.5, claim 3).
+- BMF-1: the joint D-P curve D(P) = D* + ((W - P)_+)^2 and its geodesic estimators (docs/theory §1.5, §2.3, claim 2).
+- BMF-2: posterior sampling sits at D = 2 D*, above the joint optimum D* + W^2 (docs/theory §1.4-1.5, claim 3).
 - BMF-3: the per-measurement curve D_y(P) = tr Sigma_y + (sqrt(tr Sigma_y) - P)_+^2 holds for any posterior
-  (THEORY 1.6, claim 20).
+  (docs/theory §1.6, claim 20).
 - BMF-4: neither traversal (VSRD's lam, MAP-RPS's t0) reaches the joint curve except at the MMSE end
-  (THEORY 5.3, 6.3).
+  (docs/theory §5.3, §6.3).
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ def check_bmf1(quick: bool) -> ClaimResult:
         "with probability 6e-5",
         verdict="holds",
         passed=passed,
-        theory="claim 2; THEORY 1.5, 2.3",
+        theory="claim 2; docs/theory §1.5, §2.3",
     )
 
 
@@ -149,12 +149,12 @@ def check_bmf2(quick: bool) -> ClaimResult:
         },
         expected="G2: gap D* - W^2 = 0.0811 > 0 and MC MSE of posterior sampling = 2 D* = 0.7534; B1 (GMM, "
         "sigma = 0.5): gap > 0 by more than 4 SE",
-        tolerance="1e-4 on 0.0811 (THEORY's rounding); |z| <= 4 (MC); gap > 4 SE (GMM)",
-        reason="the Gaussian gap is a closed form (THEORY quotes 4 digits); Monte Carlo quantities get 4-SE "
+        tolerance="1e-4 on 0.0811 (docs/theory's rounding); |z| <= 4 (MC); gap > 4 SE (GMM)",
+        reason="the Gaussian gap is a closed form (docs/theory quotes 4 digits); Monte Carlo quantities get 4-SE "
         "bands; the B1 W^2 is exact up to the midpoint rule (~1e-5 relative, far below D*'s SE)",
         verdict="holds",
         passed=passed,
-        theory="claim 3; THEORY 1.4, 1.5, 2.3",
+        theory="claim 3; docs/theory §1.4, §1.5, §2.3",
     )
 
 
@@ -181,7 +181,8 @@ def check_bmf3(quick: bool) -> ClaimResult:
     for lam in (0.0, 0.25, 1.0):
         x_hat = solve(prob, y, "vsrd", n_samples=n, generator=gen, lam=lam, kernel="small")
         vsrd[f"lam={lam:g}"] = _per_measurement_point_mc(prob, y, x_hat)
-    # asserted: THEORY claim 20's two values; lam = 1 (THEORY 5.3: 0.069) is reported only, because there P is
+    # asserted: docs/theory claim 20's two values; lam = 1 (docs/theory §5.3: 0.069) is reported only, because there P
+    # is
     # small and the sample-based W2 is dominated by its upward bias
     ok_vsrd = all(
         abs(vsrd[k][2] - want) <= 0.02 and vsrd[k][2] > 4.0 * vsrd[k][3]
@@ -201,7 +202,7 @@ def check_bmf3(quick: bool) -> ClaimResult:
             "n": n,
         },
         expected="shrunk samples on the curve (gap ~0 up to quadrature); VSRD variant A above it on this GMM "
-        "posterior: gaps 0.39 (lam = 0) and 0.48 (lam = .25); THEORY 5.3's 0.069 at lam = 1 is reported, not "
+        "posterior: gaps 0.39 (lam = 0) and 0.48 (lam = .25); docs/theory §5.3's 0.069 at lam = 1 is reported, not "
         "asserted (near P = 0 the sample W2's upward bias dominates)",
         tolerance="1e-6 (quantile quadrature with 2e5 midpoints); +-0.02 and > 4 SE for the VSRD gaps",
         reason="the shrunk laws are exact GMMs and W2 is the exact 1-D quantile integral up to the midpoint "
@@ -209,7 +210,7 @@ def check_bmf3(quick: bool) -> ClaimResult:
         "the SE)",
         verdict="holds",
         passed=passed,
-        theory="claim 20; THEORY 1.6, 5.3",
+        theory="claim 20; docs/theory §1.6, §5.3",
     )
 
 
@@ -222,7 +223,7 @@ def _joint_point_mc(prior, x_star: torch.Tensor, x_hat: torch.Tensor, d_star: fl
     - ``P_plugin``: the quantile coupling of the sorted outputs to the exact prior. It is biased UPWARD,
       strongly for a bimodal prior (the sample's share of each mode fluctuates by ~1/sqrt(n) and must be moved
       across the gap), which would make the plug-in gap look larger than it is;
-    - ``P_gelbrich``: the Gelbrich bound from the first two moments, a LOWER bound on W2 (THEORY 9.4);
+    - ``P_gelbrich``: the Gelbrich bound from the first two moments, a LOWER bound on W2 (docs/theory §9.4);
     - ``gap_lower = (D - D*) - (W - P_gelbrich)_+^2 <= the true gap`` (D(P) decreases in P, and W is exact:
       :func:`dptheory.mmse_w2_squared_1d`), so ``gap_lower > 3 SE`` shows the point is above the curve.
     """
@@ -325,7 +326,7 @@ def check_bmf4(quick: bool) -> ClaimResult:
         "(100), .081 (300), both 0 at the MMSE end; near equal P MAP-RPS is further from the curve (.064 at "
         "P = .170 vs .041 at P = .160); B1 GMM (MC): every point strictly above the joint curve, the lam = 0 "
         "and t0 = 0 ends included, since on a GMM neither is the MMSE (WANG-5, MRPS-4)",
-        tolerance="half a unit in THEORY's quoted digits; 1e-12 (t0 = 0, x_MAP = mu(Y)); ab_T-size residual "
+        tolerance="half a unit in docs/theory's quoted digits; 1e-12 (t0 = 0, x_MAP = mu(Y)); ab_T-size residual "
         "at lam = 0 (1e-5); GMM: a LOWER bound on each gap > 3 SE",
         reason="exact joint laws for the Gaussian. For the GMM the sample W2 to a bimodal prior is biased "
         "upward by ~0.1 at n = 2000 (the plug-in gaps are reported but would overstate the claim); the "
@@ -333,7 +334,7 @@ def check_bmf4(quick: bool) -> ClaimResult:
         "E(X^ - X*)^2",
         verdict="holds",
         passed=passed,
-        theory="THEORY 2.3, 5.3, 6.3, 6.4",
+        theory="docs/theory §2.3, §5.3, §6.3, §6.4",
     )
 
 
@@ -503,7 +504,7 @@ def check_bmf5(quick: bool) -> ClaimResult:
         "by chance with probability ~4e-4",
         verdict="holds",
         passed=passed,
-        theory="claim 2; THEORY 1.5, 2.3",
+        theory="claim 2; docs/theory §1.5, §2.3",
     )
 
 

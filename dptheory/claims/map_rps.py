@@ -2,7 +2,7 @@
 d8d5217) (``paper_notes/map_rps.md``).
 
 The full text was not available: the statements come from the abstract, the official code and paper notes
-(THEORY 6.1-6.2). Stage 1 = a stochastic MAP with the denoiser at level t1; stage 2 = re-noise to t0 and
+(docs/theory §6.1-6.2). Stage 1 = a stochastic MAP with the denoiser at level t1; stage 2 = re-noise to t0 and
 posterior-sample back to 0.
 
 - MRPS-1: the exact law of stage 2 on a Gaussian problem is N(mu_y, Sigma (I - U^2)) (claim 10).
@@ -38,7 +38,7 @@ __all__ = ["CHECKS"]
 
 
 def _stage2_cov_closed_form(post: Gaussian, ab: float) -> torch.Tensor:
-    """``Sigma (I - U^2)`` with ``U = ab Sigma (ab Sigma + (1 - ab) I)^{-1}`` (THEORY 6.3), written out."""
+    """``Sigma (I - U^2)`` with ``U = ab Sigma (ab Sigma + (1 - ab) I)^{-1}`` (docs/theory §6.3), written out."""
     Sigma = post.cov
     eye = torch.eye(Sigma.shape[0], dtype=F64)
     U = ab * Sigma @ torch.linalg.inv(ab * Sigma + (1.0 - ab) * eye)
@@ -77,19 +77,19 @@ def check_mrps1(quick: bool) -> ClaimResult:
             "max|cov - Sigma| at t0=T": dev_T,
             "O(ab_T^2) bound": bound_T,
         },
-        expected="the recursion equals the closed form (2e-13 in THEORY); a point mass at t0 = 0; at t0 = T "
+        expected="the recursion equals the closed form (2e-13 in docs/theory); a point mass at t0 = 0; at t0 = T "
         "the covariance is within ||Sigma U^2|| <= lam_max^3 (ab_T / (1 - ab_T))^2 of Sigma",
         tolerance="1e-12 (recursion vs closed form); exact 0 at t0 = 0; the O(ab_T^2) bound at t0 = T",
         reason="exact affine recursions in float64 over up to 1000 steps",
         verdict="holds",
         passed=passed,
-        theory="claim 10; THEORY 6.3",
+        theory="claim 10; docs/theory §6.3",
     )
 
 
 # ---------------------------------------------------------------------------------------------- MRPS-2
 def _commuting_w2(p: Gaussian, q: Gaussian) -> float:
-    """W2 for commuting covariances: ``sqrt(|m_p - m_q|^2 + ||S_p^{1/2} - S_q^{1/2}||_F^2)`` (THEORY 9.2).
+    """W2 for commuting covariances: ``sqrt(|m_p - m_q|^2 + ||S_p^{1/2} - S_q^{1/2}||_F^2)`` (docs/theory §9.2).
 
     Stage-2 covariances ``Sigma (I - U^2)`` commute with Sigma. This form has no cancellation, where the
     general Bures formula loses ~1e-8 in W2 when the two laws nearly coincide (the square root of a round-off
@@ -174,12 +174,12 @@ def check_mrps2(quick: bool) -> ClaimResult:
         tolerance="1e-14 slack on monotonicity; 1e-12 on the isotropic gap; 1e-10 recursion (general Bures) "
         "vs closed form (commuting W2); half a unit in the last quoted digit of each reference gap (5e-6 for "
         "4.75e-3, 5e-5 for 1.07e-2)",
-        reason="exact laws; W2 of commuting Gaussians without cancellation. THEORY quotes rounded values: "
+        reason="exact laws; W2 of commuting Gaussians without cancellation. docs/theory quotes rounded values: "
         "the measured 1.0668e-2 at t0 = 60 is 3.2e-5 from the quoted 1.07e-2, so a 1e-5 band around the "
         "quote would test the rounding, not the claim",
         verdict="one-formulation",
         passed=passed,
-        theory="claim 11; THEORY 6.3",
+        theory="claim 11; docs/theory §6.3",
     )
 
 
@@ -247,12 +247,12 @@ def check_mrps3(quick: bool) -> ClaimResult:
         "is at the fixed point; the official fixed weights give ~1e-2 offsets (reported, not asserted)",
         tolerance="1e-12 (closed forms); half a unit in the last quoted digit of the two distances (5e-7, "
         "5e-6); |z| <= 4 for the run's mean",
-        reason="exact linear algebra. THEORY quotes 3 digits: the measured 1.7169e-3 at t1 = 50 is 3.1e-6 "
+        reason="exact linear algebra. docs/theory quotes 3 digits: the measured 1.7169e-3 at t1 = 50 is 3.1e-6 "
         "from the quoted 1.72e-3, so a 1e-6 band would test the rounding. The run is stochastic (fresh z "
         "each iteration): its per-particle spread is measured and its mean tested with a 4-SE band",
         verdict="approximate",
         passed=passed,
-        theory="claim 12; THEORY 6.1, 6.3",
+        theory="claim 12; docs/theory §6.1, §6.3",
     )
 
 
@@ -283,7 +283,7 @@ def check_mrps4(quick: bool) -> ClaimResult:
     }
     # the quadrature error, estimated by halving the step: the trapezoid rule converges as O(h^2) here (the
     # differences between 801, 1601 and 3201 points shrink by 4.0), so the fine value's error is ~|c - f| / 3;
-    # the tolerance allows |c - f| (3x that estimate) on top of half a unit in THEORY's quoted digits
+    # the tolerance allows |c - f| (3x that estimate) on top of half a unit in docs/theory's quoted digits
     table, quad_err, worst_excess = {}, {}, -math.inf
     for (d, s), quote in expected.items():
         coarse, fine = map_mse_ratio(d, s, n_grid)[0], map_mse_ratio(d, s, 2 * n_grid - 1)[0]
@@ -306,7 +306,7 @@ def check_mrps4(quick: bool) -> ClaimResult:
         "so the MAP is a cheap stand-in for the MMSE (the low-distortion anchor).",
         measured={
             "MSE(MAP)/D*": table,
-            "max|ratio - THEORY|": worst,
+            "max|ratio - quoted|": worst,
             "quadrature error estimate (|coarse - fine| / 3)": quad_err,
             "max excess over tolerance": worst_excess,
             "y=0: mmse": mmse0,
@@ -317,14 +317,14 @@ def check_mrps4(quick: bool) -> ClaimResult:
         expected="ratio ~1.00 at sigma = 0.1 (MAP ~ MMSE: a unimodal, log-concave posterior) but 1.29-1.44 "
         "at sigma >= 0.5 (bimodal posterior: log-concavity fails); at y = 0 the MMSE is 0 while the two MAPs "
         "are +-0.8333 (sigma = .5, delta = 1), equally likely",
-        tolerance="half a unit in THEORY's quoted digits plus |ratio(n) - ratio(2n - 1)| (3x the quadrature "
+        tolerance="half a unit in docs/theory's quoted digits plus |ratio(n) - ratio(2n - 1)| (3x the quadrature "
         "error estimate) on each ratio; 1e-3 on the MAP at y = 0",
         reason="trapezoid quadrature over y with the exact posterior moments and a converged mode finder "
         "(Carreira-Perpinan + Newton); its error is estimated by halving the step (O(h^2): the differences "
-        "shrink by 4 per halving; <= 4e-5 at 1601 points) and THEORY quotes 2-4 digits",
+        "shrink by 4 per halving; <= 4e-5 at 1601 points) and docs/theory quotes 2-4 digits",
         verdict="approximate",
         passed=passed,
-        theory="claim 13; THEORY 6.1, 6.4",
+        theory="claim 13; docs/theory §6.1, §6.4",
     )
 
 
@@ -371,7 +371,7 @@ def check_mrps5(quick: bool) -> ClaimResult:
         "the particles' spread",
         verdict="approximate",
         passed=passed,
-        theory="THEORY 0 (t0 counts reverse steps), 6.2, 6.3",
+        theory="docs/theory §0.4, §6.2, §6.3 (t0 counts reverse steps)",
     )
 
 
@@ -421,7 +421,7 @@ def check_mrps6(quick: bool) -> ClaimResult:
         "GMM",
         verdict="holds",
         passed=passed,
-        theory="claim 10; THEORY 6.3, 6.4",
+        theory="claim 10; docs/theory §6.3, §6.4",
     )
 
 

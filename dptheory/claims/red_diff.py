@@ -3,7 +3,7 @@ diffusion models" (RED-Diff), ICLR 2024, arXiv 2305.04391; official code NVlabs/
 (``paper_notes/red_diff.md``).
 
 - RED-1: RED-Diff's regulariser has an exact expectation, and its fixed point is the MAP of a different,
-  weaker Gaussian prior (THEORY 7.2, claim 17).
+  weaker Gaussian prior (docs/theory §7.2, claim 17).
 - RED-2: where RED-Diff actually converges, compared with the posterior mode ``problem.map(y)`` on Gaussian
   and GMM problems.
 """
@@ -111,7 +111,7 @@ def check_red1(quick: bool) -> ClaimResult:
         "Monte Carlo with a 4-SE band",
         verdict="fails",
         passed=passed,
-        theory="claim 17; THEORY 7.2",
+        theory="claim 17; docs/theory §7.2",
     )
 
 
@@ -119,7 +119,7 @@ def _reddiff_expected_gradient_1d(prior: GaussianMixture, y: float, sigma: float
     """``G(mu) = (mu - y)/s^2 + mean_t lam_t E_eps[eps_hat_t(sqrt(ab) mu + sqrt(1-ab) eps) - eps]``.
 
     For a 1-D GMM prior and A = 1, with the expectation by 60-node Gauss-Hermite quadrature and eps_hat
-    written out from THEORY 3.2 (vectorised over all levels; independent of the library's denoiser)."""
+    written out from docs/theory §3.2 (vectorised over all levels; independent of the library's denoiser)."""
     import numpy as np
 
     nodes, weights = np.polynomial.hermite_e.hermegauss(60)
@@ -268,7 +268,7 @@ def check_red2(quick: bool) -> ClaimResult:
         "~2x too small",
         verdict="fails",
         passed=passed,
-        theory="THEORY 7.1, 7.2",
+        theory="docs/theory §7.1, §7.2",
     )
 
 

@@ -24,7 +24,7 @@ class ClaimResult:
         tolerance: the tolerance used, and ``reason``: why that tolerance.
         verdict: one of :data:`VERDICTS` (about the paper's statement).
         passed: whether the measurement met the toolkit's expectation (``dptheory check`` exits non-zero if not).
-        theory: the THEORY.md claim numbers / sections this covers.
+        theory: the docs/theory claim numbers / sections this covers.
     """
 
     id: str

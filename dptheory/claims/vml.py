@@ -1,11 +1,11 @@
 """Claims of Gutha, Vinuesa & Azizpour, "Mode-seeking for inverse problems with diffusion models" (VML-MAP),
 arXiv 2512.10524 (``paper_notes/vml_map.md``).
 
-No public code; Proposition 2 is known from a third-party transcription (THEORY 8.1). The algorithm run here
+No public code; Proposition 2 is known from a third-party transcription (docs/theory §8.1). The algorithm run here
 is the toolkit's reconstruction (:mod:`dptheory.samplers.vml_map`).
 
 - VML-1: VML(x_t) = KL(p(x0|x_t) || p(x0|y)) has a closed form for a linear forward model; its Gaussian
-  minimiser solves D_t(x_t) = mu_y (THEORY 8.2, claim 16).
+  minimiser solves D_t(x_t) = mu_y (docs/theory §8.2, claim 16).
 - VML-2: VML-MAP converges to a posterior mode (compared with ``problem.map(y)``) on Gaussian and GMM
   problems.
 """
@@ -33,7 +33,7 @@ __all__ = ["CHECKS"]
 
 
 def _x0_given_xt(prior: GaussianMixture, x_t: torch.Tensor, ab: float) -> GaussianMixture:
-    """``p(x0 | x_t)`` for a GMM prior, written out (THEORY 3.2): weights gamma_k(x_t), means mu_k,t(x_t),
+    """``p(x0 | x_t)`` for a GMM prior, written out (docs/theory §3.2): weights gamma_k(x_t), means mu_k,t(x_t),
     covariances C_k,t = S_k - sqrt(ab) K_k S_k with K_k = sqrt(ab) S_k (ab S_k + (1 - ab) I)^{-1}."""
     eye = torch.eye(prior.dim, dtype=F64)
     gamma = prior.diffuse(ab).responsibilities(x_t)
@@ -110,7 +110,7 @@ def check_vml1(quick: bool) -> ClaimResult:
             "vml_s_gradient_at_argmin": grad_at_min,
             "n": n,
         },
-        expected="the VP form of Proposition 2 equals the Gaussian closed-form KL (6e-14 in THEORY) and, for "
+        expected="the VP form of Proposition 2 equals the Gaussian closed-form KL (6e-14 in docs/theory) and, for "
         "a GMM prior, the Monte Carlo KL between the two GMMs; the Gaussian minimiser solves D_t(x_t) = "
         "mu_y, where the VML_S gradient (one vector-Jacobian product) vanishes",
         tolerance="1e-12 relative (Gaussian KL); |z| <= 3 (MC KL); 1e-6 (BFGS minimiser); 1e-10 (gradient)",
@@ -118,7 +118,7 @@ def check_vml1(quick: bool) -> ClaimResult:
         "gradient of 1e-11, i.e. ~1e-9 in x for this conditioning, well inside 1e-6",
         verdict="holds",
         passed=passed,
-        theory="claim 16; THEORY 8.2",
+        theory="claim 16; docs/theory §8.2",
     )
 
 
@@ -309,7 +309,7 @@ def check_vml2(quick: bool) -> ClaimResult:
         "no round-off can pick a side; 1e-8 is 8 orders above round-off and 8 below the modes",
         verdict="one-formulation",
         passed=passed,
-        theory="THEORY 8.1, 8.2",
+        theory="docs/theory §8.1, §8.2",
     )
 
 

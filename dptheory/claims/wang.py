@@ -1,8 +1,8 @@
 """Claims of Wang, Bi, Zhang & Yuan, "variance-scaled reverse diffusion" (VSRD), CVPR 2025, arXiv 2503.20297
 (``paper_notes/wang2025_vsrd.md``).
 
-The paper's text was not available; its statements come from the abstract and a third-party note (THEORY 5.1).
-``lam`` is the VARIANCE factor of the reverse kernel (THEORY 5.1's reading; the only one under which the end
+The paper's text was not available; its statements come from the abstract and a third-party note (docs/theory §5.1).
+``lam`` is the VARIANCE factor of the reverse kernel (docs/theory §5.1's reading; the only one under which the end
 covariance is linear in lam). Variant B = exact kernel x lam; variant A = DDPM fixedsmall with noise
 sqrt(lam).
 
@@ -34,8 +34,8 @@ __all__ = ["CHECKS"]
 
 
 def _residual_gain(post, ab_T: float) -> torch.Tensor:
-    """``G = sqrt(ab_T) Sigma (ab_T Sigma + (1 - ab_T) I)^{-1}``: how much of the start survives (THEORY
-    5.2)."""
+    """``G = sqrt(ab_T) Sigma (ab_T Sigma + (1 - ab_T) I)^{-1}``: how much of the start survives (docs/theory
+    §5.2)."""
     return post.denoise_gain(ab_T)
 
 
@@ -90,7 +90,7 @@ def check_wang1(quick: bool) -> ClaimResult:
         "from an N(0, I) start: the residual is a real O(ab_T) effect, not an error",
         verdict="holds",
         passed=passed,
-        theory="claim 6; THEORY 5.2",
+        theory="claim 6; docs/theory §5.2",
     )
 
 
@@ -155,7 +155,7 @@ def check_wang2(quick: bool) -> ClaimResult:
         "whose order is fitted by least squares on log|err| vs log T (pre-asymptotic curvature: +-0.15)",
         verdict="holds",
         passed=passed,
-        theory="claim 7; THEORY 3.3, 5.2",
+        theory="claim 7; docs/theory §3.3, §5.2",
     )
 
 
@@ -211,12 +211,12 @@ def check_wang3(quick: bool) -> ClaimResult:
         "O(ab_T) from N(0, I) (1.3e-5 at lam = 1, where the curve is steep); variant A slides slightly along "
         "it (7.5e-4 at lam = 1)",
         tolerance="1e-9 exact start; 1e-4 N(0, I) start at T = 1000; 1e-3 variant A",
-        reason="closed-form W2 and exact laws (3e-15 in THEORY from the exact start; here ~1e-11, the "
+        reason="closed-form W2 and exact laws (3e-15 in docs/theory from the exact start; here ~1e-11, the "
         "general Bures formula's round-off at nearly equal covariances); the other two tolerances bound the "
         "known O(ab_T) and O(1/T) effects measured in WANG-1 and WANG-2",
         verdict="holds",
         passed=passed,
-        theory="claim 8; THEORY 1.6, 5.3",
+        theory="claim 8; docs/theory §1.6, §5.3",
     )
 
 
@@ -259,7 +259,7 @@ def check_wang4(quick: bool) -> ClaimResult:
                   "W2^2(law, p_X) at lam=1": w2sq_at_1},
         expected="gaps 0.0209, 0.0413, 0.0614, 0.0811 at lam = .25, .5, .75, 1 (G2), strictly increasing, "
         "equal to D* - W^2 at lam = 1 and 0 at lam = 0 (the MMSE end)",
-        tolerance="1e-4 on the values (THEORY claim 9; note the measured 0.061348 rounds to 0.0613, not the "
+        tolerance="1e-4 on the values (docs/theory claim 9; note the measured 0.061348 rounds to 0.0613, not the "
         "quoted 0.0614); exact sign and monotonicity; at lam = 1 W2^2 <= 1e-14 tr S and the gap to "
         "2 W sqrt(1e-14 tr S) (7.5e-8; P is the square root of round-off); ab_T = 4e-5 at lam = 0",
         reason="exact joint laws from the exact start. At lam = 0 the output keeps the O(ab_T) residual "
@@ -267,7 +267,7 @@ def check_wang4(quick: bool) -> ClaimResult:
         "start makes the law exactly p_X",
         verdict="one-formulation",
         passed=passed,
-        theory="claim 9; THEORY 2.3, 5.3",
+        theory="claim 9; docs/theory §2.3, §5.3",
     )
 
 
@@ -301,10 +301,10 @@ def check_wang5(quick: bool) -> ClaimResult:
         "holds for a Gaussian posterior (WANG-1) but not for a GMM",
         tolerance="1e-3 on the end point; 1e-4 on the MMSE and the mode",
         reason="a deterministic 1000-step recursion (the start's influence is O(sqrt(ab_T)) ~ 6e-3 times a "
-        "contraction); THEORY quotes 4 digits",
+        "contraction); docs/theory quotes 4 digits",
         verdict="fails",
         passed=passed,
-        theory="claim 14; THEORY 5.3",
+        theory="claim 14; docs/theory §5.3",
     )
 
 

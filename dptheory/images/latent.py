@@ -1,7 +1,7 @@
 """Latent-space solvers: LMAP-RPS and the other samplers in a VAE latent space, the decoder inside the data term.
 
 Source: Zhang, Liu, Yan, Xiao & Gu, ICML 2026 (arXiv 2605.28711), LMAP-RPS; official code weigerzan/MAP_RPS
-d8d5217 (``lmap_rps``); THEORY 6.1-6.2.
+d8d5217 (``lmap_rps``); docs/theory §6.1-6.2.
 
 With a latent backbone (VAE encoder ``E``, decoder ``D``, latent denoiser ``D_z(z_t, ab) = E[z0 | z_t]``; see
 :class:`~dptheory.images.backbones.LatentBackbone`) and a pixel-space problem ``y = A x + N(0, sigma_y^2 I)``,

@@ -182,7 +182,7 @@ class GaussianImageDenoiser(Denoiser):
         Cov[x0 | x_t] = V diag(l (1 - ab) / e) V^T,
 
     so each call is two ``(n, d) x (d, d)`` products and ``sample_x0`` draws exactly from ``p(x0 | x_t)``
-    (THEORY 3.1). :meth:`condition` returns the same class for the exact posterior
+    (docs/theory §3.1). :meth:`condition` returns the same class for the exact posterior
     ``N(mu_y, Sigma_y)``, ``Sigma_y = S - S A^T (A S A^T + s^2 I)^{-1} A S``, ``mu_y = m + S A^T (A S A^T +
     s^2 I)^{-1} (y - A m)``, computed in float64 with the dense ``A`` of the operator.
 

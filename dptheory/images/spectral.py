@@ -18,7 +18,7 @@ maps real images to real images, and we take ``.real`` of the inverse FFT to dro
 with covariance exactly ``F^H diag(P) F``. Densities use Parseval: ``(x-m)^T C^{-1} (x-m) = sum_k |u_k|^2/P[k]``
 and ``log det C = sum_k log P[k]``.
 
-Exact closed forms per Fourier coefficient (THEORY 2 and 3.1, with every matrix diagonal in the same basis):
+Exact closed forms per Fourier coefficient (docs/theory §2 and §3.1, with every matrix diagonal in the same basis):
 
 - diffused law ``N(sqrt(ab) m, F^H diag(ab P + 1 - ab) F)``;
 - Tweedie denoiser ``E[x0 | x_t] = m + F^H diag(sqrt(ab) P / (ab P + 1 - ab)) F (x_t - sqrt(ab) m)``,
@@ -28,7 +28,7 @@ Exact closed forms per Fourier coefficient (THEORY 2 and 3.1, with every matrix 
   mean (Wiener filter) ``mu = m + F^H [P conj(H) / (|H|^2 P + s^2)] F (y - A m)``;
 - ``D* = sum_k Sigma[k]``, the MMSE law ``N(m, F^H diag(P*) F)`` with ``P* = P - Sigma``, and, since the two
   covariances commute, ``W^2 = W2^2(N(m, S), N(m, S*)) = sum_k (sqrt(P[k]) - sqrt(P*[k]))^2``;
-- the joint-optimal estimator (Freirich et al. 2021, THEORY 2.3) has a diagonal ``T = sqrt(P / P*)`` where
+- the joint-optimal estimator (Freirich et al. 2021, docs/theory §2.3) has a diagonal ``T = sqrt(P / P*)`` where
   ``P* > 0`` and independent noise of spectrum ``Q = P`` where ``P* = 0``.
 
 The power-law prior. :class:`PowerLawSpectrum` is ``P(f) = A / (f0^2 + |f|^2)^(alpha/2)`` with ``f`` in cycles
@@ -483,7 +483,7 @@ def transfer_spectrum(operator, shape) -> torch.Tensor:
 class SpectralLinearProblem:
     """``X ~ prior`` (a :class:`SpectralGaussian`), ``Y = A X + N(0, sigma_y^2 I)`` with a circulant ``A``.
 
-    Everything is exact and diagonal in the DFT basis (module doc; THEORY 2.1-2.4). ``P``, ``H`` and the
+    Everything is exact and diagonal in the DFT basis (module doc; docs/theory §2.1-2.4). ``P``, ``H`` and the
     spectra below are ``(c, h, w)``.
 
     Args:
@@ -562,17 +562,17 @@ class SpectralLinearProblem:
         return float((self.prior.power.sqrt() - self.mmse_power.sqrt()).square().sum())
 
     def dp_curve(self) -> DPCurve:
-        """The exact joint optimal curve ``D(P) = D* + ((W - P)_+)^2`` (Freirich et al. 2021, THEORY 2.3)."""
+        """The exact joint optimal curve ``D(P) = D* + ((W - P)_+)^2`` (Freirich et al. 2021, docs/theory §2.3)."""
         return DPCurve(self.mmse_error(), math.sqrt(self.w_squared()), "joint", note="exact (spectral)")
 
     def per_measurement_dp_curve(self) -> DPCurve:
-        """``D_y(P) = tr Sigma + ((sqrt(tr Sigma) - P)_+)^2``, the same for every ``y`` (THEORY 2.4)."""
+        """``D_y(P) = tr Sigma + ((sqrt(tr Sigma) - P)_+)^2``, the same for every ``y`` (docs/theory §2.4)."""
         d = self.mmse_error()
         return DPCurve(d, math.sqrt(d), "per-measurement", note="exact (spectral)")
 
     def shrunk_posterior_samples(self, y: torch.Tensor, P: float, n: int, generator=None) -> torch.Tensor:
         """Per-measurement optimal estimator at perception ``P``: draws of ``N(mu_y, c^2 Sigma)``,
-        ``c = (1 - P / sqrt(tr Sigma))_+`` (THEORY 1.6). Returns ``(n, c, h, w)``."""
+        ``c = (1 - P / sqrt(tr Sigma))_+`` (docs/theory §1.6). Returns ``(n, c, h, w)``."""
         P = float(P)
         if not P >= 0.0:
             raise ValueError(f"P must be >= 0, got {P}")
@@ -583,7 +583,7 @@ class SpectralLinearProblem:
         return mu + cc * (post.sample(n, generator) - mu)
 
     def joint_optimal_estimator(self, P: float) -> SpectralOptimalEstimator:
-        """The joint-optimal estimator at perception ``P`` (Freirich et al. 2021; THEORY 2.3), diagonal in DFT:
+        """The joint-optimal estimator at perception ``P`` (Freirich et al. 2021; docs/theory §2.3), diagonal in DFT:
         ``X^ = m + F^H diag((1 - c) + c T) F (X* - m) + c W0``, ``T = sqrt(P / P*)`` where ``P* > 0``,
         ``W0`` with spectrum ``Q = P`` where ``P* = 0`` (relative to :attr:`null_rtol`), ``c = (1 - P / W)_+``."""
         P = float(P)
@@ -600,7 +600,7 @@ class SpectralLinearProblem:
 
 @dataclass(frozen=True)
 class SpectralOptimalEstimator:
-    """``X^_P = m + F^H diag(t) F (X* - m) + W0``, ``W0 ~ N(0, F^H diag(q) F)`` (THEORY 2.3, in the DFT basis).
+    """``X^_P = m + F^H diag(t) F (X* - m) + W0``, ``W0 ~ N(0, F^H diag(q) F)`` (docs/theory §2.3, in the DFT basis).
 
     Attributes:
         problem: the :class:`SpectralLinearProblem`.

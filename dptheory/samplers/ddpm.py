@@ -50,7 +50,7 @@ def ddim(denoiser, x, schedule, *, eta=0.0, steps=None, t_start=None, generator=
 
         x_s = sqrt(ab_s) x0_hat + sqrt(1 - ab_s - sigma^2) eps_hat + sigma z,   sigma = eta sqrt(beta_tilde).
 
-    ``eta = 0`` is deterministic; ``eta = 1`` equals DDPM with beta_tilde (THEORY 1.1).
+    ``eta = 0`` is deterministic; ``eta = 1`` equals DDPM with beta_tilde (docs/theory §1.1).
     """
     if not 0.0 <= float(eta) <= 1.0:
         raise ValueError(f"eta must lie in [0, 1], got {eta}")

@@ -1,14 +1,14 @@
 """Diffusion posterior sampling (DPS), Chung, Kim, McCann, Klasky & Ye, ICLR 2023 (arXiv 2209.14687).
 
 DPS approximates ``p_t(y | x_t) ~ p(y | x0_hat(x_t))`` and adds its gradient, back-propagated through the
-denoiser, to the ancestral step (THEORY 1.3):
+denoiser, to the ancestral step (docs/theory §1.3):
 
 - ``norm="l2"`` (the official code): ``x_s = DDPM step - zeta * grad_{x_t} ||y - A x0_hat(x_t)||``, the gradient
   of the UNSQUARED norm. This is Algorithm 1 of the paper, ``zeta_i grad ||y - A x0_hat||^2`` with ``zeta_i =
   zeta' / ||y - A x0_hat||``, with ``zeta = 2 zeta'`` (``grad ||r||^2 = 2 ||r|| grad ||r||``): the official
   ``scale`` is ``zeta``, not the paper's ``zeta'``. Typical ``zeta``: 1.0 (MAP-RPS stage 2, pixel tasks) to 2.0
   (deblur).
-- ``norm="squared"`` (the Bayes-consistent "ideal DPS" of THEORY 4): the step adds ``zeta * g * grad log p~``
+- ``norm="squared"`` (the Bayes-consistent "ideal DPS" of docs/theory §4): the step adds ``zeta * g * grad log p~``
   with ``log p~ = -||y - A x0_hat||^2 / (2 sigma_y^2)`` and ``g = beta / sqrt(alpha)`` of the step (the
   coefficient that turns a score into a mean shift), so ``zeta = 1`` uses the plug-in likelihood at face value.
 
@@ -126,7 +126,7 @@ def dps(denoiser, x, schedule, *, operator, y, sigma_y=None, zeta=1.0, norm="l2"
             with ``exp`` applied first, as the official MAP-RPS stage 2). The learned ones need a denoiser with
             ``x0_and_variance_values`` that returns a variance (an ADM with ``learn_sigma``).
         lam: variance scale in [0, 1] of the ancestral noise (``sqrt(lam var) z``): VSRD's knob (Wang et al.
-            2025, THEORY 5.1) with the DPS conditional score, i.e. VSRD's Algorithm 1 with the small kernel and
+            2025, docs/theory §5.1) with the DPS conditional score, i.e. VSRD's Algorithm 1 with the small kernel and
             DPS guidance. ``lam = 1`` is DPS, ``lam = 0`` the deterministic guided mean path. This is the form
             that runs on a trained network: the squared-norm :class:`DPSGuidedDenoiser` inside ``vsrd``
             multiplies the network's Jacobian error by ``(1 - ab) / (ab sigma_y^2)`` at high noise and diverges

@@ -1,5 +1,5 @@
 """MAP-RPS: MAP estimate, then re-noised posterior sampling (Zhang, Liu, Yan, Xiao & Gu, ICML 2026,
-arXiv 2605.28711; official code weigerzan/MAP_RPS d8d5217, ``runners/inverse_algorithms.py``; THEORY 6).
+arXiv 2605.28711; official code weigerzan/MAP_RPS d8d5217, ``runners/inverse_algorithms.py``; docs/theory §6).
 
 Stage 1 (stochastic MAP). Start at ``x = A^+ y`` and run AdamW with a cosine learning rate (to ``eta_min``,
 official 1e-5 pixel and FFHQ latent, 1e-2 in most SD 1.5 / COCO runs) on
@@ -9,7 +9,7 @@ official 1e-5 pixel and FFHQ latent, 1e-2 in most SD 1.5 / COCO runs) on
 with ``z`` re-drawn at every iteration (one denoiser call per iteration). ``likelihood="l2"`` replaces
 ``||y - A x||^2`` by the unsquared ``||y - A x||`` (the official ``--stable`` of the SD 1.5 runs). For ANY prior,
 ``E_z[eps_hat(x_t1)] = -tau grad g_tau(x)`` with ``tau^2 = (1 - ab)/ab`` and ``g_tau`` the log of the prior blurred
-at level tau (THEORY 6.3), so stage 1 (squared likelihood) is SGD on ``||y - Ax||^2/(2 s^2) - kappa g_tau(x)``
+at level tau (docs/theory §6.3), so stage 1 (squared likelihood) is SGD on ``||y - Ax||^2/(2 s^2) - kappa g_tau(x)``
 with ``kappa = w_prior tau / (2 s^2)``. Two weightings:
 
 - ``weighting="bayes"`` (the default, for every denoiser, exact or network): ``w_prior = 2 sigma_y^2 / tau``
@@ -19,7 +19,7 @@ with ``kappa = w_prior tau / (2 s^2)``. Two weightings:
   point.
 - ``weighting="official"``: the tuned task weights of the official scripts (:data:`OFFICIAL_PRIOR_WEIGHTS`,
   pixel: denoise 2.0, inp 0.7, sr4 0.25, deblur 0.01), ``weight_decay = 0.01`` (torch's AdamW default, which the
-  official code keeps). These are 2-7x weaker than Bayes (THEORY 6.3): the point is a MAP under a rescaled prior.
+  official code keeps). These are 2-7x weaker than Bayes (docs/theory §6.3): the point is a MAP under a rescaled prior.
 
 ``t1`` follows the official code: ``noise_t = 10`` means ``alphas_cumprod[10]`` (0-based) = ``alpha_bar(11)``.
 Official iteration counts (pixel FFHQ scripts): denoise 60, inp 400, sr4 300, deblur 200; latent FFHQ 60-120,
@@ -60,13 +60,13 @@ from .vsrd import vsrd
 __all__ = ["map_rps", "map_rps_stage1", "bayes_prior_weight", "OFFICIAL_PRIOR_WEIGHTS"]
 
 OFFICIAL_PRIOR_WEIGHTS = {"denoise": 2.0, "inp": 0.7, "sr4": 0.25, "deblur": 0.01}
-"""Official pixel-space ``w_prior`` per task (``scripts/`` of weigerzan/MAP_RPS; THEORY 6.2)."""
+"""Official pixel-space ``w_prior`` per task (``scripts/`` of weigerzan/MAP_RPS; docs/theory §6.2)."""
 
 
 def bayes_prior_weight(schedule, t1: int, sigma_y: float) -> float:
     """``w_Bayes = 2 sigma_y^2 / tau_{t1} = 2 sigma_y^2 sqrt(ab / (1 - ab))``, ``ab = alphas_cumprod[t1]``.
 
-    Source: THEORY 6.3 (the weight that makes the expected stage-1 gradient that of the smoothed posterior).
+    Source: docs/theory §6.3 (the weight that makes the expected stage-1 gradient that of the smoothed posterior).
     """
     ab = float(schedule.alpha_bar(schedule.check_step(t1 + 1, "t1 + 1")))
     return 2.0 * float(sigma_y) ** 2 * math.sqrt(ab / (1.0 - ab))

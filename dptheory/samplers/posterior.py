@@ -1,4 +1,4 @@
-"""The gold-standard posterior sampler: ancestral sampling with the EXACT reverse kernels (THEORY 3.3).
+"""The gold-standard posterior sampler: ancestral sampling with the EXACT reverse kernels (docs/theory §3.3).
 
 With an exact (conditional) denoiser that can draw from ``p(x0 | x_t)``, the kernel
 
@@ -6,7 +6,7 @@ With an exact (conditional) denoiser that can draw from ``p(x0 | x_t)``, the ker
 
 composes ``q(x_s | x_t, x0)`` with the exact ``p(x0 | x_t)``, so it IS ``p(x_s | x_t)`` for any ``s < t``: started
 from the exact ``p_{t_start}``, every marginal is exact, on any (respaced) grid. For a Gaussian this kernel is
-``N(c1 D + c2 x_t, beta_tilde I + c1^2 C_t)``; for a GMM it is the mixture kernel of THEORY 3.3. Plain DDPM with
+``N(c1 D + c2 x_t, beta_tilde I + c1^2 C_t)``; for a GMM it is the mixture kernel of docs/theory §3.3. Plain DDPM with
 beta_tilde is NOT exact (it under-disperses by O(1/T)).
 """
 

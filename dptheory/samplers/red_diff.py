@@ -1,6 +1,6 @@
 """RED-Diff: variational posterior mean by stochastic optimisation against the denoiser (Mardani, Song,
 Kautz & Vahdat, ICLR 2024, arXiv 2305.04391, Algorithm 1; official code NVlabs/RED-diff ``algos/reddiff.py``;
-THEORY 7).
+docs/theory §7).
 
 Start at ``mu = A^+ y``. For each level ``t`` of a descending sweep (the code, and the paper's best ablation)
 or ``t ~ U{1..T}`` (the paper's theory), draw ``eps ~ N(0, I)`` and take one optimiser step on the surrogate
@@ -14,9 +14,9 @@ with Adam (lr 0.1, betas (0.9, 0.99), no weight decay, as in the code). One deno
 **Reductions.** Both terms are SUMS here (over pixels and particles; each particle's gradient is its own). The
 official code MEAN-reduces both, ``mean((y - H mu)^2) / 2`` and ``mean((eps_hat - eps) * mu)``, and has no
 ``sigma_y``; since Adam is invariant to a global gradient scale, the official balance is ours with
-``obs_weight = sigma_y^2 dim(x) / dim(y)``, which depends on ``dim(y) / dim(x)`` (THEORY 7.1).
+``obs_weight = sigma_y^2 dim(x) / dim(y)``, which depends on ``dim(y) / dim(x)`` (docs/theory §7.1).
 
-**Expected gradient and fixed point** (THEORY 7.2). For any prior
+**Expected gradient and fixed point** (docs/theory §7.2). For any prior
 ``E_eps[eps_hat(x_t) - eps] = -tau_t grad g_tau(mu)`` (``g_tau`` the log of the prior blurred at
 ``tau_t = sqrt((1 - ab_t)/ab_t)``). For a Gaussian prior N(m, S), with ``S_t = ab S + (1 - ab) I``:
 ``E[eps_hat - eps] = sqrt(ab (1 - ab)) S_t^{-1} (mu - m)``, so the expected regulariser gradient is
@@ -167,7 +167,7 @@ def red_diff(denoiser, x, schedule, *, operator, y, sigma_y, lam=0.25, lr=0.1, b
 
 
 def red_diff_effective_precision(prior: Gaussian, lam: float, schedule) -> torch.Tensor:
-    """``P_eff = lam mean_{t=1..T} [(1 - ab_t) S_t^{-1}]`` with ``S_t = ab_t S + (1 - ab_t) I`` (THEORY 7.2).
+    """``P_eff = lam mean_{t=1..T} [(1 - ab_t) S_t^{-1}]`` with ``S_t = ab_t S + (1 - ab_t) I`` (docs/theory §7.2).
 
     Returns ``(d, d)``. The expected RED-Diff regulariser gradient at a uniformly drawn level is
     ``P_eff (mu - m)`` for the prior ``N(m, S)``. Computed exactly from the eigendecomposition
@@ -182,7 +182,7 @@ def red_diff_effective_precision(prior: Gaussian, lam: float, schedule) -> torch
 
 
 def red_diff_fixed_point(problem, y, lam: float, schedule, *, obs_weight: float = 1.0) -> torch.Tensor:
-    """The zero of the expected RED-Diff gradient for ``t ~ U{1..T}``, Gaussian prior N(m, S) (THEORY 7.2):
+    """The zero of the expected RED-Diff gradient for ``t ~ U{1..T}``, Gaussian prior N(m, S) (docs/theory §7.2):
 
         mu* = (P_eff + w A^T A / sigma_y^2)^{-1} (P_eff m + w A^T y / sigma_y^2),   w = obs_weight,
 

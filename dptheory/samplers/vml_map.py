@@ -1,8 +1,8 @@
 """VML-MAP: mode seeking by minimising the variational mode-seeking loss at every noise level (Gutha,
-Vinuesa & Azizpour, arXiv 2512.10524; THEORY 8). **A reconstruction**: the paper has no public code, and its
-exact schedule (gradient steps per level, step sizes, inter-level sampler) was not recoverable (THEORY 8.1).
+Vinuesa & Azizpour, arXiv 2512.10524; docs/theory §8). **A reconstruction**: the paper has no public code, and its
+exact schedule (gradient steps per level, step sizes, inter-level sampler) was not recoverable (docs/theory §8.1).
 
-For each level ``t`` of a descending grid (THEORY 8.2, "reconstructed algorithm"):
+For each level ``t`` of a descending grid (docs/theory §8.2, "reconstructed algorithm"):
 
 1. ``inner_steps`` gradient steps ``x_t <- x_t - eta grad VML_S(x_t)`` (``inner_steps + final_steps`` at the
    last level), with
@@ -45,7 +45,7 @@ the same problem; ~1% of the cost of 1000 levels x 4 calls).
 level at ``t = 10`` (``1 - ab = 1.9e-3``) limits the end point to ~5e-4 (3e-5 at ``t = 33``).
 
 **Where it converges.** For a Gaussian prior VML_S = VML + const and its minimiser satisfies
-``D_t(x_t) = mu_y`` at every level (THEORY 8.2), so with enough inner steps at the last level the output is
+``D_t(x_t) = mu_y`` at every level (docs/theory §8.2), so with enough inner steps at the last level the output is
 ``mu_y`` = MAP = MMSE (G2, 50 levels: 2e-10). For a GMM prior the stationarity condition at the last level is
 ``sqrt(ab) s_t(x_t) = A^T (A D - y) / sigma_y^2``, the MAP condition
 ``grad log p(x0) = A^T (A x0 - y) / sigma_y^2`` up to O(1 - ab) of the last level (exact where one component

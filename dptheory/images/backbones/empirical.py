@@ -2,7 +2,7 @@
 
 For images ``x_1..x_N`` with weights ``w_i`` (uniform by default) the prior is ``sum_i w_i delta_{x_i}`` and its
 diffusion is ``p_t = sum_i w_i N(sqrt(ab) x_i, (1 - ab) I)``, a Gaussian mixture with zero covariances. Tweedie's
-denoiser is the responsibility-weighted average of the images (THEORY 3.2 with ``Sig_k = 0``):
+denoiser is the responsibility-weighted average of the images (docs/theory §3.2 with ``Sig_k = 0``):
 
     E[x0 | x_t] = sum_i r_i(x_t) x_i,   r_i(x_t) = softmax_i(log w_i - ||x_t - sqrt(ab) x_i||^2 / (2 (1 - ab))).
 
