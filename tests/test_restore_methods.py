@@ -1,4 +1,4 @@
-"""Every ``dptheory restore --method`` on the default backbone (the trained photo UNet, 32 px) at a tiny step
+"""Every ``dptheory restore --method`` on the default backbone (the trained photo UNet, downscaled to 32 px) at a tiny step
 count: each either restores (exit code 0, a finite restoration, the four files) or is refused up front (exit
 code 2, the method's reason from :data:`~dptheory.images.restore.NETWORK_REFUSALS`, nothing written).
 
@@ -27,7 +27,7 @@ def test_default_backbone_is_the_network():
 @pytest.mark.parametrize("method", list(METHODS))
 def test_every_method_runs_or_is_refused_on_the_default_backbone(method, tmp_path, capsys):
     out = tmp_path / "out"
-    code = main(["--method", method, "--out", str(out), "--no-progress", "--json",
+    code = main(["--method", method, "--out", str(out), "--no-progress", "--json", "--size", "32",
                  *_EXTRA.get(method, ["--steps", "3"])])
     captured = capsys.readouterr()
     if method in NETWORK_REFUSALS:
@@ -44,7 +44,8 @@ def test_every_method_runs_or_is_refused_on_the_default_backbone(method, tmp_pat
 
 def test_vsrd_on_a_network_runs_as_dps_with_lam(tmp_path, capsys):
     """The squared-norm guided denoiser gave NaN here; the CLI now runs VSRD's lam with DPS guidance."""
-    code = main(["--method", "vsrd", "--lam", "1", "--steps", "3", "--out", str(tmp_path), "--no-progress"])
+    code = main(["--method", "vsrd", "--lam", "1", "--steps", "3", "--size", "32", "--out", str(tmp_path),
+                 "--no-progress"])
     printed = capsys.readouterr().out
     assert code == 0
     assert "runs as dps(lam=1)" in printed and "restore.json" in printed
@@ -53,6 +54,7 @@ def test_vsrd_on_a_network_runs_as_dps_with_lam(tmp_path, capsys):
 
 
 def test_map_rps_lam_refused_with_a_network(tmp_path, capsys):
-    code = main(["--method", "map-rps", "--lam", "0.5", "--out", str(tmp_path / "o"), "--no-progress"])
+    code = main(["--method", "map-rps", "--lam", "0.5", "--size", "32", "--out", str(tmp_path / "o"),
+                 "--no-progress"])
     assert code == 2 and "stage 2 is DPS" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()

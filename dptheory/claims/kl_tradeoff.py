@@ -60,7 +60,7 @@ def brute_force_kl_dp(mu, Sigma, P: float, direction: str, starts: int = 4, seed
     def unpack(z):
         L = np.zeros((d, d))
         v = z[d:].copy()
-        v[diag] = np.exp(v[diag])
+        v[diag] = np.exp(np.clip(v[diag], -60.0, 60.0))  # a bounded search space: no overflow on wild steps
         L[il] = v
         return mu + z[:d], L @ L.T
 
@@ -77,8 +77,9 @@ def brute_force_kl_dp(mu, Sigma, P: float, direction: str, starts: int = 4, seed
     for _ in range(starts):
         z0 = np.concatenate([0.05 * rs.standard_normal(d), 0.2 * rs.standard_normal(len(il[0]))])
         z0[d:][diag] += 0.5 * np.log(np.diag(Sigma)) - 0.3
-        res = minimize(dist, z0, method="SLSQP", constraints=[{"type": "ineq", "fun": lambda z: P - kl(z)}],
-                       options={"ftol": 1e-14, "maxiter": 2000})
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # wild trial steps; answer checked below
+            res = minimize(dist, z0, method="SLSQP", constraints=[{"type": "ineq", "fun": lambda z: P - kl(z)}],
+                           options={"ftol": 1e-14, "maxiter": 2000})
         if kl(res.x) <= P + 1e-9:  # feasible (checked on the answer, not on the solver's flag)
             best = min(best, float(dist(res.x)))
     return best
@@ -155,7 +156,7 @@ def _joint_brute(S, S_star, P: float, starts: int) -> float:
     A = np.diag(np.sqrt(S_star))
 
     def unpack(z):
-        L = np.array([[math.exp(z[0]), 0.0], [z[1], math.exp(z[2])]])
+        L = np.array([[math.exp(min(max(z[0], -60.0), 60.0)), 0.0], [z[1], math.exp(min(max(z[2], -60.0), 60.0))]])
         return L @ L.T
 
     def bures(z):
@@ -169,8 +170,9 @@ def _joint_brute(S, S_star, P: float, starts: int) -> float:
     best = math.inf
     for _ in range(starts):
         z0 = np.array([0.5 * math.log(S[0]), 0.0, 0.5 * math.log(S[1])]) + 0.2 * rs.standard_normal(3)
-        res = minimize(bures, z0, method="SLSQP", constraints=[{"type": "ineq", "fun": lambda z: P - kl(z)}],
-                       options={"ftol": 1e-14, "maxiter": 2000})
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # wild trial steps; answer checked below
+            res = minimize(bures, z0, method="SLSQP", constraints=[{"type": "ineq", "fun": lambda z: P - kl(z)}],
+                           options={"ftol": 1e-14, "maxiter": 2000})
         if kl(res.x) <= P + 1e-9:
             best = min(best, bures(res.x))
     return best
