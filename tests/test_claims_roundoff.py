@@ -35,7 +35,7 @@ from dptheory.claims import CLAIMS
 torch.set_num_threads(2)
 out = {}
 for cid, check in CLAIMS.items():
-    res = check.__wrapped__(True)  # bypass the one-thread wrapper
+    res = getattr(check, "__wrapped__", check)(True)  # bypass the one-thread wrapper where there is one
     out[cid] = [res.verdict, bool(res.passed), torch.get_num_threads()]
 json.dump(out, sys.stdout)
 """

@@ -42,9 +42,15 @@ def kl_eigs(c, s, direction: str) -> float:
 def _kl_np(m1, C1, m2, C2) -> float:
     """KL(N(m1, C1) || N(m2, C2)), numpy (the brute force's own formula)."""
     d = len(m1)
-    inv = np.linalg.inv(C2)
+    (s1, ld1), (s2, ld2) = np.linalg.slogdet(C1), np.linalg.slogdet(C2)
+    if s1 <= 0 or s2 <= 0 or not np.isfinite(ld1 + ld2):
+        return 1e30  # a trial point of the optimiser with a singular law: infeasible, never the answer
+    try:
+        inv = np.linalg.inv(C2)
+    except np.linalg.LinAlgError:
+        return 1e30
     dm = m2 - m1
-    return float(0.5 * (np.trace(inv @ C1) + dm @ inv @ dm - d + np.linalg.slogdet(C2)[1] - np.linalg.slogdet(C1)[1]))
+    return float(0.5 * (np.trace(inv @ C1) + dm @ inv @ dm - d + ld2 - ld1))
 
 
 def brute_force_kl_dp(mu, Sigma, P: float, direction: str, starts: int = 4, seed: int = 0) -> float:
