@@ -1,4 +1,4 @@
-"""Every ``dptheory restore --method`` on the default backbone (the trained photo UNet, downscaled to 32 px) at a tiny step
+"""Every ``dptheory restore --method`` on the default backbone (the trained photo UNet, at 32 px) at a tiny step
 count: each either restores (exit code 0, a finite restoration, the four files) or is refused up front (exit
 code 2, the method's reason from :data:`~dptheory.images.restore.NETWORK_REFUSALS`, nothing written).
 
