@@ -38,19 +38,20 @@ def _execute(nb, cwd: Path):
 
 
 def _text_outputs(nb) -> list[list[str]]:
-    """Per code cell, its stdout and text/plain outputs (in order)."""
+    """Per code cell, its whole stdout (one string: the kernel may split one print run into several stream
+    messages, depending on timing) followed by its text/plain outputs (in order)."""
     out = []
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
-        texts = []
+        stdout, texts = [], []
         for o in cell.get("outputs", []):
             if o.output_type == "stream" and o.name == "stdout":
-                texts.append(o.text)
+                stdout.append(o.text)
             elif o.output_type in ("execute_result", "display_data") and "text/plain" in o.get("data", {}) \
                     and "image/png" not in o.data:
                 texts.append(o.data["text/plain"])
-        out.append(texts)
+        out.append((["".join(stdout)] if stdout else []) + texts)
     return out
 
 
