@@ -260,21 +260,21 @@ class BlockSpectralProblem:
         v1 = S1 @ _herm(self.rows)
         L1 = v1 / ((self.rows @ v1).real + self.sigma_y**2)
         sig = self._evals
-        if t0 == 0:
-            u = torch.zeros_like(sig)
-            rest = torch.zeros_like(sig)
-        else:
-            ab = float(schedule.alpha_bar(t0))
-            u = ab * sig / (ab * sig + (1.0 - ab))
-            rest = sig * (1.0 - u * u)
-        U = self._fn(torch.ones_like(sig) if t0 == 0 else u)
-        eye = torch.eye(U.shape[-1], dtype=U.dtype)
-        M = (eye - U) @ self.gain + U @ L1 if t0 else L1
-        return self._law(M, torch.zeros_like(self._blocks(self._mean_image())), rest, y)
+        if t0 == 0:  # the stage-1 point itself: X^ = x1(Y), no spread
+            return self._law(L1, self._no_offset(), torch.zeros_like(sig), y)
+        ab = float(schedule.alpha_bar(t0))
+        u = ab * sig / (ab * sig + (1.0 - ab))
+        U = self._fn(u)
+        M = self.gain + U @ (L1 - self.gain)  # (I - U) L + U L1
+        return self._law(M, self._no_offset(), sig * (1.0 - u * u), y)
 
     def posterior_law(self, y=None) -> BlockLaw:
         """Exact posterior sampling: ``X^ | y ~ N(mu_y, Sigma)``."""
-        return self._law(self.gain, torch.zeros_like(self._blocks(self._mean_image())), self._evals, y)
+        return self._law(self.gain, self._no_offset(), self._evals, y)
+
+    def _no_offset(self) -> torch.Tensor:
+        """A zero mean offset ``r (B, b)``."""
+        return torch.zeros(self.P.shape, dtype=torch.complex128)
 
     def _law(self, M: torch.Tensor, r: torch.Tensor, cov_eigvals: torch.Tensor, y) -> BlockLaw:
         """``X^ = m + r + M (Y - A m) + xi``, ``xi ~ N(0, V diag(cov_eigvals) V^H)`` (``V``: the eigenvectors of
