@@ -6,7 +6,7 @@ end covariance is lam Sigma; the "DDPM with scaled noise" kernel, variant A, is 
 1-D Gaussian data N(0, Sigma), Sigma in {1e-3, 1e-2, 0.1, 1}; DDPM with the exact prior denoiser, started from
 N(0, 1), on the linear schedule with T in {250, 500, 1000, 2000, 4000} steps (``dpt.linear_schedule(T)`` rescales
 the betas by 1000/T, so the end noise level stays comparable). The plotted error is the relative error of the end
-variance, ``Var[x_0] / Sigma - 1``, computed EXACTLY by the law recursion of :mod:`dptheory.laws`
+variance, ``Var[x_0] / Sigma - 1``, computed EXACTLY by the law recursion of :mod:`dptheory.sampler_laws`
 (``sampler_law(problem, "ddpm", y=[0], conditional=False, schedule=linear_schedule(T))``, the same call as the
 claim FND-6), and checked against an independent scalar recursion written here,
 ``v <- (c1 K_t + c2)^2 v + sigma_t^2`` with ``K_t = sqrt(ab_t) Sigma / (ab_t Sigma + 1 - ab_t)``.
@@ -26,8 +26,8 @@ import torch
 
 import dptheory as dpt
 from dptheory import plotting
-from dptheory.laws import sampler_law
-from dptheory.worked import g2post
+from dptheory.reference_problems import g2post
+from dptheory.sampler_laws import sampler_law
 
 NAME = "ddpm_order"
 CLAIMS = ("FND-6", "WANG-2")
@@ -37,7 +37,7 @@ SIGMAS = (1e-3, 1e-2, 0.1, 1.0)
 
 
 def scalar_recursion(Sigma: float, T: int, variance: str = "small") -> float:
-    """End variance of DDPM on N(0, Sigma) from N(0, 1): an independent check of :mod:`dptheory.laws`."""
+    """End variance of DDPM on N(0, Sigma) from N(0, 1): an independent check of :mod:`dptheory.sampler_laws`."""
     sched = dpt.linear_schedule(T)
     v = 1.0
     for t in range(T, 0, -1):
@@ -146,7 +146,7 @@ def _params(data: dict, quick: bool) -> dict:
     """The sidecar's parameters."""
     params = {"data": "1-D N(0, Sigma), exact prior denoiser, start N(0, 1)", "Sigmas": data["sigmas"],
               "T": data["T"], "schedule": "dpt.linear_schedule(T) (betas 1e-4..0.02 rescaled by 1000/T)",
-              "error": "Var[x_0]/Sigma - 1 (exact law recursion, dptheory.laws.sampler_law)",
+              "error": "Var[x_0]/Sigma - 1 (exact law recursion, dptheory.sampler_laws.sampler_law)",
               "vsrd_variant_a": "G2post, lam = 1, kernel='small', start='exact'; signed relative error of "
                                 "the largest-magnitude entry of (Sigma_0 - Sigma_y) / max|Sigma_y|"}
     return params

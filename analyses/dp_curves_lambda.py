@@ -6,7 +6,7 @@ holds for any posterior), BMF-4 (neither traversal reaches the joint curve excep
 
 Top row, EXACT (Gaussian prior G2: m = (.3, -.2), S = [[1, .6], [.6, .8]], A = [1, .5], sigma = .3, y = .7):
 ``dpt.traverse(problem, "vsrd", "lam", lams, y=y, start="exact")`` computes the output laws by the recursions of
-:mod:`dptheory.laws`, so every point is a closed form (W2 by the Bures formula, KL in closed form). The start is
+:mod:`dptheory.sampler_laws`, so every point is a closed form (W2 by the Bures formula, KL in closed form). The start is
 the exact diffused posterior at T (as in the claims WANG-4 and BMF-4, so the joint gaps 0.0209, 0.0413, 0.0614,
 0.0811 at lam = .25, .5, .75, 1 are the claims report's numbers).
 
@@ -30,7 +30,7 @@ for comparison: VSRD is W2-optimal but not KL-optimal for this anisotropic poste
 
 The B1 posterior is not Gaussian, so its KL panels have no closed-form KL curve: (f) shows the KL of the W2-optimal
 shrunk posterior samples (Monte Carlo). KL of samples is estimated by the Kozachenko-Leonenko nearest-neighbour
-entropy (``dptheory.entropy``), which is only asymptotically unbiased: an estimate below 0 (the true KL is >= 0) is
+entropy (``dptheory.divergences``), which is only asymptotically unbiased: an estimate below 0 (the true KL is >= 0) is
 estimator noise, and is labelled with its standard error. Panel (g) replaces the joint W2 plane of B1 (whose
 sample-W2 values all lie inside the estimator's floor, data kept in the sidecar) by the MSE against lam, per
 measurement and jointly, with the ratio MSE(1)/MSE(0) that Wang et al. put at about 2 (claim WANG-10).
@@ -44,7 +44,7 @@ import torch
 
 import dptheory as dpt
 from dptheory import plotting
-from dptheory.worked import b1, g2
+from dptheory.reference_problems import b1, g2
 
 NAME = "dp_curves_lambda"
 CLAIMS = ("WANG-3", "WANG-4", "BMF-3", "BMF-4", "KLDP-2", "WANG-10")

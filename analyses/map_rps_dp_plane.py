@@ -15,12 +15,12 @@ target law on the y-axis):
 - the peer samplers with the prior denoiser (:data:`PEERS`): DDRM over ``eta``, DiffPIR over ``zeta``, PiGDM
   (Bayes guidance) over its DDIM ``eta`` and DAPS over its Langevin steps (claims PEER-2, PEER-4).
 
-Top row, EXACT (the Gaussian G2 of docs/theory §10; laws by :mod:`dptheory.laws`): MAP-RPS's stage-1 point is the MAP,
-which equals the MMSE ``mu(Y)`` here (``x_map = (M, b)``, the affine map ``y -> mu(y)``), as in the claims MRPS-2
-and BMF-4, so the joint gaps at t0 = 20, 100, 300 (0.0104, 0.064, 0.081) are the claims report's numbers; DPS with
-``zeta = 1`` is the DPS-1 law (KL to the posterior 0.10). Bottom row, MONTE CARLO (the mixture B1, sigma = 0.5,
-y = -0.6; the real solvers, MAP-RPS's stage 1 by AdamW with the exact GMM denoiser): error bars +-1 SE; the grey
-band is the floor of the sample W2 (two independent target samples of the part size), where exact samplers land.
+Top row, EXACT (the Gaussian G2 of docs/theory §10; laws by :mod:`dptheory.sampler_laws`): MAP-RPS's stage-1 point is
+the MAP, which equals the MMSE ``mu(Y)`` here (``x_map = (M, b)``, the affine map ``y -> mu(y)``), as in the claims
+MRPS-2 and BMF-4, so the joint gaps at t0 = 20, 100, 300 (0.0104, 0.064, 0.081) are the claims report's numbers; DPS
+with ``zeta = 1`` is the DPS-1 law (KL to the posterior 0.10). Bottom row, MONTE CARLO (the mixture B1, sigma = 0.5, y
+= -0.6; the real solvers, MAP-RPS's stage 1 by AdamW with the exact GMM denoiser): error bars +-1 SE; the grey band is
+the floor of the sample W2 (two independent target samples of the part size), where exact samplers land.
 
 Left: per-measurement plane with ``D_y(P) = tr Sigma_y + ((sqrt(tr Sigma_y) - P)_+)^2``; right: joint plane with
 ``D(P) = D* + ((W - P)_+)^2``. On the anisotropic G2 posterior MAP-RPS lies above the per-measurement curve while
@@ -34,7 +34,7 @@ import torch
 
 import dptheory as dpt
 from dptheory import plotting
-from dptheory.worked import b1, g2
+from dptheory.reference_problems import b1, g2
 
 NAME = "map_rps_dp_plane"
 CLAIMS = ("MRPS-2", "MRPS-6", "BMF-4", "DPS-1", "PEER-2", "PEER-4")

@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from dptheory import plotting
-from dptheory.worked import b1
+from dptheory.reference_problems import b1
 
 NAME = "posterior_1d"
 CLAIMS = ("FND-1", "MRPS-4")

@@ -25,8 +25,8 @@ import torch
 
 import dptheory as dpt
 from dptheory import plotting
+from dptheory.reference_problems import b1
 from dptheory.samplers import vsrd
-from dptheory.worked import b1
 
 NAME = "trajectories_1d"
 CLAIMS = ("WANG-1", "WANG-5")

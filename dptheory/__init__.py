@@ -66,15 +66,15 @@ _EXPORTS = {
     "Traversal": "traversal",
     "DPPoint": "traversal",
     # exact laws of samplers on Gaussian problems
-    "SamplerLaw": "laws",
-    "sampler_law": "laws",
-    "vsrd_end_law": "laws",
-    "map_rps_stage2_law": "laws",
-    "map_rps_stage1_fixed_point": "laws",
+    "SamplerLaw": "sampler_laws",
+    "sampler_law": "sampler_laws",
+    "vsrd_end_law": "sampler_laws",
+    "map_rps_stage2_law": "sampler_laws",
+    "map_rps_stage1_fixed_point": "sampler_laws",
     # the VML objective (VML-MAP)
-    "vml": "vml",
-    "vml_s": "vml",
-    "vml_s_gradient": "vml",
+    "vml": "vml_loss",
+    "vml_s": "vml_loss",
+    "vml_s_gradient": "vml_loss",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

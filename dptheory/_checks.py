@@ -166,7 +166,7 @@ def check_problem(problem, name: str = "problem"):
 
     if isinstance(problem, LinearInverseProblem):
         return problem
-    hint = (f"; for the worked problem {problem!r} use dptheory.worked.WORKED[{problem!r}]()[0]"
+    hint = (f"; for the worked problem {problem!r} use dptheory.reference_problems.WORKED[{problem!r}]()[0]"
             if isinstance(problem, str) else "")
     raise TypeError(f"{name} must be a LinearInverseProblem, got {type(problem).__name__}{hint}")
 

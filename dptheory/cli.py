@@ -161,8 +161,8 @@ def _check_traverse_args(args) -> None:
 def _cmd_traverse(args) -> int:
     import torch
 
+    from .reference_problems import WORKED, b1
     from .traversal import traverse
-    from .worked import WORKED, b1
 
     exact, note = None, None
     try:

@@ -142,7 +142,7 @@ class ConditionalExactDenoiser(ExactDenoiser):
 
     def __init__(self, problem, y):
         self.problem = problem
-        y = problem._y(y)
+        y = problem.check_y(y)
         self.y = y
         if y.ndim == 1:
             super().__init__(problem.posterior(y))

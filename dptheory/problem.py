@@ -78,7 +78,11 @@ class LinearInverseProblem:
     def __repr__(self) -> str:
         return f"LinearInverseProblem(prior={self.prior!r}, A: {tuple(self.A.shape)}, sigma_y={self.sigma_y})"
 
-    def _y(self, y) -> torch.Tensor:
+    def check_y(self, y) -> torch.Tensor:
+        """``y`` checked as one measurement ``(m,)`` or a batch ``(..., m)``, in the operator's dtype.
+
+        Raises ``ValueError`` naming ``y`` on a wrong trailing size or a non-finite entry.
+        """
         return check_vector_batch(y, self.m, "y", like=self.A).to(self.A.dtype)
 
     # ------------------------------------------------------------------ sampling
@@ -110,7 +114,7 @@ class LinearInverseProblem:
 
     def posterior(self, y):
         """Exact posterior law of X given ``y (m,)``: a :class:`Gaussian` or a :class:`GaussianMixture`."""
-        y = self._y(y)
+        y = self.check_y(y)
         if y.ndim != 1:
             raise ValueError(f"y must have shape (m,) = ({self.m},) for posterior(), got {tuple(y.shape)}")
         means = self._update.post_means(y)
@@ -120,7 +124,7 @@ class LinearInverseProblem:
 
     def mmse(self, y) -> torch.Tensor:
         """``E[X | y]`` for ``y (..., m)`` -> ``(..., d)`` (batched)."""
-        y = self._y(y)
+        y = self.check_y(y)
         means = self._update.post_means(y)  # (..., K, d)
         if self.is_gaussian:
             return means[..., 0, :]
@@ -128,7 +132,7 @@ class LinearInverseProblem:
 
     def posterior_cov_trace(self, y) -> torch.Tensor:
         """``tr Cov[X | y]`` for ``y (..., m)`` -> ``(...)``; exact for both priors."""
-        y = self._y(y)
+        y = self.check_y(y)
         tr = torch.diagonal(self._update.post_covs, dim1=-2, dim2=-1).sum(-1)  # (K,)
         if self.is_gaussian:
             return tr[0].expand(y.shape[:-1]).clone()
@@ -179,7 +183,7 @@ class LinearInverseProblem:
         when they increase it) polish the point. The start whose end point has the highest density is returned.
         Accuracy: the returned gradient norm ``|grad log p|`` is below ~1e-9 relative to ``|P_k|`` in our tests.
         """
-        y = self._y(y)
+        y = self.check_y(y)
         if self.is_gaussian:
             return self.mmse(y)
         covs = self._update.post_covs
@@ -235,5 +239,5 @@ class LinearInverseProblem:
         if self.sigma_y == 0.0:
             raise ValueError("map_objective_gradient needs sigma_y > 0")
         x = check_vector_batch(x, self.dim, "x", like=self.A)
-        y = self._y(y)
+        y = self.check_y(y)
         return self.prior.score(x) + (y - x @ self.A.T) @ self.A / self.sigma_y**2

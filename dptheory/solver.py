@@ -28,8 +28,7 @@ from ._checks import (
 )
 from ._guard import FiniteDenoiser
 from .denoisers import ConditionalExactDenoiser, ExactDenoiser
-from .samplers import METHODS, DPSGuidedDenoiser
-from .samplers._common import pinv_start
+from .samplers import METHODS, DPSGuidedDenoiser, pinv_start
 from .schedules import VPSchedule
 
 __all__ = ["solve", "METHOD_NAMES", "allowed_knobs", "sampler_for"]
@@ -109,7 +108,7 @@ def solve(problem, y, method: str, *, n_samples: int = 1, generator: torch.Gener
     denoiser = check_denoiser(denoiser)
     if start not in ("noise", "exact"):
         raise ValueError(f"start must be 'noise' or 'exact', got {start!r}")
-    y = problem._y(y)
+    y = problem.check_y(y)
     n_samples = check_int(n_samples, "n_samples")
     if y.ndim == 2 and n_samples != 1:
         raise ValueError("with a batch of measurements y (n, m), n_samples must be 1 (one draw per measurement)")

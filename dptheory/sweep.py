@@ -153,7 +153,7 @@ def spec_from_dict(raw: dict, base=".", stem: str = "sweep") -> SweepSpec:
         if m not in METHOD_NAMES:
             raise SpecError(f"grid.method: unknown method {m!r}; expected one of {', '.join(METHOD_NAMES)}")
     if kind == "vector":
-        from .worked import WORKED
+        from .reference_problems import WORKED
 
         for p in grid["problem"]:
             if p not in WORKED:
@@ -230,8 +230,8 @@ def expand_cells(spec: SweepSpec) -> list[dict]:
 def _vector_metrics(cell: dict) -> dict:
     import torch
 
+    from .reference_problems import WORKED, b1
     from .traversal import traverse
-    from .worked import WORKED, b1
 
     if cell["problem"] == "B1":
         prob, y = b1(cell.get("sigma_y", 0.5), cell.get("y", -0.6))

@@ -9,14 +9,14 @@ For each knob value the solver's output ``X^`` is placed on the D-P plane in bot
 with each point's gap ``D - D_opt(P)`` to the optimal curve of the same form (:mod:`dptheory.dp_curve`).
 
 Exact points (Gaussian prior, exact denoiser): the output law is computed by the law recursions of
-:mod:`dptheory.laws` (no sampling); W2 and KL are the closed forms. For MAP-RPS, stage 1 is replaced by its
+:mod:`dptheory.sampler_laws` (no sampling); W2 and KL are the closed forms. For MAP-RPS, stage 1 is replaced by its
 expected-gradient fixed point (deterministic; the optimiser's own accuracy is checked by claim MRPS-3).
 
 Monte Carlo points (GMM prior, or ``exact=False``): the very same sampler code through :func:`dptheory.solve`;
 D with its standard error; W2 from the outputs to the exact target law (1-D: sorted outputs against the target's
 exact quantiles; otherwise ``ot.emd2`` against as many fresh target draws, biased upward, docs/theory §9.4), with a
 standard error from ``replicates`` independent parts;
-KL by the nearest-neighbour estimator of :mod:`dptheory.entropy` against the exact target density.
+KL by the nearest-neighbour estimator of :mod:`dptheory.divergences` against the exact target density.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def nfe(method: str, knobs: dict, T: int) -> int:
         inner, final = int(knobs.get("inner_steps", 3)), int(knobs.get("final_steps", 50))
         return n_levels * (inner + 1) + final
     if method in ("ddrm", "diffpir", "pigdm", "daps"):  # own default grids; DAPS: ode_steps calls per level
-        from .laws_peers import PEER_DEFAULT_STEPS
+        from .sampler_laws_peers import PEER_DEFAULT_STEPS
 
         n_levels = int(steps) if steps is not None else PEER_DEFAULT_STEPS[method]
         return n_levels * (int(knobs.get("ode_steps", 5)) if method == "daps" else 1)
@@ -128,7 +128,7 @@ def traverse(problem, method: str, knob: str, values, *, y=None, forms=("per-mea
     if not exact:
         _check_solve_memory(problem, max(n, 4000), method)  # the Monte Carlo points and the joint curve's draws
     schedule = linear_schedule() if schedule is None else schedule
-    y = None if y is None else problem._y(y)
+    y = None if y is None else problem.check_y(y)
 
     curve_y = per_measurement_dp_curve(problem, y) if "per-measurement" in forms else None
     curve_j = None
@@ -158,17 +158,17 @@ def traverse(problem, method: str, knob: str, values, *, y=None, forms=("per-mea
 
 # ---------------------------------------------------------------------------------------------- exact
 def _exact_points(problem, method, y, forms, schedule, kn, curve_y, curve_j):
-    from . import laws
+    from . import sampler_laws
     from .divergences import gaussian_kl, gaussian_w2
 
     pm = jt = None
     if "per-measurement" in forms:
-        res = laws.sampler_law(problem, method, y=y, schedule=schedule, **kn)
+        res = sampler_laws.sampler_law(problem, method, y=y, schedule=schedule, **kn)
         post = problem.posterior(y)
         D, P = float(res.mse), float(gaussian_w2(res.law, post))
         pm = DPPoint(D, P, _kl_or_inf(gaussian_kl, res.law, post), float(curve_y.gap(P, D)))
     if "joint" in forms:
-        res = laws.sampler_law(problem, method, y=None, schedule=schedule, **kn)
+        res = sampler_laws.sampler_law(problem, method, y=None, schedule=schedule, **kn)
         D, P = float(res.mse), float(gaussian_w2(res.law, problem.prior))
         jt = DPPoint(D, P, _kl_or_inf(gaussian_kl, res.law, problem.prior), float(curve_j.gap(P, D)))
     return pm, jt
@@ -201,7 +201,7 @@ def _w2_estimate(x: torch.Tensor, target, replicates: int, generator) -> Estimat
 
 
 def _mc_points(problem, method, y, forms, schedule, kn, curve_y, curve_j, n, replicates, generator):
-    from .entropy import kl_samples_to_density
+    from .divergences import kl_samples_to_density
 
     n = n - n % replicates
     pm = jt = None

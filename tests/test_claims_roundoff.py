@@ -2,8 +2,9 @@
 
 Every quick claim is run twice more and compared with the shared unperturbed one-thread run (``quick_claim``):
 
-(A) with the worked problems' data perturbed by a relative 1e-12 (``dptheory.worked.perturbed``: each defining
-    number times ``1 + 1e-12 u``, ``u ~ U[-1, 1]``), on one thread, in this process;
+(A) with the worked problems' data perturbed by a relative 1e-12
+    (``dptheory.reference_problems.perturbed``: each defining number times ``1 + 1e-12 u``, ``u ~ U[-1, 1]``), on one
+    thread, in this process;
 (B) unperturbed on TWO torch threads, in a subprocess started first so that it runs alongside (A). The checks'
     one-thread wrapper is bypassed (``check.__wrapped__``). ``OMP_WAIT_POLICY=PASSIVE`` stops the idle OpenMP
     thread from spinning: on a loaded 2-core machine a spinning second thread made the pass minutes long.
@@ -24,7 +25,7 @@ import pytest
 import torch
 
 from dptheory.claims import CLAIMS
-from dptheory.worked import perturbed
+from dptheory.reference_problems import perturbed
 
 ROOT = Path(__file__).resolve().parents[1]
 REL = 1e-12
@@ -60,7 +61,7 @@ def variants():
 
 
 def test_the_perturbation_is_off_by_default_and_changes_the_data():
-    from dptheory.worked import b1, g2, iso
+    from dptheory.reference_problems import b1, g2, iso
 
     base = g2()[0]
     with perturbed(REL, seed=1):

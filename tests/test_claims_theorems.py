@@ -21,7 +21,7 @@ from dptheory.dp_curve_kl import (
     kl_optimal_covariance_eigs,
     per_measurement_kl_dp_curve,
 )
-from dptheory.worked import b1, g2, g2post
+from dptheory.reference_problems import b1, g2, g2post
 
 F64 = torch.float64
 
@@ -399,7 +399,7 @@ def test_l1_tradeoff_matches_monte_carlo():
 def test_nearest_neighbour_entropy_keeps_close_distinct_points():
     """Two distinct samples 3e-9 apart (typical at n ~ 1e4 in 1-D) have r > 0: torch's matrix-product cdist gave
     r = 0 there (H = -inf, KL = inf: the missing points of dp_curves_lambda (f)). Oracle: the sorted-gap form."""
-    from dptheory.entropy import kozachenko_leonenko_entropy
+    from dptheory.divergences import kozachenko_leonenko_entropy
 
     x = torch.cat([torch.tensor([[0.9123456789], [0.9123456789 + 3e-9]], dtype=F64),
                    torch.linspace(0, 0.5, 60, dtype=F64).unsqueeze(1)])

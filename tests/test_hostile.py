@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import dptheory as dpt
 from dptheory.cli import main as cli_main
-from dptheory.worked import WORKED
+from dptheory.reference_problems import WORKED
 
 F64 = torch.float64
 
@@ -125,7 +125,7 @@ def test_finite_denoiser_changes_nothing_for_a_finite_network():
     a = dpt.solve(prob, y, "ddpm", steps=4, denoiser=den, n_samples=3, generator=torch.Generator().manual_seed(1))
     g = torch.Generator().manual_seed(1)
     x = torch.randn(3, 2, generator=g, dtype=F64)
-    cond = dpt.samplers.DPSGuidedDenoiser(den, prob.operator, prob._y(y), prob.sigma_y, 1.0)  # what solve builds
+    cond = dpt.samplers.DPSGuidedDenoiser(den, prob.operator, prob.check_y(y), prob.sigma_y, 1.0)  # what solve builds
     b = dpt.samplers.ddpm(cond, x, dpt.linear_schedule(), steps=4, generator=g)
     assert torch.equal(a, b)
 

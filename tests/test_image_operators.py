@@ -18,7 +18,7 @@ import scipy.ndimage
 import torch
 
 from dptheory.images import operators as ops
-from dptheory.samplers._common import pinv_start
+from dptheory.samplers import pinv_start
 
 SHAPE = (2, 8, 8)  # (c, h, w): d = 128, dense matrices stay tiny
 

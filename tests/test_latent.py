@@ -6,7 +6,7 @@ import torch
 from test_backbones import _tiny_sd_folder  # the tiny SD-style folder builder (vae/, unet/, scheduler/)
 
 from dptheory.images.backbones import LatentBackbone, load_backbone
-from dptheory.images.latent import LATENT_T1, LatentOperator, LatentSolution, solve_latent
+from dptheory.images.latent_solve import LATENT_T1, LatentOperator, LatentSolution, solve_latent
 from dptheory.images.operators import Inpainting, SuperResolution
 from dptheory.images.problem import ImageInverseProblem
 

@@ -357,7 +357,7 @@ def test_lmap_rps_sd_settings_match_transcription(stable):
     with eta_min = 1e-2 and the ``--stable`` likelihood, stage 2 with the squared (or ``--stable``) norm, the
     ``lr * alpha_bar`` step and the decoded pixels clamped."""
     from dptheory.images.backbones import PixelBackbone
-    from dptheory.images.latent import solve_latent
+    from dptheory.images.latent_solve import solve_latent
     from dptheory.images.operators import SuperResolution
     from dptheory.images.problem import GaussianImageDenoiser, ImageInverseProblem
 

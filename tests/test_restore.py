@@ -200,7 +200,7 @@ def test_gaussian_image_sample_x0_moments(gaussian_case):
 @pytest.mark.parametrize("method", ["map-rps", "dps"])
 def test_restore_latent_backbone_end_to_end(method, tmp_path, capsys):
     """LMAP-RPS through the CLI: a tiny SD-style folder (VAE + UNet + CLIP text encoder made by the test), the solve
-    runs in latent space with the decoder inside the data term (dptheory.images.latent.solve_latent)."""
+    runs in latent space with the decoder inside the data term (dptheory.images.latent_solve.solve_latent)."""
     from test_backbones import _tiny_sd_folder
 
     root = tmp_path / "sd"

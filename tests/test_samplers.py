@@ -29,10 +29,10 @@ from dptheory.samplers import (
     dps,
     map_rps,
     map_rps_stage1,
+    pinv_start,
     posterior,
     vsrd,
 )
-from dptheory.samplers._common import pinv_start
 
 SCHEDULE = dpt.linear_schedule()  # docs/theory §0: linear, T = 1000
 

@@ -22,8 +22,7 @@ from tables import GAUSSIANS, PROBLEMS, measurement, np_gaussian_condition, prob
 from test_denoisers import _SecretlyExactNet
 
 import dptheory as dpt
-from dptheory.samplers import DPSGuidedDenoiser, dps, map_rps, vsrd
-from dptheory.samplers._common import pinv_start
+from dptheory.samplers import DPSGuidedDenoiser, dps, map_rps, pinv_start, vsrd
 from dptheory.solver import METHOD_NAMES
 
 # cheap knobs per method (short grids / few iterations); solve fills in everything else
@@ -41,21 +40,6 @@ FAST_KNOBS = {
     "pigdm": dict(steps=8),
     "daps": dict(steps=4, ode_steps=2, langevin_steps=3, lr=1e-2),
 }
-PLACEHOLDERS = (
-    "red-diff",
-    "vml-map",
-)  # written by another helper; skipped while they raise NotImplementedError
-
-
-def _run_or_skip(method, *args, **kwargs):
-    try:
-        return dpt.solve(*args, **kwargs)
-    except NotImplementedError as err:
-        if method in PLACEHOLDERS:
-            pytest.skip(f"{method} is still a placeholder ({err})")
-        raise
-
-
 def _network(schedule):
     return dpt.NetworkDenoiser(_SecretlyExactNet(schedule, "eps"), schedule, prediction="eps")
 
@@ -69,12 +53,12 @@ def test_method_table_is_complete():
 @pytest.mark.parametrize("method", METHOD_NAMES)
 def test_every_method_runs_and_returns_the_right_shape(method, name, gen):
     prob, y = problem(name), measurement(name)
-    x = _run_or_skip(method, prob, y, method, n_samples=5, generator=gen, **FAST_KNOBS[method])
+    x = dpt.solve(prob, y, method, n_samples=5, generator=gen, **FAST_KNOBS[method])
     assert x.shape == (5, prob.dim) and x.dtype == torch.float64
     assert torch.isfinite(x).all()
     # one reconstruction per measurement for a batch y (n, m)
     _, ys = prob.sample_joint(3, generator=gen)
-    xs = _run_or_skip(method, prob, ys, method, generator=gen, **FAST_KNOBS[method])
+    xs = dpt.solve(prob, ys, method, generator=gen, **FAST_KNOBS[method])
     assert xs.shape == (3, prob.dim)
 
 

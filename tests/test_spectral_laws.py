@@ -17,7 +17,7 @@ from dptheory.images.operators import Blur, Denoising, SuperResolution, gaussian
 from dptheory.images.problem import ImageInverseProblem, solve_image
 from dptheory.images.spectral import PowerLawSpectrum, SpectralDenoiser, SpectralGaussianPrior
 from dptheory.images.spectral_laws import BlockSpectralProblem, exact_traversal
-from dptheory.laws import sampler_law
+from dptheory.sampler_laws import sampler_law
 
 H = W = 8
 SIGMA = 0.1

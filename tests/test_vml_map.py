@@ -31,7 +31,7 @@ from tables import (
 import dptheory as dpt
 from dptheory.samplers import ddim
 from dptheory.samplers.vml_map import operator_norm_squared, vml_map, vml_map_step_size
-from dptheory.vml import vml, vml_s, vml_s_gradient, vml_trace_terms
+from dptheory.vml_loss import vml, vml_s, vml_s_gradient, vml_trace_terms
 
 T = 1000
 

@@ -11,9 +11,9 @@ import torch
 
 from ..divergences import gaussian_kl
 from ..gaussian import Gaussian
-from ..laws import sampler_law
+from ..reference_problems import g2
+from ..sampler_laws import sampler_law
 from ..solver import solve
-from ..worked import g2
 from .foundations import (
     agrees_with_quote,
     cov_z_scores,

@@ -17,10 +17,10 @@ import torch
 from ..denoisers import ConditionalExactDenoiser
 from ..divergences import quantile_1d
 from ..estimate import Estimate
-from ..laws import vsrd_end_law
+from ..reference_problems import b1, g2, g2post
+from ..sampler_laws import vsrd_end_law
 from ..samplers import vsrd
 from ..schedules import linear_schedule
-from ..worked import b1, g2, g2post
 from .foundations import F64, rng, single_threaded
 from .result import ClaimResult
 

@@ -23,8 +23,8 @@ import torch
 from ..gaussian import Gaussian
 from ..mixture import GaussianMixture
 from ..problem import LinearInverseProblem
+from ..reference_problems import b1, g2, g2post, gmm2
 from ..schedules import linear_schedule
-from ..worked import b1, g2, g2post, gmm2
 from .result import ClaimResult
 
 __all__ = ["CHECKS"]
@@ -179,7 +179,8 @@ def check_fnd1(quick: bool) -> ClaimResult:
 # ---------------------------------------------------------------------------------------------- FND-2
 GMM2 = gmm2()
 """The 2-D, 3-component mixture of the Tweedie and conditional-score checks (``gmm2_k3`` of tests/tables), built
-at import (unperturbed); the checks call :func:`dptheory.worked.gmm2` so that the round-off guard perturbs it."""
+at import (unperturbed); the checks call :func:`dptheory.reference_problems.gmm2` so that the round-off guard
+perturbs it."""
 
 
 def _autograd_score_and_hessian(law, x: torch.Tensor):
@@ -526,7 +527,7 @@ def check_fnd5(quick: bool) -> ClaimResult:
     law)."""
     from scipy.stats import kstest
 
-    from .. import laws
+    from .. import sampler_laws
     from ..denoisers import ConditionalExactDenoiser
     from ..samplers import posterior as posterior_sampler
 
@@ -542,7 +543,7 @@ def check_fnd5(quick: bool) -> ClaimResult:
     # Gaussian: the exact-kernel law recursion from the exact start reproduces Sigma
     gprob, gy = g2post()
     gpost = gprob.posterior(gy)
-    res = laws.sampler_law(gprob, "posterior", y=gy, schedule=sched, start="exact")
+    res = sampler_laws.sampler_law(gprob, "posterior", y=gy, schedule=sched, start="exact")
     err_mean = max_abs(res.law.mean, gpost.mean)
     err_cov = max_abs(res.law.cov, gpost.cov)
     passed = ks.pvalue > 1e-3 and err_mean <= 1e-12 and err_cov <= 1e-12
@@ -578,7 +579,7 @@ def _loglog_slope(xs, ys) -> float:
 
 def check_fnd6(quick: bool) -> ClaimResult:
     """FND-6: DDPM (fixedsmall) with the exact denoiser under-disperses by O(1/T): fitted log-log slope."""
-    from .. import laws
+    from .. import sampler_laws
 
     Ts = (250, 1000, 4000)
     table_quotes = {  # docs/theory §3.3, relative error of the end variance (T = 250, 1000, 4000)
@@ -593,14 +594,14 @@ def check_fnd6(quick: bool) -> ClaimResult:
         prob = LinearInverseProblem(Gaussian([0.0], [[Sig]]), [[1.0]], 1.0)
         errs = []
         for T in Ts:  # the prior denoiser of N(0, Sig), start N(0, 1): the lam = 1 end variance of docs/theory §3.3
-            law = laws.sampler_law(prob, "ddpm", y=[0.0], conditional=False, schedule=linear_schedule(T)).law
+            law = sampler_laws.sampler_law(prob, "ddpm", y=[0.0], conditional=False, schedule=linear_schedule(T)).law
             errs.append(float(law.cov[0, 0]) / Sig - 1.0)
         rel[f"Sigma={Sig:g}"] = errs
         slopes[f"Sigma={Sig:g}"] = _loglog_slope(Ts, errs)
         quotes_ok[f"Sigma={Sig:g}"] = all(
             agrees_with_quote(e, q, units=1.0) for e, q in zip(errs, table_quotes[Sig], strict=True)
         )
-    large = laws.sampler_law(
+    large = sampler_laws.sampler_law(
         LinearInverseProblem(Gaussian([0.0], [[1e-2]]), [[1.0]], 1.0),
         "ddpm",
         y=[0.0],
@@ -651,8 +652,8 @@ _FND7_CONFIGS = (
 
 
 def check_fnd7(quick: bool) -> ClaimResult:
-    """FND-7: the exact-law recursions of :mod:`dptheory.laws` match Monte Carlo runs of the sampler code."""
-    from .. import laws
+    """FND-7: the exact-law recursions of :mod:`dptheory.sampler_laws` match Monte Carlo runs of the sampler code."""
+    from .. import sampler_laws
     from ..solver import solve
 
     prob, y = g2()
@@ -664,12 +665,12 @@ def check_fnd7(quick: bool) -> ClaimResult:
     for method, kn in _FND7_CONFIGS:
         name = method + "".join(f",{k}={v}" for k, v in kn.items())
         # per measurement
-        law = laws.sampler_law(prob, method, y=y, steps=steps, **kn).law
+        law = sampler_laws.sampler_law(prob, method, y=y, steps=steps, **kn).law
         x = solve(prob, y, method, n_samples=n, generator=gen, steps=steps, **kn)
         zm = float(mean_z_scores(x, law.mean, law.cov).abs().max())
         zc = float(cov_z_scores(x, law.mean, law.cov).abs().max())
         # jointly over Y: one measurement per particle
-        res = laws.sampler_law(prob, method, y=None, steps=steps, **kn)
+        res = sampler_laws.sampler_law(prob, method, y=None, steps=steps, **kn)
         xs, ys = prob.sample_joint(n, generator=gen)
         xj = solve(prob, ys, method, generator=gen, steps=steps, **kn)
         zmj = float(mean_z_scores(xj, res.law.mean, res.law.cov).abs().max())

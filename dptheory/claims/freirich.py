@@ -20,8 +20,8 @@ from ..divergences import quantile_w2_squared_to_samples as _quantile_w2_squared
 from ..dp_curve import joint_optimal_estimator, optimal_dp_curve, per_measurement_dp_curve
 from ..estimate import Estimate
 from ..mmse_law_1d import mmse_w2_squared_1d
+from ..reference_problems import b1, g2, g2post
 from ..solver import solve
-from ..worked import b1, g2, g2post
 from .foundations import F64, agrees_with_quote, rng, single_threaded
 from .result import ClaimResult
 
@@ -251,7 +251,7 @@ def check_bmf4(quick: bool) -> ClaimResult:
     """BMF-4: VSRD's lam and MAP-RPS's t0 both leave the joint curve except at the MMSE end (Gaussian exact;
     GMM by Monte Carlo)."""
     from ..denoisers import ConditionalExactDenoiser
-    from ..laws import sampler_law
+    from ..sampler_laws import sampler_law
     from ..samplers import posterior as posterior_sampler
     from ..schedules import linear_schedule
 

@@ -21,9 +21,9 @@ from ..divergences import gaussian_kl
 from ..dp_curve import per_measurement_dp_curve
 from ..dp_curve_kl import KLDPCurve, forward_kl_optimum_1d, joint_kl_dp_point_commuting
 from ..gaussian import Gaussian
-from ..laws import map_rps_stage2_law
+from ..reference_problems import g2post, iso
+from ..sampler_laws import map_rps_stage2_law
 from ..schedules import linear_schedule
-from ..worked import g2post, iso
 from .foundations import single_threaded
 from .result import ClaimResult
 

@@ -25,12 +25,12 @@ from ..divergences import gaussian_kl, gaussian_w2
 from ..dp_curve import optimal_dp_curve, per_measurement_dp_curve
 from ..estimate import Estimate
 from ..gaussian import Gaussian
-from ..laws import map_rps_stage1_fixed_point, map_rps_stage2_law, sampler_law
 from ..problem import LinearInverseProblem
+from ..reference_problems import b1, g2, g2post, iso
+from ..sampler_laws import map_rps_stage1_fixed_point, map_rps_stage2_law, sampler_law
 from ..samplers import OFFICIAL_PRIOR_WEIGHTS, bayes_prior_weight, map_rps, map_rps_stage1
 from ..schedules import linear_schedule
 from ..solver import solve
-from ..worked import b1, g2, g2post, iso
 from .foundations import F64, agrees_with_quote, gmm_cdf_1d, half_unit, max_abs, rng, single_threaded, t64
 from .result import ClaimResult
 

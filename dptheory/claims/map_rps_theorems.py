@@ -22,9 +22,9 @@ import math
 import torch
 
 from ..divergences import gaussian_w2
-from ..laws import map_rps_stage1_fixed_point, map_rps_stage2_law
+from ..reference_problems import b1, g2, g2post
+from ..sampler_laws import map_rps_stage1_fixed_point, map_rps_stage2_law
 from ..schedules import linear_schedule
-from ..worked import b1, g2, g2post
 from .foundations import F64, single_threaded, t64
 from .result import ClaimResult
 

@@ -24,15 +24,15 @@ import torch
 from ..denoisers import ConditionalExactDenoiser, ExactDenoiser
 from ..divergences import gaussian_kl
 from ..gaussian import Gaussian
-from ..laws import sampler_law
 from ..problem import LinearInverseProblem
+from ..reference_problems import g2
+from ..sampler_laws import sampler_law
 from ..samplers import ddrm
 from ..samplers._svd import Spectrum
 from ..samplers.diffpir import diffpir_prox_coefficients
 from ..samplers.pigdm import pigdm_guided_x0
 from ..schedules import linear_schedule
 from ..solver import solve
-from ..worked import g2
 from .foundations import cov_z_scores, mean_z_scores, rng, single_threaded
 from .result import ClaimResult
 
@@ -131,7 +131,7 @@ def check_peer2(quick: bool) -> ClaimResult:
         "ancestral sampler on this grid; MC bands at false-alarm ~1e-4",
         verdict="approximate",
         passed=passed,
-        theory="exact law by dptheory.laws_peers; DDRM's q is variational, not the posterior",
+        theory="exact law by dptheory.sampler_laws_peers; DDRM's q is variational, not the posterior",
     )
 
 
@@ -174,7 +174,7 @@ def check_peer3(quick: bool) -> ClaimResult:
         reason="both sides are closed forms evaluated in float64 (one backward pass, one linear solve)",
         verdict="holds",
         passed=passed,
-        theory="PiGDM eqs. (7)-(8); exact laws by dptheory.laws_peers",
+        theory="PiGDM eqs. (7)-(8); exact laws by dptheory.sampler_laws_peers",
     )
 
 
@@ -219,7 +219,7 @@ def check_peer4(quick: bool) -> ClaimResult:
         "false-alarm ~1e-4",
         verdict="approximate",
         passed=passed,
-        theory="DiffPIR Algorithm 1; exact laws by dptheory.laws_peers",
+        theory="DiffPIR Algorithm 1; exact laws by dptheory.sampler_laws_peers",
     )
 
 
@@ -253,7 +253,7 @@ def check_peer5(quick: bool) -> ClaimResult:
         "second-order decay (ratio ~4.5) and first order (2)",
         verdict="holds",
         passed=passed,
-        theory="DAPS Algorithm 1; exact laws by dptheory.laws_peers",
+        theory="DAPS Algorithm 1; exact laws by dptheory.sampler_laws_peers",
     )
 
 

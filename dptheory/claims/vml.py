@@ -21,11 +21,11 @@ from ..divergences import gaussian_kl, gmm_kl_monte_carlo
 from ..gaussian import Gaussian
 from ..mixture import GaussianMixture
 from ..problem import LinearInverseProblem
+from ..reference_problems import b1, g2, gmm2
 from ..samplers.vml_map import vml_map
 from ..schedules import linear_schedule
 from ..solver import solve
-from ..vml import vml, vml_s, vml_s_gradient
-from ..worked import b1, g2, gmm2
+from ..vml_loss import vml, vml_s, vml_s_gradient
 from .foundations import F64, rng, single_threaded, t64
 from .result import ClaimResult
 

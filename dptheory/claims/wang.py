@@ -23,10 +23,10 @@ import torch
 from ..denoisers import ConditionalExactDenoiser
 from ..divergences import gaussian_w2, gaussian_w2_squared
 from ..dp_curve import optimal_dp_curve, per_measurement_dp_curve
-from ..laws import sampler_law, vsrd_end_law
+from ..reference_problems import b1, g2, g2post, iso
+from ..sampler_laws import sampler_law, vsrd_end_law
 from ..samplers import vsrd
 from ..schedules import linear_schedule
-from ..worked import b1, g2, g2post, iso
 from .foundations import F64, max_abs, rng, single_threaded
 from .result import ClaimResult
 

@@ -30,8 +30,7 @@ from .._checks import check_alpha_bar, check_int, check_sigma
 from ..conditioning import LinearGaussianUpdate
 from ..denoisers import Denoiser
 from ..linalg import sym_eig
-from ..samplers import DPSGuidedDenoiser
-from ..samplers._common import pinv_start
+from ..samplers import DPSGuidedDenoiser, pinv_start
 from ..schedules import VPSchedule, linear_schedule
 from ..solver import METHOD_NAMES, sampler_for
 

@@ -621,7 +621,7 @@ def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, siz
         knobs["zeta"] = args.zeta
     try:
         if latent:
-            from .latent import solve_latent
+            from .latent_solve import solve_latent
 
             sol = solve_latent(problem, y, solver_method, denoiser, schedule=schedule, generator=gen,
                                progress=not args.no_progress, **knobs)

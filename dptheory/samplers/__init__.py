@@ -4,6 +4,7 @@
 ``METHODS`` maps the public method names (as used by :func:`dptheory.solve` and the CLI) to the functions.
 """
 
+from ._common import pinv_start
 from .daps import daps
 from .ddpm import ddim, ddpm
 from .ddrm import ddrm
@@ -40,6 +41,7 @@ __all__ = [
     "ddrm",
     "diffpir",
     "pigdm",
+    "pinv_start",
     "ddim",
     "ddpm",
     "dps",

@@ -52,7 +52,7 @@ import math
 import torch
 
 from .._checks import check_int
-from ._common import apply_A, pinv_start, progress, randn_like
+from ._common import apply_A, progress, randn_like
 from .dps import dps
 from .posterior import posterior
 from .vsrd import vsrd
@@ -172,7 +172,3 @@ def map_rps(denoiser, x, schedule, *, operator, y, sigma_y, t0, stage2="posterio
     op2 = operator if stage2_operator is None else stage2_operator
     return dps(denoiser, x_t0, schedule, operator=op2, y=y, sigma_y=sigma_y, zeta=zeta, **dps_options, **common)
 
-
-def default_start(operator, y):
-    """``A^+ y``: the official stage-1 initialisation."""
-    return pinv_start(operator, y)

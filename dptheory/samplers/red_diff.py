@@ -36,9 +36,9 @@ import numbers
 import torch
 
 from ..gaussian import Gaussian
-from ._common import apply_A, pinv_start, progress, randn_like
+from ._common import apply_A, progress, randn_like
 
-__all__ = ["red_diff", "red_diff_effective_precision", "red_diff_fixed_point", "default_start", "official_levels"]
+__all__ = ["red_diff", "red_diff_effective_precision", "red_diff_fixed_point", "official_levels"]
 
 
 def _check_knobs(sigma_y, lam, lr, betas, t_order, obs_weight, optimizer):
@@ -194,14 +194,10 @@ def red_diff_fixed_point(problem, y, lam: float, schedule, *, obs_weight: float 
         raise TypeError("red_diff_fixed_point is closed-form only for a Gaussian prior")
     if not problem.sigma_y > 0:
         raise ValueError("red_diff_fixed_point needs sigma_y > 0")
-    y = problem._y(y)
+    y = problem.check_y(y)
     P = red_diff_effective_precision(problem.prior, lam, schedule)
     A, w, s2 = problem.A, float(obs_weight), problem.sigma_y**2
     H = P + w * A.T @ A / s2
     rhs = P @ problem.prior.mean + w * (y @ A) / s2  # (..., d)
     return torch.linalg.solve(H, rhs.unsqueeze(-1)).squeeze(-1)
 
-
-def default_start(operator, y):
-    """``A^+ y``: the official initialisation."""
-    return pinv_start(operator, y)

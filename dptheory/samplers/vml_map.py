@@ -7,7 +7,7 @@ For each level ``t`` of a descending grid (docs/theory §8.2, "reconstructed alg
 1. ``inner_steps`` gradient steps ``x_t <- x_t - eta grad VML_S(x_t)`` (``inner_steps + final_steps`` at the
    last level), with
    ``grad VML_S = J_D^T [A^T (A D - y) / sigma_y^2 - sqrt(ab) s_t(x_t)]``
-   (:func:`dptheory.vml.vml_s_gradient`, one vector-Jacobian product through the denoiser);
+   (:func:`dptheory.vml_loss.vml_s_gradient`, one vector-Jacobian product through the denoiser);
 2. a deterministic DDIM (eta = 0) move to the next level ``s`` from ``x0_hat = D(x_t)``:
    ``x_s = sqrt(ab_s) x0_hat + sqrt(1 - ab_s) eps_hat``. At ``s = 0`` this returns ``x0_hat``, i.e. ``D(x_t)``
    at the last level after its gradient steps.
@@ -65,7 +65,7 @@ import numbers
 import torch
 
 from ..denoisers import eps_from_x0
-from ..vml import _vml_s_gradient_and_x0
+from ..vml_loss import vml_s_gradient_and_x0
 from ._common import progress, randn_like, reverse_pairs
 
 __all__ = ["vml_map", "vml_map_step_size", "operator_norm_squared"]
@@ -182,11 +182,11 @@ def vml_map(denoiser, x, schedule, *, operator, y, sigma_y, steps=None, t_start=
         if n_steps == 0:
             x0 = denoiser(x, ab_t).detach()
         else:
-            grad, x0 = _vml_s_gradient_and_x0(denoiser, x, ab_t, operator, y, sigma_y)
+            grad, x0 = vml_s_gradient_and_x0(denoiser, x, ab_t, operator, y, sigma_y)
             eta = eta_t
             for _ in range(n_steps):
                 x_new = x - eta * grad
-                grad_new, x0 = _vml_s_gradient_and_x0(denoiser, x_new, ab_t, operator, y, sigma_y)
+                grad_new, x0 = vml_s_gradient_and_x0(denoiser, x_new, ab_t, operator, y, sigma_y)
                 if step_rule == "bb":
                     eta = _bb_step(x, x_new, grad, grad_new, eta_t)
                 x, grad = x_new, grad_new

@@ -92,7 +92,7 @@ class LatentBackbone:
         schedule: the UNet's training :class:`~dptheory.VPSchedule`.
         scaling_factor, shift_factor: the VAE's latent normalisation.
         latent: ``True`` (``PixelBackbone.latent`` is ``False``); the solvers go through
-            :func:`dptheory.images.latent.solve_latent`.
+            :func:`dptheory.images.latent_solve.solve_latent`.
     """
 
     latent = True

@@ -1,4 +1,4 @@
-"""Exact sampler laws (:mod:`dptheory.laws`) against Monte Carlo runs of the SAME sampler code, closed forms,
+"""Exact sampler laws (:mod:`dptheory.sampler_laws`) against Monte Carlo runs of the SAME sampler code, closed forms,
 and the docs/theory §10 numbers (claims 6, 7, 9, 10, 11, 12, 15).
 
 Problems (docs/theory §10): G2 (from ``tables``), G2post (the posterior N((1, -.5), [[.30, .12], [.12, .08]])
@@ -24,7 +24,7 @@ from tables import GAUSSIAN_PROBLEMS, measurement, problem
 
 import dptheory as dpt
 from dptheory.denoisers import ExactDenoiser
-from dptheory.laws import (
+from dptheory.sampler_laws import (
     map_rps_stage1_fixed_point,
     map_rps_stage2_law,
     sampler_law,

@@ -63,7 +63,7 @@ Running with a local Stable Diffusion 1.5 folder (nothing is downloaded)::
     from dptheory.images.backbones import load_backbone
     from dptheory.images.operators import SuperResolution
     from dptheory.images.problem import ImageInverseProblem
-    from dptheory.images.latent import solve_latent
+    from dptheory.images.latent_solve import solve_latent
 
     bb = load_backbone("sd:/path/to/stable-diffusion-v1-5", device="cuda")  # empty prompt, vae/unet/scheduler
     problem = ImageInverseProblem(SuperResolution(4), sigma_y=0.1)         # 512x512 images, model units
@@ -83,7 +83,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..samplers._common import pinv_start
+from ..samplers import pinv_start
 from .problem import ImageInverseProblem, solve_image
 
 __all__ = ["LatentOperator", "LatentSolution", "solve_latent", "LATENT_T1"]

@@ -42,7 +42,7 @@ import torch
 
 from ._checks import as_tensor, check_problem, check_schedule, check_steps, check_vector_batch
 from .gaussian import Gaussian
-from .laws_peers import PEER_DEFAULT_STEPS, PEER_KNOBS, check_peer_knobs, peer_maps
+from .sampler_laws_peers import PEER_DEFAULT_STEPS, PEER_KNOBS, check_peer_knobs, peer_maps
 from .samplers._common import reverse_pairs
 from .samplers.map_rps import bayes_prior_weight
 from .schedules import VPSchedule, linear_schedule
@@ -59,7 +59,7 @@ _KNOBS = {
     "vsrd": {"lam": _REQUIRED, "kernel": "exact", "conditional": True},
     "dps": {"zeta": 1.0, "norm": "l2", "variance": "small"},
     "map-rps": {"t0": _REQUIRED, "stage2": "posterior", "lam": 1.0, "x_map": None, "t1": 10, "w_prior": None},
-    **PEER_KNOBS,  # ddrm, diffpir, pigdm, daps (dptheory.laws_peers)
+    **PEER_KNOBS,  # ddrm, diffpir, pigdm, daps (dptheory.sampler_laws_peers)
 }
 METHODS = tuple(_KNOBS)
 
@@ -193,7 +193,7 @@ def sampler_law(problem, method: str, *, y=None, start="noise", schedule: VPSche
 
     Examples:
         >>> import dptheory as dpt
-        >>> from dptheory.laws import sampler_law
+        >>> from dptheory.sampler_laws import sampler_law
         >>> prob = dpt.LinearInverseProblem(dpt.Gaussian([0.0], [[1.0]]), [[1.0]], 1.0)
         >>> out = sampler_law(prob, "posterior", y=[2.0], start="exact", steps=10)
         >>> round(float(out.law.mean), 12), round(float(out.law.cov), 12)  # the posterior N(1, 1/2)
@@ -379,7 +379,7 @@ def _check_knobs(problem, method: str, kn: dict) -> None:
 
 
 def _one_y(problem, y) -> torch.Tensor:
-    y = problem._y(y)
+    y = problem.check_y(y)
     if y.ndim != 1:
         raise ValueError(f"y must have shape (m,) = ({problem.m},), or be None for the joint law; got "
                          f"{tuple(y.shape)}")
@@ -467,4 +467,4 @@ def map_rps_stage1_fixed_point(problem, y, t1: int = 10, schedule: VPSchedule | 
     O(tau^2) from the MAP. Affine in ``y``; ``y (..., m)`` -> ``(..., d)``.
     """
     M, b = _stage1_affine(problem, t1, schedule, w_prior)
-    return problem._y(y) @ M.T + b
+    return problem.check_y(y) @ M.T + b

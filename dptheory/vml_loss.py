@@ -51,7 +51,7 @@ def _parts(problem, y, x_t, alpha_bar):
     if check_sigma(problem.sigma_y) == 0.0:
         raise ValueError("vml needs sigma_y > 0 (p(y | x0) has no density at sigma_y = 0)")
     x_t = check_vector_batch(x_t, problem.dim, "x_t", like=problem.A)
-    y = problem._y(y)
+    y = problem.check_y(y)
     den = ExactDenoiser(problem.prior)
     return ab, x_t, y, den(x_t, ab), den.cov(x_t, ab)
 
@@ -130,7 +130,7 @@ def vml_s(problem, y, x_t, alpha_bar) -> torch.Tensor:
     return _vml_s(problem, ab, x_t, y, D)
 
 
-def _vml_s_gradient_and_x0(denoiser, x_t, alpha_bar, operator, y, sigma_y):
+def vml_s_gradient_and_x0(denoiser, x_t, alpha_bar, operator, y, sigma_y):
     """``(grad VML_S, D(x_t))`` from ONE denoiser call (a forward with autograd and one vector-Jacobian
     product)."""
     ab = _level(alpha_bar)
@@ -170,4 +170,4 @@ def vml_s_gradient(denoiser, x_t, alpha_bar, operator, y, sigma_y) -> torch.Tens
     sigma_y = check_sigma(sigma_y)
     if sigma_y == 0.0:
         raise ValueError("vml_s_gradient needs sigma_y > 0 (the data term is ||y - A D||^2 / (2 sigma_y^2))")
-    return _vml_s_gradient_and_x0(denoiser, x_t, alpha_bar, operator, y, sigma_y)[0]
+    return vml_s_gradient_and_x0(denoiser, x_t, alpha_bar, operator, y, sigma_y)[0]

@@ -1,6 +1,6 @@
 """Affine steps of DDRM, DiffPIR, PiGDM and DAPS on a linear-Gaussian problem, for :func:`dptheory.sampler_law`.
 
-With the exact prior denoiser ``D(x_t) = K x_t + J Y + b`` (affine; :class:`dptheory.laws._BaseLaw`) every step
+With the exact prior denoiser ``D(x_t) = K x_t + J Y + b`` (affine; :class:`dptheory.sampler_laws._BaseLaw`) every step
 of these samplers is ``x_s = F x_t + H Y + h + xi``, ``xi ~ N(0, Q)`` independent of the past, written below line
 by line as the samplers (:mod:`dptheory.samplers.ddrm`, ``diffpir``, ``pigdm``, ``daps``) compute it. Spectral
 filters ``V diag(c(s)) V^T`` use the same :class:`~dptheory.samplers._svd.Spectrum` as the samplers, so the
