@@ -9,10 +9,8 @@ invertible; docs/theory §2.1 and §3.2):
     Sig_k = (I - G_k A) S_k (I - G_k A)^T + sigma_y^2 G_k G_k^T   (Joseph form of S_k - G_k A S_k)
     log p(y | k) = log N(y; A m_k, R_k)                   (evidence)
 
-The Joseph form equals ``S - G A S`` exactly and keeps the result PSD in floating point. The posterior
-covariance does not depend on y, so it is computed once and the means and evidences are evaluated for any
-batch of measurements.
-
+The Joseph form equals ``S - G A S`` exactly and stays PSD in floating point. The posterior covariance does not
+depend on y, so it is computed once and the means and evidences are evaluated for any batch of measurements.
 Source: standard Gaussian conditioning (Kalman gain); Bishop, PRML, eqs. (2.113)-(2.117).
 """
 

@@ -1,22 +1,17 @@
 """One denoiser interface joins theory and practice: ``D(x_t, alpha_bar) -> E[x0 | x_t]``.
 
-The noise level ``t`` is passed as its ``alpha_bar_t`` (a float in (0, 1]), so one denoiser serves every
-schedule and every respaced grid; a network adapter maps ``alpha_bar`` to its own training timestep. Score and
-noise prediction are derived from the denoiser in ONE place (docs/theory §0):
+The noise level is passed as its ``alpha_bar_t`` (a float in (0, 1]), so one denoiser serves every schedule and
+every respaced grid; a network adapter maps it to its own training timestep. Score and noise prediction are derived
+from the denoiser in ONE place (docs/theory §0):
 
     score(x_t) = (sqrt(ab) D - x_t) / (1 - ab)          eps(x_t) = (x_t - sqrt(ab) D) / sqrt(1 - ab)
     D = (x_t - sqrt(1 - ab) eps) / sqrt(ab)              D = sqrt(ab) x_t - sqrt(1 - ab) v   (v-prediction)
 
-Implementations:
-
-- :class:`ExactDenoiser` of a Gaussian or GMM prior (exact Tweedie; also exact ``Cov[x0|x_t]`` and exact draws
-  from ``p(x0 | x_t)``, which make the exact reverse kernels of docs/theory §3.3);
-- :class:`ConditionalExactDenoiser`: ``E[x0 | x_t, y]`` from the exact posterior of a
-  :class:`~dptheory.LinearInverseProblem`, for one ``y`` or one ``y`` per particle;
-- :class:`NetworkDenoiser`: adapter for a network predicting ``eps``, ``x0`` or ``v`` on its own discrete
-  schedule.
-
-Every denoiser is differentiable in ``x_t`` with torch autograd (DPS back-propagates through it).
+Implementations: :class:`ExactDenoiser` of a Gaussian or GMM prior (exact Tweedie, ``Cov[x0|x_t]`` and draws from
+``p(x0 | x_t)``: the exact reverse kernels of docs/theory §3.3); :class:`ConditionalExactDenoiser`,
+``E[x0 | x_t, y]`` from the exact posterior of a :class:`~dptheory.LinearInverseProblem` (one ``y`` or one per
+particle); :class:`NetworkDenoiser`, an adapter for a network predicting ``eps``, ``x0`` or ``v`` on its own
+discrete schedule. Every denoiser is differentiable in ``x_t`` with torch autograd (DPS back-propagates through it).
 """
 
 from __future__ import annotations

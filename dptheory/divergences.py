@@ -1,52 +1,17 @@
 r"""Divergences between laws: Wasserstein-2 and Kullback-Leibler, exact where a closed form exists.
 
-================================  =====================================  ================================
-function                          what it returns                        exact?
-================================  =====================================  ================================
-:func:`gaussian_w2_squared`       W2^2 between two Gaussians (Bures)     exact, PSD covariances allowed
-:func:`gaussian_w2`               W2 (not squared)                       exact
-:func:`gaussian_kl`               KL between two Gaussians               exact; +inf if p is singular
-:func:`gmm_mw2_squared`           mixture-Wasserstein MW2^2              exact, an UPPER bound on W2^2
-:func:`gelbrich_w2_squared`       Gelbrich bound from the moments        exact, a LOWER bound on W2^2
-:func:`empirical_w2_squared`      exact OT between two sample sets       biased UPWARD for W2^2
-:func:`quantile_w2_squared_1d`    W2^2 of two 1-D mixtures (quantiles)   quadrature, ~1e-5
-:func:`gmm_kl_monte_carlo`        KL by Monte Carlo, with a std error    unbiased
-:func:`gmm_kl_variational`        Hershey-Olsen approximation            NOT a bound
-:func:`gmm_kl_upper_bound`        Hershey-Olsen variational bound        an UPPER bound on KL
-:func:`kl_samples_to_density`     KL(samples || known density)           nearest-neighbour, asymptotic
-================================  =====================================  ================================
+- Gaussians: :func:`gaussian_w2_squared` (Bures, PSD covariances allowed), :func:`gaussian_w2`, :func:`gaussian_kl`;
+- mixtures: :func:`gmm_mw2_squared` (an UPPER bound on W2^2), :func:`gelbrich_w2_squared` (a LOWER bound),
+  :func:`quantile_w2_squared_1d` (1-D, by quantiles), :func:`gmm_kl_monte_carlo` (with a standard error),
+  :func:`gmm_kl_variational` (NOT a bound) and :func:`gmm_kl_upper_bound` (Hershey-Olsen);
+- samples: :func:`empirical_w2_squared` (exact OT, biased UPWARD for W2^2) and :func:`kl_samples_to_density`.
 
-For two GMMs, ``gelbrich_w2_squared <= W2^2 <= gmm_mw2_squared`` (docs/theory §9.4), and ``empirical_w2_squared``
-estimates W2^2 from above on average.
-
-Every function takes :class:`~dptheory.gaussian.Gaussian` / :class:`~dptheory.mixture.GaussianMixture`
-objects (a Gaussian counts as a one-component mixture where mixtures are accepted) and returns a 0-d tensor
-in the promoted dtype of its inputs, on their device; the Monte Carlo KL returns an
-:class:`~dptheory.estimate.Estimate`. POT is imported inside the functions that use it, so that
-``import dptheory`` stays fast; numpy appears only at that edge.
-
-The pairwise component quantities (Bures costs, Gaussian KLs) are computed in one batched pass from the
-cached eigendecompositions of the covariances (:mod:`dptheory.linalg`), so that singular (PSD) covariances,
-Dirac points included, are handled where the divergence is defined.
-
-References:
-    [dowson1982] Dowson & Landau (1982), "The Frechet distance between multivariate normal distributions",
-        J. Multivariate Anal. 12(3). Also Givens & Shortt (1984); Peyre & Cuturi (2019), "Computational
-        Optimal Transport", Remark 2.31.
-    [gelbrich1990] Gelbrich (1990), "On a formula for the L2 Wasserstein metric between measures on
-        Euclidean and Hilbert spaces", Math. Nachr. 147, 185-203.
-    [delon2020] Delon & Desolneux (2020), "A Wasserstein-type distance in the space of Gaussian mixture
-        models", SIAM J. Imaging Sci. 13(2), 936-970 (the MW2 distance; Section 4).
-    [hershey2007] Hershey & Olsen (2007), "Approximating the Kullback Leibler divergence between Gaussian
-        mixture models", ICASSP, sections "variational approximation" and "variational upper bound".
-    [kozachenko1987] Kozachenko & Leonenko (1987), "Sample estimate of the entropy of a random vector",
-        Probl. Inf. Transm. 23(2), 95-101 (``kozachenko_leonenko_entropy``; psi(n) - psi(1) + log V_d +
-        (d / n) sum log r_i).
-    [fournier2015] Fournier & Guillin (2015), "On the rate of convergence in Wasserstein distance of the
-        empirical measure", Probab. Theory Relat. Fields 162.
-
-Equation numbers are given only where they were checked; the others cite sections (no paper notes yet).
-    [flamary2021] Flamary et al. (2021), "POT: Python Optimal Transport", JMLR 22(78).
+Inputs are :class:`~dptheory.gaussian.Gaussian` / :class:`~dptheory.mixture.GaussianMixture` objects (a Gaussian
+counts as a one-component mixture); outputs are 0-d tensors in the inputs' promoted dtype, on their device (the
+Monte Carlo KL gives an :class:`~dptheory.estimate.Estimate`). Pairwise component terms are batched over cached
+eigendecompositions (:mod:`dptheory.linalg`), so singular covariances work; POT is imported inside the functions.
+The table of what each function returns, the bounds (docs/theory §9.4) and the references cited as ``[key]`` in
+the function docstrings are in docs/theory §9.5.
 """
 
 from __future__ import annotations

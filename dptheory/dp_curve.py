@@ -1,24 +1,17 @@
 """Optimal distortion-perception (D-P) curves with MSE distortion and W2 perception.
 
-Joint form (Blau & Michaeli, CVPR 2018; Freirich, Michaeli & Meir, NeurIPS 2021, docs/theory §1.5 and §2.3):
+Joint form (Blau & Michaeli, CVPR 2018; Freirich, Michaeli & Meir, NeurIPS 2021; docs/theory §1.5 and §2.3):
 
     D(P) = D* + ((W - P)_+)^2,    D* = E||X - X*||^2,  X* = E[X|Y],  W = W2(p_X, p_{X*}).
 
-Per-measurement form for a fixed y (docs/theory §1.6; the form of Wang et al.'s Theorem 2):
+Per-measurement form for a fixed y (docs/theory §1.6; Wang et al.'s Theorem 2), attained by the shrunk posterior
+samples ``mu_y + c (X~ - mu_y)``, ``c = 1 - P / sqrt(tr Sigma_y)``:
 
-    D_y(P) = tr Sigma_y + ((sqrt(tr Sigma_y) - P)_+)^2,  Sigma_y = Cov[X | y],
+    D_y(P) = tr Sigma_y + ((sqrt(tr Sigma_y) - P)_+)^2,  Sigma_y = Cov[X | y].
 
-attained by shrunk posterior samples ``mu_y + c (X~ - mu_y)``, ``c = 1 - P / sqrt(tr Sigma_y)``.
-
-For a Gaussian prior the joint-optimal estimators are explicit (docs/theory §2.3): with
-``M = S^{1/2} S* S^{1/2}``, ``T = S^{1/2} (M^+)^{1/2} S^{1/2}``, ``Pi`` the projector onto range(M) and
-``Q = S^{1/2} (I - Pi) S^{1/2}``, the estimator at perception P <= W is
-
-    X^_P = m + [(1 - c) I + c T](X* - m) + c W0,   W0 ~ N(0, Q),   c = 1 - P / W,
-
-with law ``N(m, T_P S* T_P + c^2 Q)``, MSE ``D* + c^2 W^2`` and W2 to p_X equal to P. (The pseudo-inverse form
-is valid when S* is singular; a transcription of the paper's singular-case map found in third-party code is
-not a valid coupling, see docs/theory §1.5.)
+For a Gaussian prior the joint-optimal estimator at P <= W is explicit (docs/theory §2.3, with ``T`` and ``Q`` of
+the pseudo-inverse form, valid for a singular S*): ``X^_P = m + [(1 - c) I + c T](X* - m) + c W0``,
+``W0 ~ N(0, Q)``, ``c = 1 - P / W``, with law ``N(m, T_P S* T_P + c^2 Q)``, MSE ``D* + c^2 W^2`` and W2 to p_X = P.
 """
 
 from __future__ import annotations

@@ -1,62 +1,17 @@
 """The distortion-perception curve with MSE distortion and KL perception, for a Gaussian posterior.
 
-Per measurement: the posterior is ``p = N(mu, Sigma)`` (eigenvalues ``s_i``), an estimator is any law ``q`` of
-``X^`` given y, drawn independently of X given y (Blau & Michaeli's Markov chain X -> Y -> X^), so its distortion
-is ``E[||X - X^||^2 | y] = tr Sigma + ||m_q - mu||^2 + tr C_q`` (mean ``m_q``, covariance ``C_q``). The curve is
+Per measurement, with the posterior ``p = N(mu, Sigma)`` (eigenvalues ``s_i``) and an estimator law ``q`` drawn
+independently of X given y, ``D_KL(P) = min { tr Sigma + ||m_q - mu||^2 + tr C_q : KL <= P }`` (docs/theory §2.5).
 
-    D_KL(P) = min { tr Sigma + ||m_q - mu||^2 + tr C_q  :  KL <= P }.
+- Reverse ``KL(q || p)`` (:class:`KLDPCurve`, what the figures plot): the optimum over ALL laws is
+  ``N(mu, C(theta))``, ``c_i = s_i theta / (s_i + theta)``, with ``b_i = theta / (s_i + theta)``,
+  ``P = sum_i (b_i - 1 - log b_i) / 2`` and ``D = tr Sigma + sum_i s_i b_i`` (theta = inf: posterior sampling).
+- Forward ``KL(p || q)`` over GAUSSIAN laws (a stated restriction): ``c_i = (sqrt(theta^2 + 4 theta s_i) - theta)
+  / 2``; the non-Gaussian optimum in 1-D is :func:`forward_kl_optimum_1d` (quadrature).
+- Joint form over Y (prior ``N(m, S)``): :func:`joint_kl_dp_point_commuting` when ``S* = Cov X*`` and ``S``
+  commute; otherwise a convex program over covariances, not implemented here.
 
-The two directions of KL give different curves and different optimal laws.
-
-**Reverse, KL(q || p)** (the estimator's law to the posterior; what the figures plot). For fixed mean and
-covariance, ``KL(q || p) = -H(q) - E_q log p`` is smallest for the Gaussian q (``E_q log p`` depends only on the
-two moments, and the Gaussian maximises entropy), so the optimum is Gaussian, over ALL laws. A mean offset
-raises both D and KL, so ``m_q = mu``. With ``B = Sigma^{-1/2} C Sigma^{-1/2}`` the problem is to minimise
-``tr(Sigma B)`` subject to ``(tr B - d - log det B)/2 <= P``; the Lagrangian's stationarity
-``Sigma + (nu/2)(I - B^{-1}) = 0`` gives, with ``theta = nu/2 > 0``,
-
-    C(theta) = (Sigma^{-1} + I/theta)^{-1},   c_i = s_i theta / (s_i + theta),
-
-the posterior "observed once more" with isotropic noise of variance theta (the problem is convex in B, so this
-stationary point is the global optimum). Along it
-
-    P(theta) = 1/2 sum_i (b_i - 1 - log b_i),   D(theta) = tr Sigma + sum_i s_i b_i,   b_i = theta / (s_i + theta).
-
-theta = inf is posterior sampling (P = 0, D = 2 tr Sigma); theta -> 0 is the MMSE point (P = inf, D = tr Sigma).
-Unlike the W2 curve (optimal laws ``N(mu, c^2 Sigma)``, a uniform shrink), the KL-optimal law shrinks the
-high-variance directions more; for an isotropic Sigma the two families coincide.
-
-**Forward, KL(p || q)** (the posterior to the estimator's law). Here the optimum over all laws is NOT Gaussian:
-the objective is convex in q and its stationarity gives ``q ∝ p / (kappa + nu ||x - mu||^2)`` (plus an atom at
-mu when d >= 3). Over GAUSSIAN laws (a restriction, stated): with the precision ``L = C^{-1}`` both
-``tr(L Sigma) - log det L`` and ``tr L^{-1}`` are convex, and stationarity gives ``C^2 + theta C = theta Sigma``:
-
-    c_i = (sqrt(theta^2 + 4 theta s_i) - theta) / 2,   P = 1/2 sum_i (s_i/c_i - 1 + log(c_i/s_i)).
-
-The non-Gaussian optimum in 1-D is :func:`forward_kl_optimum_1d` (quadrature), to measure what the restriction
-costs.
-
-**Joint form** (KL(p_X^ || p_X) over Y, prior N(m, S)). ``D = D* + E||X* - X^||^2`` with ``X* = E[X|Y]``, and
-the best coupling gives ``D(P) = D* + min { W2^2(p_{X*}, q) : KL(q || p_X) <= P }``. Replacing q by the Gaussian
-with its moments lowers both terms (Gelbrich's bound, and the entropy argument above), so the optimum is
-Gaussian; but the Bures term couples ``S* = Cov X*`` with q's covariance and there is no closed form unless
-``S*`` and ``S`` commute. :func:`joint_kl_dp_point_commuting` solves the commuting case (one scalar root per
-eigen-direction); otherwise it is a convex program over covariances, not implemented here.
-
-Sources: the problem is Blau & Michaeli (CVPR 2018)'s P-D function with d = KL; the closed forms are derived
-here (Lagrangian over covariances, as above).
-
-Examples:
-    >>> import math
-    >>> import dptheory as dpt
-    >>> curve = dpt.KLDPCurve(dpt.Gaussian([0.0], [[1.0]]))  # reverse KL, posterior N(0, 1)
-    >>> P, D = curve.point(1.0)  # theta = 1: optimal variance 1/2, D = 1 + 1/2
-    >>> round(float(P), 12) == round(0.5 * (0.5 - 1 - math.log(0.5)), 12), float(D)
-    (True, 1.5)
-    >>> round(float(curve.distortion(float(P))), 12)  # the inverse by bisection
-    1.5
-    >>> float(curve.distortion(0.0))  # P = 0: posterior sampling, 2 tr Sigma
-    2.0
+Source: Blau & Michaeli (CVPR 2018)'s P-D function with d = KL; the closed forms are derived in docs/theory §2.5.
 """
 
 from __future__ import annotations
@@ -112,12 +67,24 @@ def _kl_eigs(s: torch.Tensor, c: torch.Tensor, direction: str) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class KLDPCurve:
-    """The per-measurement KL D-P curve of a Gaussian posterior ``N(mu, Sigma)`` (module docstring).
+    """The per-measurement KL D-P curve of a Gaussian posterior ``N(mu, Sigma)`` (docs/theory §2.5).
 
     Attributes:
         posterior: the Gaussian posterior (SPD covariance).
         direction: ``"reverse"`` (KL(q || p), optimal over all laws) or ``"forward"`` (KL(p || q), optimal over
             Gaussian laws only).
+
+    Examples:
+        >>> import math
+        >>> import dptheory as dpt
+        >>> curve = dpt.KLDPCurve(dpt.Gaussian([0.0], [[1.0]]))  # reverse KL, posterior N(0, 1)
+        >>> P, D = curve.point(1.0)  # theta = 1: optimal variance 1/2, D = 1 + 1/2
+        >>> round(float(P), 12) == round(0.5 * (0.5 - 1 - math.log(0.5)), 12), float(D)
+        (True, 1.5)
+        >>> round(float(curve.distortion(float(P))), 12)  # the inverse by bisection
+        1.5
+        >>> float(curve.distortion(0.0))  # P = 0: posterior sampling, 2 tr Sigma
+        2.0
     """
 
     posterior: Gaussian

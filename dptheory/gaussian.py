@@ -7,10 +7,9 @@ With ``S = cov``, ``m = mean`` and ``S_t = ab S + (1 - ab) I`` (docs/theory §3.
 - Tweedie denoiser           E[x0 | x_t] = m + K_t (x_t - sqrt(ab) m),   K_t = sqrt(ab) S S_t^{-1}
 - Tweedie covariance         Cov[x0 | x_t] = C_t = S - ab S S_t^{-1} S   (constant in x_t)
 
-All algebra comes from one cached eigendecomposition ``S = V diag(lam) V^T`` (:mod:`dptheory.linalg`), so
-a diffused Gaussian reuses it (``S_t = V diag(ab lam + 1 - ab) V^T``). Singular (PSD, rank-deficient)
-covariances are allowed for sampling, diffusion, denoising and conditioning; ``log_prob`` and ``score`` need an
-SPD covariance and say so.
+All algebra comes from one cached eigendecomposition ``S = V diag(lam) V^T`` (:mod:`dptheory.linalg`), reused by
+the diffused law (``S_t = V diag(ab lam + 1 - ab) V^T``). Singular (PSD) covariances are allowed for sampling,
+diffusion, denoising and conditioning; ``log_prob`` and ``score`` need an SPD covariance and say so.
 
 Sources: Efron (2011), "Tweedie's formula and selection bias"; Ho et al. (2020), DDPM, eq. (4).
 """

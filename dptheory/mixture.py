@@ -9,13 +9,8 @@ With ``S_{k,t} = ab S_k + (1 - ab) I`` and ``c_k = sqrt(ab) m_k`` (docs/theory Â
 - Tweedie covariance   Cov[x0|x_t] = sum_k gamma_k (C_k + mu_k mu_k^T) - E E^T,  C_k = S_k - ab S_k S_{k,t}^{-1} S_k
 - posterior given y    weights  ~ w_k N(y; A m_k, A S_k A^T + s^2 I), components = Gaussian posteriors.
 
-Fast path. Each component's covariance is decomposed once, ``S_k = V_k diag(lam_k) V_k^T``, so
-``S_{k,t} = V_k diag(e_k) V_k^T`` with ``e_k = ab lam_k + 1 - ab``. For a chunk of points X (n_c x d), all K
-whitened coordinates come from ONE GEMM against the concatenated eigenbases, ``U = X [V_1 .. V_K] - b``, and
-score and denoiser come from ONE GEMM of the responsibility-weighted coordinates against the stacked
-back-projections ``[diag(1/e_k) V_k^T | diag(sqrt(ab) lam_k / e_k) V_k^T]``. That is 6 n K d^2 flops
-in two large GEMMs per chunk; the chunk size keeps ``U`` in cache.
-
+Fast path: each ``S_k = V_k diag(lam_k) V_k^T`` is decomposed once, and a chunk's score and denoiser come from two
+large GEMMs against the stacked eigenbases (``benchmarks/README.md``, "GMM denoiser fast path").
 Sources: Carreira-Perpinan (2000) for GMM modes; Efron (2011) for Tweedie.
 """
 

@@ -1,25 +1,17 @@
 """The law of the MMSE estimate ``X* = E[X | Y]`` for a scalar signal (d = 1), and ``W = W2(p_X, p_X*)`` exactly.
 
-For ``Y = a X + sigma_y N`` (``a`` an ``(m, 1)`` column, ``x`` scalar) the likelihood depends on ``y`` only through
-the sufficient statistic ``s = a^T y``: ``p(y | x) ∝ exp(x s / sigma_y^2 - |a|^2 x^2 / (2 sigma_y^2))``. So
-``E[X | y] = g(s)`` and, the posterior being an exponential family in ``s / sigma_y^2``,
-
-    g'(s) = Var[X | s] / sigma_y^2 >= 0:
-
-``g`` is non-decreasing for ANY prior. The law of ``X*`` is therefore the push-forward of the law of ``s`` by a
-monotone map, and its quantile function is ``Q_X*(u) = g(Q_s(u))``. For a Gaussian or Gaussian-mixture prior
-``s`` is a 1-D mixture, ``s | x ~ N(|a|^2 x, |a|^2 sigma_y^2)``, i.e. component k is
-``N(|a|^2 m_k, |a|^4 S_k + |a|^2 sigma_y^2)``, whose quantiles :func:`dptheory.quantile_1d` computes to round-off.
-In 1-D the monotone coupling is optimal, so
+For ``Y = a X + sigma_y N`` (``a`` an ``(m, 1)`` column) the likelihood depends on ``y`` only through ``s = a^T y``,
+so ``E[X | y] = g(s)`` with ``g'(s) = Var[X | s] / sigma_y^2 >= 0``: ``g`` is non-decreasing for ANY prior, and the
+law of ``X*`` has the quantile function ``Q_X*(u) = g(Q_s(u))``, where ``s`` is a 1-D mixture with components
+``N(|a|^2 m_k, |a|^4 S_k + |a|^2 sigma_y^2)`` (quantiles by :func:`dptheory.quantile_1d`, to round-off). The
+monotone coupling is optimal in 1-D, so (derivation: docs/theory §2.2)
 
     W^2 = W2^2(p_X, p_X*) = int_0^1 (Q_X(u) - g(Q_s(u)))^2 du,
 
-evaluated by the midpoint rule with ``N`` levels ``u_i = (i - 1/2) / N``. No sampling and no OT solver: the
-only error is the midpoint rule's, which misses the outermost tails (it is slightly LOW; for two Gaussians
-``-1.3 (s_f - s_g)^2 / N``, see :func:`dptheory.quantile_w2_squared_1d`).
-
-Source: the monotonicity is Tweedie's second-order identity for the natural parameter (Efron 2011, "Tweedie's
-formula and selection bias", eq. (2.8)); the quantile form of W2 on the line: Villani (2003), Chapter 2.
+by the midpoint rule with ``N`` levels ``u_i = (i - 1/2) / N``; no sampling and no OT solver. The only error is the
+midpoint rule's, slightly LOW (it misses the outermost tails; for two Gaussians ``-1.3 (s_f - s_g)^2 / N``, see
+:func:`dptheory.quantile_w2_squared_1d`). Source: Tweedie's second-order identity (Efron 2011, "Tweedie's formula
+and selection bias", eq. (2.8)); the quantile form of W2 on the line: Villani (2003), Chapter 2.
 """
 
 from __future__ import annotations

@@ -1,21 +1,17 @@
 """The shared look and the shared output of the figures in ``analyses/`` (STYLE item 11).
 
-Every analysis script draws with this module so that the gallery is consistent:
-
 - :func:`parse_args`: the common command line, ``--quick`` and ``--out DIR`` (default ``figures/``);
 - :func:`style`: a context manager with the seaborn theme ("whitegrid", "paper" context, colour-blind palette)
   applied through ``matplotlib.rc_context``, so nothing global is changed;
-- :func:`figure`: a constrained-layout :class:`matplotlib.figure.Figure` built WITHOUT pyplot (no GUI backend,
-  no global figure registry, nothing to close; ``savefig`` renders with Agg for PNG and the PDF backend);
+- :func:`figure`: a constrained-layout :class:`matplotlib.figure.Figure` built WITHOUT pyplot (no GUI backend, no
+  global figure registry; ``savefig`` renders with Agg for PNG and the PDF backend);
 - :func:`draw_dp_curve`: an optimal D-P curve ``D(P) = D* + ((W - P)_+)^2`` drawn in the (MSE, W2) plane;
 - :func:`save_figure`: ``<out>/<name>.png`` and ``.pdf`` plus the ``.json`` sidecar holding the parameters, the
   seed, the package version and the plotted numbers.
 
-The D-P plane is drawn with the distortion (MSE) on the x-axis and the perception (W2 or KL to the target law) on
-the y-axis, as in Wang et al.'s "W2 and KL against MSE" figures. Colours are fixed per method (:data:`COLORS`).
-
-matplotlib and seaborn are imported inside the functions only: ``import dptheory`` never pulls them in, and they
-are needed only with the ``figures`` extra.
+Axes: the distortion (MSE) on x, the perception (W2 or KL to the target law) on y, as in Wang et al.'s "W2 and KL
+against MSE" figures; colours are fixed per method (:data:`COLORS`). matplotlib and seaborn are imported inside the
+functions only (the ``figures`` extra), so ``import dptheory`` never pulls them in.
 """
 
 from __future__ import annotations

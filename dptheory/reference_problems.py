@@ -5,18 +5,13 @@
 - ``Iso``: a problem whose posterior is N((1, -.5), 0.2 I) (isotropic).
 - ``B1``: the 1-D prior 0.5 N(-1, .05) + 0.5 N(1, .05), A = 1 (denoising), with a chosen sigma_y and y.
 
-A problem "whose posterior is N(mu, Sigma)" is built with A = I, sigma_y = 1, prior N(0, (Sigma^{-1} - I)^{-1}) and
-``y = Sigma^{-1} mu``, which needs ``Sigma^{-1} - I`` to be SPD (true for G2post and Iso).
+A problem "whose posterior is N(mu, Sigma)" has A = I, sigma_y = 1, prior N(0, (Sigma^{-1} - I)^{-1}) and
+``y = Sigma^{-1} mu``, which needs ``Sigma^{-1} - I`` SPD (true for G2post and Iso).
 
 **Perturbed data (round-off guard).** Inside ``with perturbed(rel):`` every constructor here multiplies each of its
-defining numbers ``v`` by ``1 + rel * u`` with ``u`` uniform in [-1, 1], drawn from a generator seeded by ``seed``
-and the number's name (so two calls of the same constructor build the same perturbed problem). The defining
-numbers are those in the constructor's description: G2's prior mean and covariance (perturbed symmetrically), A,
-sigma_y and y; the mu and Sigma of a problem with a given posterior (Iso: the scalar variance 0.2, so it stays
-isotropic); B1's delta, var, sigma_y and y (its weights stay equal, so B1 stays symmetric, and y = 0 stays 0: a
-relative perturbation keeps zeros); the GMM2 prior's weights (renormalised), means and covariances. A verdict that
-changes under ``rel = 1e-12`` depends on round-off (``tests/test_claims_roundoff.py``). Outside the block (``rel =
-0``, the default) nothing is touched: each number is returned exactly as given.
+defining numbers ``v`` by ``1 + rel * u``, ``u`` uniform in [-1, 1] from a generator seeded by ``seed`` and the
+number's name (which numbers, and what stays fixed: docs/theory §10). A verdict that changes under ``rel = 1e-12``
+depends on round-off (``tests/test_claims_roundoff.py``). Outside the block nothing is touched.
 """
 
 from __future__ import annotations

@@ -1,26 +1,17 @@
 """``dptheory reproduce [--quick] [--out DIR]``: every figure of ``analyses/`` and the claims report, in one run.
 
-The analyses are gallery-style scripts in the repository's ``analyses/`` folder, next to the package
-(``Path(dptheory.__file__).resolve().parent.parent / "analyses"``); they are not part of an installed wheel, so
-this command needs a source checkout (``pip install -e .``). Each script exposes ``main(argv) -> int`` and is
-run IN-PROCESS (loaded with importlib, called with ``--out DIR`` and, with ``--quick``, ``--quick``), so the heavy
-imports happen once. A failing script is reported and the others still run.
+The analyses live in ``analyses/`` next to the package (a source checkout, ``pip install -e .``); each exposes
+``main(argv) -> int`` and runs IN-PROCESS (importlib, ``--out DIR`` and ``--quick``), so heavy imports happen once; a
+failing script is reported and the others still run. Then :func:`dptheory.claims.run_claims` writes
+``<out>/claims.md`` and ``claims.json``, and ``<out>/reproduce.json`` records what ran, the time of each step, the
+claim summary and the run's identity (:func:`run_identity`: run id, version, git commit, machine, threads, load
+and the SHA-256 of every file written, so a test can check that the committed figures come from one run).
 
-Then the claims are run (:func:`dptheory.claims.run_claims`) and written as ``<out>/claims.md`` and
-``<out>/claims.json``; ``<out>/reproduce.json`` records what ran, the time of each step and the claim summary,
-plus what makes the run identifiable (:func:`run_identity`): one run id, the package version, the git commit, the
-machine, the threads and the load, and the SHA-256 of every file the run wrote, so a test can check that the
-committed figures all come from this one run.
-The exit status is 0 when every analysis ran and every claim check met the toolkit's expectation, 1 otherwise,
-2 when the ``analyses/`` folder cannot be found or an option is invalid, and 130 after Ctrl-C.
-
-Every file (figures, sidecars, claims, ``reproduce.json``) is written to a temporary file and renamed
-(:mod:`dptheory._atomic`), so an interrupt or a full disk never leaves a partial file. ``reproduce.json`` is
-written when the run starts (``"status": "running"``) and after every figure, and says at the end ``"ok"``,
-``"failed"`` or ``"interrupted"``, with the figures this run completed (``"completed"``); a Ctrl-C is recorded and
-the run exits with 130, also when a library swallowed the ``KeyboardInterrupt`` (the SIGINT handler keeps a flag).
-``--resume`` skips a figure whose PNG, PDF and sidecar exist and whose sidecar was written by the same dptheory
-version with the same ``--quick`` setting (the run's parameters).
+Exit status: 0 when every analysis ran and every claim met the toolkit's expectation, 1 otherwise, 2 without
+``analyses/`` or with an invalid option, 130 after Ctrl-C (also when a library swallowed the ``KeyboardInterrupt``).
+Every file is written atomically (:mod:`dptheory._atomic`); ``reproduce.json`` is written at the start (``"status":
+"running"``) and after every figure, and ends ``"ok"``, ``"failed"`` or ``"interrupted"`` with the completed
+figures. ``--resume`` skips a figure whose PNG, PDF and sidecar exist, with the same version and ``--quick``.
 """
 
 from __future__ import annotations

@@ -1,35 +1,17 @@
 """Exact laws of samplers on a linear-Gaussian problem (docs/theory §4, §5.2 and §6.3).
 
-On ``X ~ N(m, S)``, ``Y = A X + N(0, s^2 I)`` with the exact denoisers, every step of ``ddpm``,
-``ddim``, ``posterior``, ``vsrd`` (both kernels), ``dps`` with ``norm="squared"`` and MAP-RPS stage 2 is
-affine-Gaussian:
+On ``X ~ N(m, S)``, ``Y = A X + N(0, s^2 I)`` with the exact (affine) denoisers, every step of ``ddpm``, ``ddim``,
+``posterior``, ``vsrd`` (both kernels), ``dps`` with ``norm="squared"`` and MAP-RPS stage 2 is affine-Gaussian:
 
-    x_s = F x_t + H Y + h + xi,    xi ~ N(0, Q) independent of everything before.
+    x_s = F x_t + H Y + h + xi,    xi ~ N(0, Q) independent of everything before,
 
-The denoiser is affine: ``E[x0 | x_t] = K x_t + (I - sqrt(ab) K) m`` with
-``K = sqrt(ab) S (ab S + (1-ab) I)^{-1}``, and the conditional one is the same with the posterior
-``N(mu(Y), Sigma)``, where ``mu(Y) = m + L (Y - A m)`` is affine in Y (docs/theory §3.1). So the law of the
-output ``X^`` is Gaussian and follows exactly, without sampling, from
-``(mean, C) -> (Phi mean + phi, Phi C Phi^T + Q)``. We track the AUGMENTED state ``z = (X, Y, x_t)`` of
-dimension ``d + m + d``, which gives both
-
-- the per-measurement law (``y`` given: ``X | y ~ N(mu_y, Sigma)``, ``Y`` a point mass), with
-  ``E[||X - X^||^2 | y] = tr Sigma + ||E X^ - mu_y||^2 + tr Cov X^``; and
-- the joint law over ``Y ~ p(y)`` (``y=None``), with the joint MSE ``E||X - X^||^2`` and ``Cov(X, X^)``.
-
-The steps mirror :mod:`dptheory.samplers` line by line (same grid from ``schedule.timesteps``, same
-coefficients, no noise at the final DDPM step). Not affine, hence not here: DPS with the unsquared norm
-(``norm="l2"``, the default and the official code), clipping, and MAP-RPS stage 1 as an optimiser (its
-expected-gradient fixed point is affine in y: :func:`map_rps_stage1_fixed_point`).
-
-Closed forms to check the recursion against:
-
-- :func:`vsrd_end_law`: docs/theory §5.2, ``mu_0 = mu_y + G (mu_K - sqrt(ab_K) mu_y)``,
-  ``Sigma_0 = lam Sigma + G (Sigma_K - lam Sigma_K^true) G^T``, ``G = sqrt(ab_K) Sigma (Sigma_K^true)^{-1}``;
-- :func:`map_rps_stage2_law`: docs/theory §6.3, ``N(mu_y, Sigma (I - U^2))`` from ``x_MAP = mu_y``,
-  ``U = ab Sigma (ab Sigma + (1 - ab) I)^{-1}``;
-- :attr:`SamplerLaw.gain` ``= F_1 ... F_K``, which equals ``dE[x0 | x_K]/dx_K = G_K`` for exact kernels
-  (docs/theory §4, composition).
+so the output law follows exactly, without sampling, from ``(mean, C) -> (Phi mean + phi, Phi C Phi^T + Q)`` on
+the augmented state ``z = (X, Y, x_t)``: per measurement (``y`` given) and jointly over ``Y ~ p(y)`` (``y=None``,
+with the joint MSE and ``Cov(X, X^)``; docs/theory §4.3). The steps mirror :mod:`dptheory.samplers` line by line.
+Not affine, hence not here: DPS with ``norm="l2"`` (the default), clipping, and MAP-RPS stage 1 as an optimiser
+(its expected-gradient fixed point is: :func:`map_rps_stage1_fixed_point`). Closed forms to check the recursion
+against: :func:`vsrd_end_law` (docs/theory §5.2), :func:`map_rps_stage2_law` (§6.3) and :attr:`SamplerLaw.gain`
+``= F_1 ... F_K`` (equal to ``dE[x0 | x_K]/dx_K`` for exact kernels, §4).
 """
 
 from __future__ import annotations

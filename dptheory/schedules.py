@@ -1,20 +1,14 @@
 """Variance-preserving (VP) noise schedules as float64 tables.
 
-Convention (docs/theory §0, §1-based steps): betas ``beta_t`` for ``t = 1..T``, ``alpha_t = 1 - beta_t``,
-``alpha_bar_t = prod_{s <= t} alpha_s`` and ``alpha_bar_0 := 1``. The forward marginal is
-``x_t = sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) eps``.
-
-Derived quantities: ``SNR_t = alpha_bar_t / (1 - alpha_bar_t)``, ``sigma_t = sqrt(1 - alpha_bar_t)`` (the VP
-noise std) and ``tau_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)`` (the variance-exploding std of
-``x_t / sqrt(alpha_bar_t) = x0 + tau_t z``).
-
-The reverse-step coefficients of ``q(x_{t-1} | x_t, x0) = N(c1_t x0 + c2_t x_t, beta_tilde_t I)``
-(Ho et al. 2020, eq. (7)) are
+Convention (docs/theory §0, 1-based steps): betas ``beta_t`` for ``t = 1..T``, ``alpha_t = 1 - beta_t``,
+``alpha_bar_t = prod_{s <= t} alpha_s``, ``alpha_bar_0 := 1`` and ``x_t = sqrt(alpha_bar_t) x0 + sqrt(1 -
+alpha_bar_t) eps``; ``SNR_t = alpha_bar_t / (1 - alpha_bar_t)``, ``sigma_t = sqrt(1 - alpha_bar_t)`` (the VP noise
+std) and ``tau_t = sqrt((1 - alpha_bar_t) / alpha_bar_t)`` (the VE std of ``x_t / sqrt(alpha_bar_t) = x0 + tau_t
+z``). The reverse-step coefficients of ``q(x_{t-1} | x_t, x0) = N(c1_t x0 + c2_t x_t, beta_tilde_t I)`` (Ho et
+al. 2020, eq. (7)), defined on any sub-grid of steps (respacing) through ``beta = 1 - ab_t / ab_s``, are
 
     c1_t = sqrt(ab_{t-1}) beta_t / (1 - ab_t),  c2_t = sqrt(alpha_t) (1 - ab_{t-1}) / (1 - ab_t),
-    beta_tilde_t = beta_t (1 - ab_{t-1}) / (1 - ab_t),
-
-and are defined for any sub-grid of steps (respacing) through ``beta = 1 - ab_t / ab_s``.
+    beta_tilde_t = beta_t (1 - ab_{t-1}) / (1 - ab_t).
 
 Sources: Ho, Jain, Abbeel (2020) "Denoising Diffusion Probabilistic Models" (linear schedule, 1e-4 to 0.02,
 T = 1000); Nichol & Dhariwal (2021) "Improved DDPM", eq. (17) (cosine schedule, s = 0.008, beta <= 0.999).

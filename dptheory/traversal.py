@@ -1,22 +1,17 @@
 """Measured distortion-perception points of a solver as one knob sweeps (``dpt.traverse``).
 
-For each knob value the solver's output ``X^`` is placed on the D-P plane in both forms:
+Each knob value places ``X^`` on the D-P plane in both forms, with its gap ``D - D_opt(P)`` (:mod:`dptheory.dp_curve`):
 
-- per-measurement (fixed y): ``D_y = E[||X - X^||^2 | y] = tr Sigma_y + E||X^ - mu_y||^2`` (X and X^ are
-  independent given y), ``P_y = W2(p_{X^|y}, p_{X|y})`` and ``KL(p_{X^|y} || p_{X|y})``;
-- joint (over Y ~ p(y)): ``D = E||X - X^||^2``, ``P = W2(p_{X^}, p_X)``, ``KL(p_{X^} || p_X)``;
+- per measurement (fixed y; X and X^ independent given y): ``D_y = tr Sigma_y + E||X^ - mu_y||^2``,
+  ``P_y = W2(p_{X^|y}, p_{X|y})`` and ``KL(p_{X^|y} || p_{X|y})``;
+- joint (over Y ~ p(y)): ``D = E||X - X^||^2``, ``P = W2(p_{X^}, p_X)``, ``KL(p_{X^} || p_X)``.
 
-with each point's gap ``D - D_opt(P)`` to the optimal curve of the same form (:mod:`dptheory.dp_curve`).
-
-Exact points (Gaussian prior, exact denoiser): the output law is computed by the law recursions of
-:mod:`dptheory.sampler_laws` (no sampling); W2 and KL are the closed forms. For MAP-RPS, stage 1 is replaced by its
-expected-gradient fixed point (deterministic; the optimiser's own accuracy is checked by claim MRPS-3).
-
-Monte Carlo points (GMM prior, or ``exact=False``): the very same sampler code through :func:`dptheory.solve`;
-D with its standard error; W2 from the outputs to the exact target law (1-D: sorted outputs against the target's
-exact quantiles; otherwise ``ot.emd2`` against as many fresh target draws, biased upward, docs/theory §9.4), with a
-standard error from ``replicates`` independent parts;
-KL by the nearest-neighbour estimator of :mod:`dptheory.divergences` against the exact target density.
+Exact points (Gaussian prior, exact denoiser) use the law recursions of :mod:`dptheory.sampler_laws` and closed-form
+W2 and KL; MAP-RPS's stage 1 is replaced by its expected-gradient fixed point (claim MRPS-3 checks the optimiser).
+Monte Carlo points (GMM prior, or ``exact=False``) run the same sampler code through :func:`dptheory.solve`: D with
+its standard error; W2 to the exact target (1-D: exact quantiles; else ``ot.emd2`` against as many fresh target
+draws, biased upward, docs/theory §9.4), standard error from ``replicates`` parts; KL by the nearest-neighbour
+estimator of :mod:`dptheory.divergences`.
 """
 
 from __future__ import annotations

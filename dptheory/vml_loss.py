@@ -1,27 +1,17 @@
 """The variational mode-seeking loss (VML) of Gutha, Vinuesa & Azizpour (arXiv 2512.10524), in VP form.
 
-``VML(x_t) := KL(p(x0 | x_t) || p(x0 | y))`` (reverse KL). For a linear forward model it is analytic for ANY
-prior: only the mean ``D = E[x0 | x_t]`` and the covariance ``C = Cov[x0 | x_t]`` enter, because the prior
-``log p(x0)`` cancels between ``p(x0 | x_t) ∝ p(x_t | x0) p(x0)`` and ``p(x0 | y) ∝ p(y | x0) p(x0)``
-(docs/theory §8.2, [D, V]):
+``VML(x_t) := KL(p(x0 | x_t) || p(x0 | y))``. For a linear forward model it is analytic for ANY prior: only
+``D = E[x0 | x_t]`` and ``C = Cov[x0 | x_t]`` enter, because ``log p(x0)`` cancels (docs/theory §8.2, [D, V]):
 
     VML(x_t) = -(d/2) log(2 pi (1 - ab)) - (||x_t - sqrt(ab) D||^2 + ab tr C) / (2 (1 - ab)) - log p_t(x_t)
                + (m/2) log(2 pi sigma_y^2) + (||y - A D||^2 + tr(A C A^T)) / (2 sigma_y^2) + log p(y).
 
-The paper's practical loss VML_S drops the two trace ("higher-order covariance") terms. Its gradient, with
-Tweedie's ``x_t - sqrt(ab) D = -(1 - ab) s_t(x_t)``, is
-
-    grad_{x_t} VML_S = J_D^T [ A^T (A D - y) / sigma_y^2 - sqrt(ab) s_t(x_t) ],     J_D = dD/dx_t,
-
-one vector-Jacobian product through the denoiser. (Derivation: the gradient of
-``-||x_t - sqrt(ab) D||^2 / (2(1-ab))`` is ``(I - sqrt(ab) J_D)^T s_t``, whose ``s_t`` cancels the gradient of
-``-log p_t``.) For a Gaussian prior ``C`` is constant, so ``VML_S = VML + const`` and the bracket equals
-``Sigma_y^{-1} (D - mu_y)``: the minimiser satisfies ``D_t(x_t*) = mu_y``.
-
-The closed forms (:func:`vml`, :func:`vml_s`) need an exact prior (a :class:`~dptheory.LinearInverseProblem`);
-the gradient (:func:`vml_s_gradient`) needs only a denoiser and the operator protocol, so it runs on images.
-
-Source: [gutha2025vml] (the VE form of their Proposition 2, as transcribed in docs/theory §8.1); VP form derived here.
+The practical loss VML_S drops the two trace terms; with Tweedie's ``x_t - sqrt(ab) D = -(1 - ab) s_t(x_t)``,
+``grad_{x_t} VML_S = J_D^T [A^T (A D - y) / sigma_y^2 - sqrt(ab) s_t(x_t)]``, ``J_D = dD/dx_t``: one
+vector-Jacobian product. For a Gaussian prior ``VML_S = VML + const``, minimised where ``D_t(x_t*) = mu_y``.
+:func:`vml` and :func:`vml_s` need an exact prior (a :class:`~dptheory.LinearInverseProblem`); :func:`vml_s_gradient`
+needs only a denoiser and the operator protocol, so it runs on images. Source: [gutha2025vml] (the VE form of
+their Proposition 2, as transcribed in docs/theory §8.1); VP form derived in §8.2.
 """
 
 from __future__ import annotations

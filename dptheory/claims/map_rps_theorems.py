@@ -1,8 +1,6 @@
 """The theorems of MAP-RPS (Zhang, Liu, Yan, Xiao & Gu, ICML 2026, arXiv 2605.28711), checked
-(``paper_notes/map_rps.md``).
-
-The full text was not available here (only the abstract and machine-written summaries): the statements are
-those the summaries transcribe, and each check says which reading it evaluates.
+(``paper_notes/map_rps.md``; the statements are those the available summaries transcribe, and each check says
+which reading it evaluates).
 
 - MRPS-10 (Theorem 3.2): for a mu-strongly log-concave posterior, ``||X_MAP - X_MMSE|| <= sqrt(n/mu)`` and
   ``E||X - X_MAP||^2 <= D* + n/mu``. Evaluated on strongly log-concave NON-Gaussian posteriors (hyperbolic-secant

@@ -4,9 +4,8 @@
 - PEER-1 (DDRM): the variational chain has the forward marginals ``q(u_t | x0) = N(x0, sigma_t^2 I)`` for any
   ``eta, eta_b`` (what lets DDRM reuse an unconditional model).
 - PEER-2 (DDRM): DDRM samples the posterior; on G2 its exact law is not the posterior.
-- PEER-3 (PiGDM): ``p(x0 | x_t) ~ N(x0_hat, r_t^2 I)`` with ``r_t^2 = sigma_t^2 / (1 + sigma_t^2)`` is exact for
-  data ``N(m, I)``, so the guided estimate is ``E[x0 | x_t, y]`` and PiGDM is DDPM with the exact conditional
-  denoiser.
+- PEER-3 (PiGDM): ``p(x0 | x_t) ~ N(x0_hat, r_t^2 I)``, ``r_t^2 = sigma_t^2 / (1 + sigma_t^2)``, is exact for data
+  ``N(m, I)``, so the guided estimate is ``E[x0 | x_t, y]``: PiGDM is DDPM with the exact conditional denoiser.
 - PEER-4 (DiffPIR): the data step is the proximal (HQS) step of the Gaussian approximation; it is
   ``E[x0 | x_t, y]`` for data ``N(m, I)`` only with ``rho_t = sigma_y^2 / (1 - ab_t)``, ``1 / ab_t`` times the
   paper's ``lam = 1`` weight; the end law on G2 is close to, not at, the posterior.
