@@ -1,79 +1,17 @@
 """Latent-space solvers: LMAP-RPS and the other samplers in a VAE latent space, the decoder inside the data term.
 
 Source: Zhang, Liu, Yan, Xiao & Gu, ICML 2026 (arXiv 2605.28711), LMAP-RPS; official code weigerzan/MAP_RPS
-d8d5217 (``lmap_rps``); docs/theory §6.1-6.2.
+d8d5217 (``lmap_rps``); docs/theory §6.1-6.2. With a latent backbone (encoder ``E``, decoder ``D``, latent
+denoiser ``E[z0 | z_t]``) the pixel problem ``y = A x + N(0, sigma_y^2 I)`` becomes the NONLINEAR latent problem
 
-With a latent backbone (VAE encoder ``E``, decoder ``D``, latent denoiser ``D_z(z_t, ab) = E[z0 | z_t]``; see
-:class:`~dptheory.images.backbones.LatentBackbone`) and a pixel-space problem ``y = A x + N(0, sigma_y^2 I)``,
-the latent problem is the NONLINEAR one
+    y = A(D(z)) + N(0, sigma_y^2 I),     z (n, C_z, h, w),  x = D(z) (n, 3, H, W),  H = 8 h for SD 1.5.
 
-    y = A(D(z)) + N(0, sigma_y^2 I),     z (n, C_z, h, w),  x = D(z) (n, 3, H, W),  H = 8 h for SD 1.5,
-
-i.e. the likelihood ``log p(y | D(z))`` through the decoder. :class:`LatentOperator` packages it with the
-operator protocol the samplers use:
-
-- ``A(z) = operator.A(backbone.decode(z))``, differentiable in ``z`` (autograd through the decoder);
-- ``pinv(y) = backbone.encode(operator.pinv(y))``: the official LMAP-RPS start, the encoded ``A^+ y``;
-- ``A_adjoint`` raises ``NotImplementedError``: ``A o D`` is nonlinear. None of map-rps, dps, red-diff (and the
-  DPS-guided ddpm / ddim / vsrd) call it: they only differentiate ``||y - A(z)||`` with autograd. vml-map calls it
-  only to estimate ``||A||^2`` by power iteration, so :func:`solve_latent` requires the knob ``A_norm_squared``
-  for vml-map (a Lipschitz bound of ``A o D`` in latent units, chosen by the user).
-
-:func:`solve_latent` builds the latent problem and calls :func:`~dptheory.images.problem.solve_image` UNCHANGED
-with the latent denoiser and the backbone's schedule, then decodes. What each method does in latent space:
-
-- ``map-rps`` (LMAP-RPS). Stage 1: start ``z = E(A^+ y)``, AdamW + cosine LR on
-
-      L(z) = ||y - A D(z)||^2 + w_prior <stopgrad(eps_hat(z_t1, t1)), z>,   z_t1 = sqrt(ab) z + sqrt(1 - ab) e,
-
-  one latent-denoiser call (and one decode + backward through the decoder) per iteration; DEFAULT ``t1 = 50``
-  (0-based, ``schedule.alpha_bar(51)``), the official latent setting (pixel: 10). Stage 2: re-noise to ``t0``
-  and ``t0`` reverse DPS steps in latent space, ``z_s = DDPM step - zeta grad_{z_t} ||y - A D(z0_hat(z_t))||``
-  (gradient through the decoder AND the latent UNet). NFE = ``iters + t0``.
-
-  Difference from the official latent stage 2: the official ``lmap_rps`` uses the SQUARED norm
-  ``||y - A D(z0_hat)||^2`` (the unsquared norm only with ``--stable``) and multiplies the gradient by
-  ``lr * alpha_bar_t`` (so the guidance fades at high noise). Here the default is the standard DPS of Chung et
-  al. (unsquared norm, constant step ``zeta``, the same as pixel MAP-RPS stage 2); ``zeta`` must be re-tuned
-  for a given backbone (the decoder changes the gradient scale).
-
-  The official SD 1.5 (COCO) settings, all options here: ``norm="l2_squared", zeta_scale="alpha_bar"`` (stage 2
-  as above; ``zeta`` = the script's ``--lr``), ``eta_min=1e-2`` (the cosine floor of stage 1; 1e-5 is the
-  default), ``--stable`` = ``likelihood="l2"`` (stage 1) with ``norm="l2"`` (stage 2), and
-  ``clamp_pixels=True`` (decoded pixels clamped to [-1, 1] in the stage-2 guidance), with
-  ``weighting="official"`` and the script's ``w_prior``. Text conditioning: the official COCO runs condition
-  the UNet on each image's COCO caption with classifier-free guidance 1.5 (``third_party/sd15/sd15.py``,
-  ``apply_model(..., cfg=1.5)``, in both stages). The option here:
-  ``LatentBackbone(path, prompt_embedding=CAPTION_EMBEDDING, guidance_scale=1.5)`` (the caption encoded by the
-  caller with the folder's CLIP text encoder; the unconditional branch is the empty prompt); one backbone per
-  caption. No captions ship with this package.
-- ``dps``: DPS from ``z_T ~ N(0, I)`` with the gradient through the decoder (latent DPS, "Latent-DPS" of PSLD's
-  baselines), ``zeta`` as above. NFE = number of steps.
-- ``red-diff``: RED-Diff on the latent, data term ``||y - A D(mu)||^2 / (2 sigma_y^2)``; start ``E(A^+ y)``.
-- ``vml-map``: needs ``A_norm_squared`` (above).
-- ``ddpm``, ``ddim``, ``vsrd``: with the DPS-guided conditional denoiser (squared norm, weight ``zeta``; needs
-  ``sigma_y > 0``). ``posterior`` is not available (no exact conditional denoiser for a network).
-
-NFE counts latent-UNet calls (as :func:`solve_image`); decoder calls are counted separately
-(``LatentSolution.decoder_calls``: one per stage-1 iteration and per DPS step, plus the final decode).
-
-Running with a local Stable Diffusion 1.5 folder (nothing is downloaded)::
-
-    import torch
-    from dptheory.images.backbones import load_backbone
-    from dptheory.images.operators import SuperResolution
-    from dptheory.images.problem import ImageInverseProblem
-    from dptheory.images.latent_solve import solve_latent
-
-    bb = load_backbone("sd:/path/to/stable-diffusion-v1-5", device="cuda")  # empty prompt, vae/unet/scheduler
-    problem = ImageInverseProblem(SuperResolution(4), sigma_y=0.1)         # 512x512 images, model units
-    y = problem.measure(x.cuda())                                           # x (1, 3, 512, 512) in [-1, 1]
-    sol = solve_latent(problem, y, "map-rps", bb, t0=200, iters=300, weighting="official", w_prior=0.25,
-                       zeta=1.0, generator=torch.Generator("cuda").manual_seed(0))
-    sol.z.shape, sol.x.shape      # (1, 4, 64, 64) latent, (1, 3, 512, 512) image
-
-(For float16 on the GPU pass ``dtype=torch.float16`` to ``load_backbone``; the VAE decoder is then the memory
-bottleneck of the data-term backward.)
+:class:`LatentOperator` gives it the operator protocol: ``A(z)`` differentiable through the decoder and ``pinv(y)
+= E(A^+ y)`` (the official start); ``A_adjoint`` raises (``A o D`` is nonlinear), so vml-map needs the knob
+``A_norm_squared``. :func:`solve_latent` calls :func:`~dptheory.images.problem.solve_image` UNCHANGED with the
+latent denoiser and schedule, then decodes (``map-rps``, ``dps``, ``red-diff``, ``vml-map``, ``ddpm``, ``ddim``,
+``vsrd``; not ``posterior``). NFE counts latent-UNet calls; ``LatentSolution.decoder_calls`` counts the decodes.
+What each method does in latent space, the official SD 1.5 settings and an example: ``paper_notes/map_rps.md``.
 """
 
 from __future__ import annotations

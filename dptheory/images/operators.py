@@ -1,21 +1,15 @@
 """Image forward operators ``y = A x`` with the vector protocol, and the task table.
 
-Every operator acts on image batches ``x (..., c, h, w)`` (normally ``(n, c, h, w)``; leading dims are
-flattened and restored, so a single image ``(c, h, w)`` or a shared measurement with leading dim 1 also
-works) and provides
-
-- ``A(x)``, ``A_adjoint(y)`` (the exact adjoint for the Euclidean inner products of ``x`` and ``y``) and
-  ``pinv(y)`` (the Moore-Penrose pseudo-inverse ``A^+ y``);
-- ``in_shape(image_shape)`` / ``out_shape(image_shape)`` for one image of shape ``(c, h, w)``;
-- ``singular_values(image_shape)``: the singular values in the operator's diagonal basis (pixels, DFT
-  frequencies, transform coefficients), and ``matrix(image_shape)``: the dense ``(m, d)`` matrix (tiny sizes).
-
-dtype and device follow the input; buffers are stored in float64 and cast on use. Randomness (random masks,
-motion kernels, compressed-sensing subsets) is drawn only from a ``torch.Generator`` argument.
+Every operator acts on image batches ``x (..., c, h, w)`` (leading dims are flattened and restored, so a single
+image ``(c, h, w)`` or a shared measurement with leading dim 1 also works) and provides ``A(x)``, ``A_adjoint(y)``
+(the exact adjoint for the Euclidean inner products), ``pinv(y)`` (the Moore-Penrose ``A^+ y``), ``in_shape`` /
+``out_shape`` of one ``(c, h, w)`` image, ``singular_values(image_shape)`` in the operator's diagonal basis
+(pixels, DFT frequencies, transform coefficients) and ``matrix(image_shape)``, the dense ``(m, d)`` matrix (tiny
+sizes). dtype and device follow the input (buffers are float64, cast on use); randomness (random masks, motion
+kernels, compressed-sensing subsets) is drawn only from a ``torch.Generator`` argument.
 
 Task table: :data:`TASKS` maps ``sr4``, ``inpaint-box``, ``inpaint-random``, ``blur-gauss``, ``blur-motion``,
 ``cs`` and ``denoise`` to a :class:`Task`; :func:`make_task` returns ``(operator, sigma_y)``.
-
 Style follows deepinv's ``LinearPhysics`` (``A``, ``A_adjoint``, ``A_dagger``) and ``DecomposablePhysics``.
 """
 

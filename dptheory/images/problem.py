@@ -1,21 +1,16 @@
 """Image inverse problems ``y = A x + N(0, sigma_y^2 I)`` and :func:`solve_image`, the image front door.
 
 :func:`solve_image` runs the samplers of :mod:`dptheory.samplers` UNCHANGED on image batches ``(n, c, h, w)``
-(float32, model units [-1, 1]); it is the image twin of :func:`dptheory.solve` and validates the knobs the same
-way (the sampler's keyword-only arguments, through the same helper). What it builds for each method:
+(float32, model units [-1, 1]); it is the image twin of :func:`dptheory.solve` and validates the knobs the same way.
+It builds the prior denoiser ``D(x_t, ab) -> E[x0 | x_t]`` (a network adapter or the exact empirical mixture); the
+conditional denoiser ``E[x0 | x_t, y]`` for ``posterior``, ``vsrd``, ``ddpm``, ``ddim`` and MAP-RPS's stage 2 (the
+EXACT one when the backbone can condition itself, ``denoiser.condition(operator, y, sigma_y)``, or when one is
+passed as ``posterior_denoiser``; otherwise the DPS-guided :class:`~dptheory.samplers.DPSGuidedDenoiser`, weight
+``zeta``); and the start (``x_T ~ N(0, I)``, or ``A^+ y`` for ``map-rps`` stage 1 and ``red-diff``).
 
-- the prior denoiser ``D(x_t, ab) -> E[x0 | x_t]`` (a network adapter or the exact empirical mixture);
-- the conditional denoiser ``E[x0 | x_t, y]`` for ``posterior``, ``vsrd``, ``ddpm``, ``ddim`` and MAP-RPS's
-  stage 2: the EXACT one when the backbone can condition itself (``denoiser.condition(operator, y, sigma_y)``,
-  e.g. :class:`~dptheory.images.backbones.EmpiricalMixtureDenoiser`) or when one is passed as
-  ``posterior_denoiser``; otherwise the DPS-guided :class:`~dptheory.samplers.DPSGuidedDenoiser` (weight ``zeta``);
-- the start: ``x_T ~ N(0, I)`` for the diffusion samplers, ``A^+ y`` for the optimisation-based ones
-  (``map-rps`` stage 1, ``red-diff``).
-
-Every call of a denoiser (``D``, ``eps``, ``score`` or ``sample_x0``; a batch of particles counts once) is
-counted, so the returned :class:`ImageSolution` carries the number of function evaluations (NFE) next to the
-wall time. DPS back-propagates through the prior denoiser and calls it once per step; MAP-RPS calls it once per
-stage-1 iteration and once per stage-2 step; RED-Diff once per step; VML-MAP ``inner_steps + 1`` times per level.
+Every denoiser call (``D``, ``eps``, ``score`` or ``sample_x0``; a batch of particles counts once) is counted, so
+:class:`ImageSolution` carries the NFE next to the wall time: DPS calls once per step; MAP-RPS once per stage-1
+iteration and stage-2 step; RED-Diff once per step; VML-MAP ``inner_steps + 1`` times per level.
 """
 
 from __future__ import annotations

@@ -1,83 +1,17 @@
 """``dptheory restore``: restore one image with any sampler and write measurement | restoration | ground truth.
 
-    dptheory restore --task sr4 --image skimage:astronaut                       # defaults below
-    dptheory restore --task sr4 --crop 64,128,256,256 --t0 100 --out out/      # a box of the photo, more texture
+    dptheory restore --task sr4 --image skimage:astronaut                       # the defaults
     dptheory restore --task inpaint-box --image photo.png --method dps --steps 100 --out out/
-    dptheory restore --task sr4 --backbone gaussian --method posterior --steps 50 --out sr4.png
 
-The image is loaded and cut to ``--crop``; with the default backbone it is restored at its OWN resolution (the last
-rows/columns beyond a multiple of 4 are trimmed), and ``--size S`` downscales it to ``S x S`` first (the crop box,
-else the largest centred square; the fitted priors and other networks always work at a fixed size). The task is
-built and ``y = A x + sigma_y z`` is drawn with the ``--seed`` generator, the image is restored with
-:func:`dptheory.images.problem.solve_image`, and three PNGs are written (the measurement: ``y`` itself when it has
-the image's shape, else ``A^+ y``; the restoration; and the three side by side). PSNR and SSIM of the restoration
-and of the ``A^+ y`` baseline (and of bicubic upsampling for super-resolution), the NFE, the wall time and the peak
-memory are printed and written to ``restore.json`` (with the size, device, dtype, threads and tiling).
-
-**Size, tiles, threads, devices.** The photo UNet is convolutional and runs on the whole image up to 128 x 128
-pixels; above that it runs on overlapping 32 px tiles (its training size) whose estimates are cross-faded
-(:class:`~dptheory.images.tiling.TiledDenoiser`; its attention layer would otherwise cost ``(H W / 16)^2`` per
-head; ``--tile 0`` forces the whole image, ``--tile N --overlap K`` other tiles). ``--threads auto`` (default)
-picks torch's thread count from the work size (:func:`dptheory.threads.choose_threads`: one thread up to 128 x
-128, else the cores not busy with other processes). ``--device cuda`` runs everything on a GPU (the task and ``y``
-are still drawn on the CPU, so the measurement is the same), and ``--dtype bfloat16|float16`` runs the network in
-half precision while images and samplers stay float32. Peak memory is the process's peak resident set size
-(``resource.getrusage``), plus ``torch.cuda.max_memory_allocated`` on a GPU.
-
-**Methods with a network backbone** (photo-unet, a diffusers or ADM checkpoint, a latent model): a network gives
-only the PRIOR denoiser. ``vsrd`` then runs as ``dps(lam=...)``, VSRD's variance scale with the unsquared-norm DPS
-guidance (:data:`NETWORK_AS_DPS`): the squared-norm guided conditional denoiser multiplies the network's Jacobian
-error by ``(1 - ab) / (ab sigma_y^2)`` at high noise and gives NaN. ``posterior``, ``ddpm`` and ``ddim`` need the
-conditional denoiser ``E[x0 | x_t, y]`` and are refused before anything runs, with the reason
-(:data:`NETWORK_REFUSALS`); so is ``map-rps --lam`` (its vsrd stage 2).
-
-**Backbones** (``--backbone``).
-
-- ``photo-unet`` (default): the project's UNet trained on 32 x 32 crops of the bundled photos WITHOUT astronaut
-  and coffee (:mod:`dptheory.images.train`, :func:`~dptheory.images.backbones.load_photo_unet`); images are
-  restored at their own resolution (see above). Conditional samplers use DPS guidance, MAP-RPS's stage 2 is DPS,
-  and MAP-RPS's stage 1 runs at ``t1 = 50`` (:data:`~dptheory.images.backbones.photo_unet.PHOTO_UNET_MAP_T1`;
-  ``--t1`` overrides).
-
-The two EXACT priors are fitted to ``--n-crops`` held-out crops of the bundled photos
-(:func:`dptheory.images.data.photo_patches`, the test image excluded, photos resized to
-``PHOTO_SCALE x size = 2 x size`` first, crops drawn with a fixed seed so the prior does not depend on ``--seed``):
-
-- ``gaussian``: the Gaussian with the crops' mean and covariance (plus ``1e-3 I``), see
-  :class:`~dptheory.images.problem.GaussianImageDenoiser`. Exact Tweedie denoiser, exact ``p(x0 | x_t)`` draws
-  and exact conditioning (one eigendecomposition each of the prior and of the posterior covariance, ``O(d^3)``,
-  ``d = 3 size^2``).
-- ``empirical``: the empirical law of the crops (:class:`~dptheory.images.backbones.EmpiricalMixtureDenoiser`),
-  exact too. It MEMORISES: its posterior is a reweighting of the crops, and at every size we tried (8 to 64 px,
-  up to 20000 crops, sr4 with sigma_y = 0.05) one crop carries all the weight (effective sample size 1.0), so
-  its exact MMSE is 2-4 dB BELOW the ``A^+ y`` baseline (astronaut 24 px: 11.9 dB with 1000 crops, 12.2 dB
-  with 5000, vs 15.7 dB). It is the exact reference of the theory, not a usable image prior, hence not the
-  default (a deliberate departure from the first plan, which made it the default).
-- anything else is passed to :func:`dptheory.images.backbones.load_backbone` (``adm:CONFIG:FILE.pt``,
-  ``diffusers:DIR``, a directory, ``empirical:FILE.pt``, ...) and used at its own size: a network (conditional
-  samplers then use DPS guidance and MAP-RPS's stage 2 is ``dps``) or a saved image set (exact, as above).
-
-With an exact backbone MAP-RPS's stage 2 is the exact posterior sampler (its ``.condition``).
-
-**Defaults**: ``--backbone photo-unet`` at the image's own resolution, ``--method map-rps --t0 20`` (``--steps`` =
-stage-1 iterations, default 300, and 100 with this backbone; ``--t1 50`` with it), 50 reverse steps for the
-diffusion samplers. ``sr4`` (sigma_y = 0.05, seed 0) on the held-out 256 x 256 box ``--crop 64,128,256,256`` of
-the astronaut: PSNR 25.29 dB and SSIM 0.743 against 22.95 / 0.602 for ``A^+ y`` and 24.87 / 0.705 for bicubic
-upsampling, 120 NFE, 129 s of CPU time on one thread; the whole 512 x 512 photo: 25.10 / 0.743 (``A^+ y`` 22.84 /
-0.615, bicubic 24.96 / 0.733). At ``--size 32`` (the earlier default) with 300 iterations: 16.45 vs 16.18 dB on
-the whole astronaut. With ``--backbone gaussian`` the size defaults to 24 (sr4: 16.35 vs 15.68 dB, 3 s). The
-Gaussian prior is misspecified for the test photo, so on some tasks its exact MMSE itself is at or below ``A^+ y``
-in PSNR (denoise, inpaint-box; see :data:`PHOTO_SCALE`).
-
-``--weighting official`` gives MAP-RPS's stage 1 the official scripts' per-task prior weight (sr4 0.25,
-inpaint-* 0.7, blur-* 0.01, denoise 2.0; ``--w-prior`` for others) and AdamW weight decay 0.01 instead of the
-Bayes weight; on the default sr4 run it gives 15.87 dB / SSIM 0.411 against 16.45 / 0.458.
-
-Errors (a bad image, an unknown task or method, a size that does not fit, a knob out of range) print one line
-and return exit code 2; everything is validated before anything is written, and each file is written to a
-temporary file and renamed, so no partial output is ever left.
-
-Importing this module is cheap (torch is imported when the command runs), so ``dptheory --help`` stays instant.
+The image is cut to ``--crop`` (``--size S`` downscales it), ``y = A x + sigma_y z`` is drawn with the ``--seed``
+generator, the image is restored with :func:`dptheory.images.problem.solve_image`, and three PNGs and
+``restore.json`` (PSNR and SSIM against the ``A^+ y`` and bicubic baselines, NFE, wall time, peak memory) are
+written, each to a temporary file then renamed. Backbones: ``photo-unet`` (default; tiled above 128 px,
+:mod:`dptheory.images.tiling`), ``gaussian`` and ``empirical`` (exact priors fitted to held-out photo crops), or
+any :func:`~dptheory.images.backbones.load_backbone` spec. A network gives only the prior denoiser, so ``vsrd``
+runs as ``dps(lam=...)`` (:data:`NETWORK_AS_DPS`) and methods needing ``E[x0 | x_t, y]`` are refused
+(:data:`NETWORK_REFUSALS`). Errors print one line and exit with 2; torch is imported only when the command runs.
+Options, defaults and measured results: ``paper_notes/images.md`` and ``benchmarks/README.md``.
 """
 
 from __future__ import annotations

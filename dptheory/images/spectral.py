@@ -1,49 +1,17 @@
 """Stationary Gaussian image priors, diagonal in the 2-D DFT basis: exact posteriors and D-P curves at any size.
 
-Model. An image ``x (c, h, w)`` has independent channels (no colour mixing: our simplification), and each
-channel is a stationary Gaussian on the periodic ``h x w`` grid with constant mean ``m_c``. Its covariance is
-circulant, hence diagonalised by the orthonormal (unitary) 2-D DFT ``F`` (``torch.fft.fft2(norm="ortho")``):
+Each channel of ``x (c, h, w)`` is an independent stationary Gaussian on the periodic grid (no colour mixing) with
+``Cov[x_c] = F^H diag(P_c) F``, ``F`` the orthonormal 2-D DFT (``torch.fft.fft2(norm="ortho")``) and
+``P_c[k] = P_c[-k] >= 0`` the power spectrum. For a circulant operator with transfer function ``H`` (Blur, circular
+boundary; Denoising has ``H = 1``) every matrix is diagonal in that basis (docs/theory §13.5): posterior spectrum
+``Sigma = P s^2 / (|H|^2 P + s^2)``, Wiener mean ``mu = m + F^H [P conj(H) / (|H|^2 P + s^2)] F (y - A m)``,
+``D* = sum_k Sigma[k]`` and ``W^2 = sum_k (sqrt(P[k]) - sqrt(P*[k]))^2``, ``P* = P - Sigma``. Every operation is
+a filter ``x -> F^H diag(g) F x`` with ``g[-k] = conj(g[k])``, which maps real images to real images.
 
-    Cov[x_c] = F^H diag(P_c) F,     P_c[k] >= 0 the power spectrum,   P_c[k] = P_c[-k] (so Cov is real).
-
-Real images and the complex DFT. With ``u = F(x - m)`` (complex), ``E[u_k conj(u_k)] = P[k]`` and
-``E[u_k u_k] = E[u_k conj(u_{-k})] = 0`` unless ``k = -k``. So for a frequency that is not self-conjugate, the
-real and imaginary parts of ``u_k`` are uncorrelated with variance ``P[k] / 2`` each (and ``u_{-k} = conj(u_k)``
-carries no new information); at the self-conjugate frequencies (DC and the Nyquist rows/columns' corners,
-``2k = 0 mod (h, w)``) ``u_k`` is real with variance ``P[k]``. We never split real and imaginary parts by hand:
-every operation here is a filter ``x -> F^H diag(g) F x`` whose spectrum satisfies ``g[-k] = conj(g[k])``
-(``g`` real and symmetric for the prior's own filters; ``conj(H)`` of a real blur kernel obeys it too), which
-maps real images to real images, and we take ``.real`` of the inverse FFT to drop round-off imaginary parts
-(about 1e-17). In particular a draw ``m + F^H diag(sqrt(P)) F z`` with white real ``z ~ N(0, I)`` is real
-with covariance exactly ``F^H diag(P) F``. Densities use Parseval: ``(x-m)^T C^{-1} (x-m) = sum_k |u_k|^2/P[k]``
-and ``log det C = sum_k log P[k]``.
-
-Exact closed forms per Fourier coefficient (docs/theory §2 and §3.1, with every matrix diagonal in the same basis):
-
-- diffused law ``N(sqrt(ab) m, F^H diag(ab P + 1 - ab) F)``;
-- Tweedie denoiser ``E[x0 | x_t] = m + F^H diag(sqrt(ab) P / (ab P + 1 - ab)) F (x_t - sqrt(ab) m)``,
-  ``Cov[x0 | x_t]`` with spectrum ``P (1 - ab) / (ab P + 1 - ab)``;
-- for a circulant operator with transfer function ``H`` (Blur, circular boundary; Denoising has ``H = 1``) and
-  ``y = A x + N(0, s^2 I)``: posterior spectrum ``Sigma = 1 / (1/P + |H|^2/s^2) = P s^2 / (|H|^2 P + s^2)`` and
-  mean (Wiener filter) ``mu = m + F^H [P conj(H) / (|H|^2 P + s^2)] F (y - A m)``;
-- ``D* = sum_k Sigma[k]``, the MMSE law ``N(m, F^H diag(P*) F)`` with ``P* = P - Sigma``, and, since the two
-  covariances commute, ``W^2 = W2^2(N(m, S), N(m, S*)) = sum_k (sqrt(P[k]) - sqrt(P*[k]))^2``;
-- the joint-optimal estimator (Freirich et al. 2021, docs/theory §2.3) has a diagonal ``T = sqrt(P / P*)`` where
-  ``P* > 0`` and independent noise of spectrum ``Q = P`` where ``P* = 0``.
-
-The power-law prior. :class:`PowerLawSpectrum` is ``P(f) = A / (f0^2 + |f|^2)^(alpha/2)`` with ``f`` in cycles
-per pixel (``torch.fft.fftfreq``), so the same law defines a prior at every image size (for the orthonormal DFT,
-``E|u_k|^2`` tends to the spectral density at ``f_k``). Natural images have ``alpha`` near 2: Field (1987),
-"Relations between the statistics of natural images and the response properties of cortical cells", JOSA A
-4(12); van der Schaaf & van Hateren (1996), "Modelling the power spectra of natural images", Vision Research
-36(17); Simoncelli & Olshausen (2001), "Natural image statistics and neural representation", Annu. Rev.
-Neurosci. 24. :meth:`SpectralGaussianPrior.fit_power_law` fits it to periodograms of photo crops; the DC
-coefficient (which carries the per-channel mean) keeps the empirical variance of the crops' spatial means. On
-the bundled photos (32 x 32 crops at native resolution) the fitted slope is alpha ~ 3.1-3.2, steeper than the
-classic 2: these photos are gamma-encoded, compressed and optically smooth at the pixel scale.
-
-Shapes: images ``(..., c, h, w)``; spectra ``(c, h, w)`` in ``fft2`` order (DC at ``[.., 0, 0]``). Spectra are
-stored in float64 and cast to the input's dtype.
+:class:`PowerLawSpectrum` is ``P(f) = A / (f0^2 + |f|^2)^(alpha/2)`` (``f`` in cycles per pixel, so one law serves
+every size); :meth:`SpectralGaussianPrior.fit_power_law` fits it to periodograms of photo crops (alpha ~ 3.1-3.2
+on the bundled photos, docs/theory §13.5). Shapes: images ``(..., c, h, w)``; spectra ``(c, h, w)`` in ``fft2``
+order (DC at ``[.., 0, 0]``), stored in float64 and cast to the input's dtype.
 """
 
 from __future__ import annotations

@@ -1,25 +1,13 @@
 """Exact laws of samplers on stationary Gaussian image problems, block-diagonal in the 2-D DFT: any image size.
 
-Setting. ``X ~ N(m, F^H diag(P) F)`` per channel (a :class:`~dptheory.images.spectral.SpectralGaussian`) and
-``Y = A X + N(0, s^2 I)``, where ``A`` is block-diagonal in the orthonormal DFT: a circulant blur or denoising
-(blocks of one frequency) or ``f x f`` average pooling (super-resolution), which folds the ``f^2`` high-resolution
-frequencies ``k + (j1 h/f, j2 w/f)`` onto one low-resolution frequency (blocks of ``f^2`` frequencies and one
-measurement). Every Gaussian identity of the linear-Gaussian model then holds block by block, with ``b x b``
-Hermitian matrices (``b = 1`` or ``f^2``), so posteriors, W2, KL and the exact laws of VSRD and MAP-RPS cost
-``O(d b^2)`` instead of ``O(d^3)``: a 256 x 256 x 3 photo takes well under a second.
-
-Sums over blocks of ``tr``, Bures and KL terms equal the same quantities for the real ``d x d`` covariances,
-because ``F`` is unitary and both covariances share the block structure. Laws (``U``, ``G`` below are functions
-of the posterior block ``Sigma`` through its eigendecomposition):
-
-- VSRD, exact kernel, from ``x_T ~ N(0, I)`` (Wang et al. 2025, Theorem 1, discrete-time end point):
-  ``E[X^ | y] = mu_y - sqrt(ab_T) G mu_y``, ``Cov[X^ | y] = lam Sigma + G (I - lam Sigma_T) G^H``, with
-  ``Sigma_T = ab_T Sigma + (1 - ab_T) I`` and ``G = sqrt(ab_T) Sigma Sigma_T^{-1}``;
-- MAP-RPS with its stage-1 expected-gradient fixed point ``x1(y)`` (the posterior mean under the smoothed prior
-  ``N(m, S + tau^2 I)``, ``tau^2 = (1 - ab_t1)/ab_t1``, Bayes weight) and exact posterior kernels from ``t0``:
-  ``E[X^ | y] = mu_y + U (x1(y) - mu_y)``, ``Cov[X^ | y] = Sigma (I - U^2)``,
-  ``U = ab Sigma (ab Sigma + (1-ab) I)^{-1}`` at ``ab = ab_t0``;
-- over ``Y`` both are ``X^ = m + r + M (Y - A m) + xi``, with ``Cov(X, X^) = S A^H M^H``.
+``X ~ N(m, F^H diag(P) F)`` per channel (:class:`~dptheory.images.spectral.SpectralGaussian`) and
+``Y = A X + N(0, s^2 I)`` with ``A`` block-diagonal in the orthonormal DFT: a circulant blur or denoising (blocks
+of one frequency) or ``f x f`` average pooling (blocks of the ``f^2`` high-resolution frequencies
+``k + (j1 h/f, j2 w/f)`` it folds onto one). Every Gaussian identity then holds block by block with ``b x b``
+Hermitian matrices, so posteriors, W2, KL and the exact laws of VSRD (exact kernel, from ``x_T ~ N(0, I)``) and
+MAP-RPS (stage-1 fixed point, exact kernels from ``t0``) cost ``O(d b^2)`` instead of ``O(d^3)``; block sums of
+traces, Bures and KL terms equal the dense ones because ``F`` is unitary. The formulas are in docs/theory §13.5;
+over ``Y`` both laws are ``X^ = m + r + M (Y - A m) + xi`` with ``Cov(X, X^) = S A^H M^H``.
 
 These equal :func:`dptheory.sampler_law` on the dense problem (tested at 8 x 8); this module only exploits the
 block structure. Shapes: blocks ``(B, b)`` / ``(B, b, b)`` complex128; images ``(c, h, w)``.

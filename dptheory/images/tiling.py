@@ -1,21 +1,17 @@
 """Apply a denoiser to a large image in overlapping tiles and blend the tile estimates.
 
-A convolutional network runs at any size, but its cost and memory grow with the image, and an attention layer
-grows quadratically (the photo UNet's attention at 1/4 resolution holds ``(H W / 16)^2`` weights per head: 4 GB at
-512 x 512). :class:`TiledDenoiser` cuts ``x_t`` into ``tile x tile`` windows that overlap by ``overlap`` pixels,
-denoises all windows as one batch (or in chunks of ``batch``), and fuses the window estimates by the weighted
-average
+A network's cost and memory grow with the image, an attention layer's quadratically (the photo UNet's attention at
+1/4 resolution holds ``(H W / 16)^2`` weights per head: 4 GB at 512 x 512). :class:`TiledDenoiser` cuts ``x_t``
+into ``tile x tile`` windows that overlap by ``overlap`` pixels, denoises all windows as one batch (or in chunks
+of ``batch``), and fuses the window estimates by the weighted average
 
     ``D(x_t)[p] = sum_k w_k(p) D(x_t[window k])[p - o_k] / sum_k w_k(p)``,
 
-the least-squares fusion of overlapping window predictions (Bar-Tal et al. 2023, "MultiDiffusion: Fusing
-Diffusion Paths for Controlled Image Generation", Eq. 5 and its closed form Eq. 7), here with a separable
-trapezoid weight ``w_k`` that ramps linearly over the overlap towards each INTERIOR tile edge and stays 1 at the
-image border, so seams are cross-faded and no pixel has zero total weight. Every operation is differentiable in
-``x_t`` (DPS guidance back-propagates through the tiles).
-
-For a denoiser that acts pixel by pixel the fused result equals the whole-image result exactly; for a network it
-differs near tile edges, where a tile sees less context (``dptheory restore`` reports the effect on PSNR).
+the least-squares fusion of MultiDiffusion (Bar-Tal et al. 2023, Eq. 5 and its closed form Eq. 7), with a
+separable trapezoid weight ``w_k`` that ramps linearly over the overlap towards each INTERIOR tile edge and stays 1
+at the image border, so seams are cross-faded and no pixel has zero total weight. Every operation is
+differentiable in ``x_t``. A pixel-wise denoiser gives the whole-image result exactly; a network differs near tile
+edges, where a tile sees less context (``dptheory restore`` reports the effect on PSNR).
 """
 
 from __future__ import annotations

@@ -1,40 +1,17 @@
-"""Train the project's default image backbone: a small ADM UNet (v-prediction, VP linear schedule, T = 1000)
-on 32 x 32 colour crops of the photos that ship inside scikit-image, scikit-learn and matplotlib.
+"""Train the project's default image backbone: a small ADM UNet (VP linear schedule, T = 1000) on 32 x 32 colour
+crops of the photos that ship inside scikit-image, scikit-learn and matplotlib.
 
     python -m dptheory.images.train --prediction eps --photos bundled --threads 2   # the committed (eps) weights
-    python -m dptheory.images.train                      # v-prediction on every bundled photo (the model card's try)
     python -m dptheory.images.train --steps 200 --out /tmp/unet   # a short run
 
-**Objective**: the mean squared error of the network's target, with ``i`` uniform on the 0-based timesteps
-``0..T-1``, ``abar_i = schedule.alpha_bar(i + 1)`` (the convention of :class:`~dptheory.denoisers.NetworkDenoiser`)
-and ``x_i = sqrt(abar_i) x0 + sqrt(1 - abar_i) eps``:
-
-- ``prediction="v"`` (the default; Salimans and Ho 2022, "Progressive Distillation for Fast Sampling of Diffusion
-  Models", Sec. 4 and App. D): the target is ``v = sqrt(abar_i) eps - sqrt(1 - abar_i) x0`` and the denoiser is
-  ``x0 = sqrt(abar_i) x_i - sqrt(1 - abar_i) v``, so an error in ``v`` reaches ``x0`` multiplied by
-  ``sqrt(1 - abar_i) <= 1``: bounded at every noise level. The loss is ``(1 + SNR_i)`` times the ``x0`` MSE.
-- ``prediction="eps"`` (Ho et al. 2020, "Denoising Diffusion Probabilistic Models", Algorithm 1, the simple
-  loss): the target is ``eps`` and ``x0 = (x_i - sqrt(1 - abar_i) eps) / sqrt(abar_i)`` multiplies the error by
-  ``sqrt((1 - abar_i) / abar_i)``, up to 160 at ``i = 999``; the previous default weights were trained this way.
-
-AdamW, linear warm-up then cosine decay of the learning rate, gradient clipping, and an exponential moving average
-(EMA) of the weights, which is what is saved. The parametrisation is stored in the log beside the weights, and
-:func:`~dptheory.images.backbones.load_photo_unet` reads it.
-
-**Data** (:class:`PhotoCrops`): each training photo (:func:`training_photos`: every bundled photograph of the
-three packages except the held-out ones, astronaut and coffee by default) is resized so that its short side is each of
-:data:`SCALES` (32 px: the whole photo; native: the finest detail), and a crop is a uniform (photo, scale),
-a uniform 32 x 32 window and a horizontal flip with probability 1/2. Grayscale photos enter as gray RGB.
-
-**Determinism**: the initial weights come from ``torch.manual_seed(seed)`` (inside a forked RNG, so the caller's
-global state is untouched), and every crop, timestep and noise draw from one ``torch.Generator`` seeded with
-``seed``. With the same torch version and thread count the run is bit-for-bit repeatable
-(``tests/test_images_train.py`` checks this on a tiny model). ``--init FILE`` starts from saved weights instead
-(fine-tuning, e.g. eps weights into v-prediction); the file's sha256 is logged, so a chain of runs is reproducible.
-
-**Held-out evaluation** (:func:`denoising_mse`): the per-pixel MSE of ``E[x0 | x_t]`` on crops of the held-out
-photos, the network against the exact denoiser of the empirical law of training crops
-(:class:`~dptheory.images.backbones.EmpiricalMixtureDenoiser`), at several noise levels.
+Objective: the MSE of the network's target at ``i`` uniform on ``0..T-1``, ``abar_i = schedule.alpha_bar(i + 1)``,
+``x_i = sqrt(abar_i) x0 + sqrt(1 - abar_i) eps``: ``prediction="v"`` (default; Salimans & Ho 2022) or ``"eps"``
+(Ho et al. 2020, Algorithm 1). AdamW with warm-up and cosine decay, gradient clipping and an EMA of the weights
+(what is saved; the parametrisation is logged beside them). Data (:class:`PhotoCrops`): the bundled photos except
+the held-out astronaut and coffee, at :data:`SCALES`, a uniform 32 x 32 window, a random flip. Determinism: one
+seed for the initial weights and one ``torch.Generator`` for every draw, bit-for-bit repeatable for a torch version
+and thread count (``--init FILE`` fine-tunes; its sha256 is logged). Held-out evaluation: :func:`denoising_mse`
+against the exact empirical-law denoiser. Objective and data in detail: ``paper_notes/images.md``.
 """
 
 from __future__ import annotations

@@ -2,35 +2,15 @@
 checkpoints load with ``load_state_dict(strict=True)``.
 
 The module tree reproduces the parameter names of openai/guided-diffusion ``guided_diffusion/unet.py``
-(``UNetModel``), which DPS (Chung et al. 2023, DPS2022/diffusion-posterior-sampling) ships unchanged:
+(``UNetModel``), which DPS (Chung et al. 2023) ships unchanged: ``time_embed``, ``input_blocks``, ``middle_block``,
+``output_blocks`` and ``out``, with guided-diffusion's ResBlock (scale-shift norm), AttentionBlock (legacy head
+order) and float32 GroupNorm (32 groups); the full layout is in ``paper_notes/images.md``.
 
-- ``time_embed.{0,2}``: the MLP on the sinusoidal embedding of the timestep (width ``4 * num_channels``);
-- ``input_blocks.i.j``: block 0 is the input conv; then per level ``num_res_blocks`` ResBlocks (each followed by
-  an AttentionBlock at the attention downsampling rates) and, between levels, a down-sampling ResBlock
-  (``resblock_updown``) or a ``Downsample`` (``.op``);
-- ``middle_block.{0,1,2}``: ResBlock, AttentionBlock, ResBlock;
-- ``output_blocks.i.j``: ``num_res_blocks + 1`` ResBlocks per level on the concatenated skip, attention as on
-  the way down, and an up-sampling ResBlock or ``Upsample`` (``.conv``) at the end of each level but the last;
-- ``out.{0,2}``: GroupNorm, SiLU, conv to ``3`` or (``learn_sigma``) ``6`` channels (zero-initialised).
-
-A ResBlock has ``in_layers.{0,2}`` (GroupNorm, SiLU, conv), ``emb_layers.1`` (SiLU, linear to ``2 C`` with the
-scale-shift norm ``h = norm(h) (1 + scale) + shift``, else ``C``), ``out_layers.{0,3}`` (GroupNorm, SiLU,
-Dropout, conv) and ``skip_connection`` (a 1x1 conv when the width changes). An AttentionBlock has ``norm``,
-``qkv`` (1x1 conv1d to ``3 C``) and ``proj_out``; heads are ``C // num_head_channels`` (or ``num_heads``), and
-the legacy order (``use_new_attention_order=False``) splits the ``3 C`` channels into heads first, then into
-q, k, v. GroupNorms use 32 groups and compute in float32 (``GroupNorm32``).
-
-Configs (:data:`ADM_CONFIGS`) use the ``create_model`` argument names:
-
-- ``ffhq_10m``: DPS ``configs/model_config.yaml`` (image_size 256, num_channels 128, num_res_blocks 1,
-  attention_resolutions "16", num_heads 4, num_head_channels 64, learn_sigma, resblock_updown,
-  use_scale_shift_norm, dropout 0); checkpoint ``ffhq_10m.pt`` from the DPS README.
-- ``256x256_diffusion_uncond``: guided-diffusion README (attention_resolutions "32,16,8", num_channels 256,
-  num_head_channels 64, num_res_blocks 2, learn_sigma, resblock_updown, use_scale_shift_norm); same as DPS
-  ``configs/imagenet_model_config.yaml``.
-
-Both were trained with ``diffusion_steps 1000`` and ``noise_schedule linear`` (betas 1e-4..0.02), eps-prediction
-with learned variance; timesteps are passed unscaled (``rescale_timesteps False``).
+Configs (:data:`ADM_CONFIGS`, ``create_model`` argument names): ``ffhq_10m`` (DPS ``configs/model_config.yaml``;
+checkpoint ``ffhq_10m.pt`` from the DPS README) and ``256x256_diffusion_uncond`` (guided-diffusion README; same as
+DPS ``configs/imagenet_model_config.yaml``). Both were trained with ``diffusion_steps 1000`` and ``noise_schedule
+linear`` (betas 1e-4..0.02), eps-prediction with learned variance; timesteps are passed unscaled
+(``rescale_timesteps False``).
 """
 
 from __future__ import annotations

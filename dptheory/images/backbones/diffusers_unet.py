@@ -1,23 +1,16 @@
 """Pixel-space diffusers ``UNet2DModel`` checkpoints behind the one denoiser interface.
 
 A checkpoint is a local folder written by ``save_pretrained`` (``config.json`` and
-``diffusion_pytorch_model.safetensors``), either the UNet folder itself or a pipeline folder with ``unet/`` and
-``scheduler/`` subfolders (e.g. a ``DDPMPipeline`` such as ``google/ddpm-celebahq-256`` downloaded beforehand).
-Nothing is downloaded: every ``from_pretrained`` call passes ``local_files_only=True``.
+``diffusion_pytorch_model.safetensors``): the UNet folder itself or a pipeline folder with ``unet/`` and
+``scheduler/`` (e.g. a ``DDPMPipeline`` such as ``google/ddpm-celebahq-256`` downloaded beforehand). Nothing is
+downloaded: every ``from_pretrained`` call passes ``local_files_only=True``.
 
 The training schedule comes from the scheduler config (``scheduler/scheduler_config.json`` of a pipeline, a
-``scheduler`` folder next to the UNet folder, or a ``scheduler_config.json`` inside it); the betas are rebuilt
-in float64 with the diffusers formulas:
-
-- ``linear``: ``beta_t`` linear from ``beta_start`` to ``beta_end`` over ``num_train_timesteps``;
-- ``scaled_linear`` (latent diffusion / Stable Diffusion): ``sqrt(beta_t)`` linear between the square roots;
-- ``squaredcos_cap_v2``: the cosine schedule of Nichol & Dhariwal (2021), eq. (17), betas capped at 0.999;
-- ``sigmoid``: ``beta_start + (beta_end - beta_start) sigmoid(linspace(-6, 6, T))``;
-- ``trained_betas``: taken as given.
-
-Without any scheduler config the DDPM default is used (linear, 1e-4 to 0.02, T = 1000, eps-prediction), and a
-``UserWarning`` says so. diffusers computes its tables in float32, so ``alpha_bar`` agrees with the scheduler's
-``alphas_cumprod`` to about 1e-6 (float32 rounding), not bit for bit.
+``scheduler`` folder next to the UNet folder, or a ``scheduler_config.json`` inside it); the betas are rebuilt in
+float64 with the diffusers formulas of ``linear``, ``scaled_linear``, ``squaredcos_cap_v2`` (Nichol & Dhariwal
+2021, eq. (17)), ``sigmoid`` and ``trained_betas`` (listed in ``paper_notes/images.md``). Without a scheduler config
+the DDPM default is used (linear, 1e-4 to 0.02, T = 1000, eps-prediction) with a ``UserWarning``. diffusers
+computes its tables in float32, so ``alpha_bar`` agrees with its ``alphas_cumprod`` to about 1e-6, not bit for bit.
 """
 
 from __future__ import annotations

@@ -1,27 +1,16 @@
-"""The exact denoiser of a finite image set: the diffused empirical law.
+"""The exact denoiser of a finite image set: the diffused empirical law (docs/theory §13.4).
 
-For images ``x_1..x_N`` with weights ``w_i`` (uniform by default) the prior is ``sum_i w_i delta_{x_i}`` and its
-diffusion is ``p_t = sum_i w_i N(sqrt(ab) x_i, (1 - ab) I)``, a Gaussian mixture with zero covariances. Tweedie's
-denoiser is the responsibility-weighted average of the images (docs/theory §3.2 with ``Sig_k = 0``):
+For images ``x_1..x_N`` with weights ``w_i`` (uniform by default) the prior ``sum_i w_i delta_{x_i}`` diffuses to
+the mixture ``sum_i w_i N(sqrt(ab) x_i, (1 - ab) I)``, whose Tweedie denoiser is the weighted average
 
     E[x0 | x_t] = sum_i r_i(x_t) x_i,   r_i(x_t) = softmax_i(log w_i - ||x_t - sqrt(ab) x_i||^2 / (2 (1 - ab))).
 
 ``p(x0 | x_t)`` is the discrete law ``r(x_t)`` on the images, so exact draws (``sample_x0``) and the exact
-posterior covariance are available. Conditioning on ``y = A x + N(0, sigma_y^2 I)`` keeps the family: the
-posterior is the empirical law with weights ``w_i N(y; A x_i, sigma_y^2 I)`` (normalised), and, since ``x_t`` and
-``y`` are independent given ``x0``, ``E[x0 | x_t, y]`` is the same formula with those weights. This gives an
-exact MMSE reference at image scale.
-
-The logits are computed as ``log w_i + (sqrt(ab) <x_t, x_i> - ab ||x_i||^2 / 2) / (1 - ab)`` (the term
-``||x_t||^2`` is common to every ``i`` and cancels in the softmax), one matrix product per chunk of images. They
-are formed in float64 whatever the input dtype: at small noise they reach ``||x||^2 / (1 - ab)`` (about 1e9 for a
-256x256 photo at the first DDPM step), where float32 rounding would scramble the softmax; the average
-``sum_i r_i x_i`` is then taken in the dtype of ``x_t``. The likelihood weights of :meth:`condition` use the
-same expansion, ``-(||A x_i||^2 - 2 <A x_i, y>) / (2 sigma_y^2)``, in float64.
-
-Images may live on another device than ``x_t`` (e.g. CPU images, GPU particles): each chunk is moved to
-``x_t``'s device when it is used. A chunk holds ``chunk_size`` images, by default as many as fit in 2^24
-numbers (128 MiB in float64).
+covariance are available; conditioning on ``y = A x + N(0, sigma_y^2 I)`` (:meth:`condition`) reweights the images
+by ``N(y; A x_i, sigma_y^2 I)``, which gives an exact MMSE reference at image scale. The logits are formed in
+float64 whatever the input dtype (at small noise they reach ``||x||^2 / (1 - ab)``, about 1e9 for a 256x256 photo),
+one matrix product per chunk of ``chunk_size`` images (default: as many as fit in 2^24 numbers), each chunk moved
+to ``x_t``'s device when used; the expansion used is in docs/theory §13.4.
 """
 
 from __future__ import annotations

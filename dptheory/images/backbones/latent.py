@@ -1,26 +1,17 @@
 """Latent diffusion (Stable Diffusion style) behind the one denoiser interface, for LMAP-RPS.
 
-A :class:`LatentBackbone` holds
+A :class:`LatentBackbone` holds the VAE (diffusers ``AutoencoderKL``; ``encode(x) = (E(x) - shift) *
+scaling_factor``, the posterior mean or a draw, and ``decode(z) = D(z / scaling_factor + shift)``, both
+differentiable; images in model units [-1, 1]), the latent UNet (``UNet2DConditionModel``) evaluated with the
+EMPTY prompt (its text-encoder output, padded to the tokenizer's ``model_max_length`` and computed once) or a given
+``prompt_embedding``, ``.denoiser`` (a :class:`~dptheory.NetworkDenoiser` in latent space, eps or v per the
+scheduler config) and ``.schedule`` (the training betas, e.g. ``scaled_linear`` 0.00085..0.012, T = 1000 for SD
+1.5). Nothing is downloaded (``local_files_only=True``). With a local diffusers-format SD 1.5 folder (``vae/``,
+``unet/``, ``scheduler/``, ``text_encoder/``, ``tokenizer/``), or ``dptheory restore --backbone sd:/models/sd15``::
 
-- the VAE (diffusers ``AutoencoderKL``): ``encode(x) = (E(x) - shift) * scaling_factor`` (the posterior mean, or a
-  draw) and ``decode(z) = D(z / scaling_factor + shift)``, both differentiable (the data term of LMAP-RPS
-  back-propagates through the decoder); images are in model units [-1, 1];
-- the latent UNet (``UNet2DConditionModel``) evaluated with the EMPTY prompt: the text-encoder output for ``""``
-  (padded to the tokenizer's ``model_max_length``), computed once, or a precomputed ``prompt_embedding``;
-- ``.denoiser``: a :class:`~dptheory.NetworkDenoiser` in latent space (eps or v per the scheduler config) and
-  ``.schedule`` (the training betas, e.g. ``scaled_linear`` 0.00085..0.012, T = 1000 for SD 1.5).
-
-Running with a local Stable Diffusion 1.5 folder (nothing is downloaded; every load uses
-``local_files_only=True``)::
-
-    # the folder holds vae/, unet/, scheduler/, text_encoder/, tokenizer/ (a diffusers-format SD 1.5 snapshot,
-    # e.g. stable-diffusion-v1-5/stable-diffusion-v1-5 fetched beforehand with huggingface-cli download)
     bb = LatentBackbone("/models/sd15", device="cuda", dtype=torch.float16)
     z = bb.encode(x)                      # (n, 4, H/8, W/8)
-    z0 = bb.denoiser(z_t, alpha_bar)      # E[z0 | z_t] for the empty prompt
-    x_hat = bb.decode(z0)
-
-or ``dptheory restore --backbone sd:/models/sd15 ...``.
+    x_hat = bb.decode(bb.denoiser(z_t, alpha_bar))   # E[z0 | z_t] for the empty prompt, decoded
 """
 
 from __future__ import annotations
