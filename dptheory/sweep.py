@@ -1,58 +1,18 @@
 """``dptheory sweep SPEC.toml``: run a grid of solver runs (cells) on Ray and collect one results file.
 
-A **spec** is a TOML file (all keys but ``grid`` optional)::
+A spec (:class:`SweepSpec`, which shows the TOML layout) sets a ``kind`` (``"vector"``: the worked problems;
+``"image"``: photos), a ``[grid]`` whose lists multiply into cells (problem or task, method, seed, knobs per method)
+and ``[fixed]`` settings. A vector cell measures one D-P point with :func:`dptheory.traverse`: ``D_y, P_y, KL_y,
+gap_y`` and ``D, P, KL, gap`` with standard errors and the curve constants; an image cell restores a photo with
+:func:`dptheory.images.problem.solve_image` and records PSNR, SSIM and MSE (and those of ``A^+ y``). Each cell runs
+with one torch thread. Rows are flat JSON objects, one per line (``pandas.read_json(path, lines=True)``).
 
-    name = "vsrd-vs-map-rps"          # recorded in every row (default: the file's stem)
-    kind = "vector"                   # "vector" (the worked problems) or "image" (photos)
-    out = "vsrd-vs-map-rps.jsonl"     # results file, relative to the spec (default: <stem>.jsonl)
-    metrics = ["per-measurement", "joint"]   # vector: D-P forms; image: any of "psnr", "ssim", "mse"
-
-    [grid]                            # the cells are the product of these lists
-    problem = ["G2", "G2post"]        # vector: G2, G2post, Iso, B1        (image: task = ["sr4", ...])
-    method = ["vsrd", "map-rps"]      # any dpt.solve method
-    seed = [0, 1]
-    # y = [-0.6, -0.2]                # vector, B1 only: measurements (default -0.6); sigma_y = [0.5] likewise
-    # image = ["skimage:astronaut"]   # image only: the photos
-
-    [grid.knobs.vsrd]                 # per method: knob -> values; the product of the lists is swept
-    lam = [0.0, 0.5, 1.0]             # the FIRST knob listed is the one the D-P plot follows
-    [grid.knobs.map-rps]
-    t0 = [0, 20, 100]
-
-    [fixed]                           # the same for every cell
-    n = 2000                          # vector: Monte Carlo size per cell (GMM problems; exact ones ignore it)
-    # replicates = 5                  # vector: parts for the Monte Carlo standard errors
-    # backbone = "gaussian"; size = 16; n_crops = 200; sigma_y = 0.05   # image: as in `dptheory restore`
-    # delay = 0.0                     # seconds each cell sleeps first (to test interruptions)
-    [fixed.knobs.vsrd]                # fixed knobs per method
-    steps = 100
-
-**Cells.** A vector cell measures one D-P point with the public API, :func:`dptheory.traverse` (exact laws via
-:func:`dptheory.sampler_law` for Gaussian problems, Monte Carlo through :func:`dptheory.solve` otherwise), and
-records ``D_y, P_y, KL_y, gap_y`` (per measurement) and ``D, P, KL, gap`` (joint) with their standard errors and
-the curve constants ``Dstar_y, W_y, Dstar, W``. An image cell measures ``y = A x + sigma_y z`` of a photo with the
-``seed`` generator, restores it with :func:`dptheory.images.problem.solve_image`, and records PSNR, SSIM and MSE
-of the restoration (and of ``A^+ y``). Each cell runs with one torch thread.
-
-**Rows.** One JSON object per line (JSONL), flat, so ``pandas.read_json(path, lines=True)`` gives one column
-per field: the cell's parameters (``problem``/``task``, ``method``, ``seed``, ``y``, ``image``, ``knob``,
-``value`` and one column per knob), its metrics, ``status`` (``"ok"`` or ``"error"``), ``error`` (the exception,
-one line), ``seconds``, ``host``, ``version`` (dptheory), ``torch``, ``finished`` (UTC), ``sweep``, ``kind`` and
-``cell_id`` (a hash of the parameters).
-
-**Atomic rows, resume.** Only the driver writes the file: each row is one ``write`` of a whole line followed by
-``fsync``; on open, a torn last line (a crash during a write) is cut off, so a row is never half-present and a
-crash never touches earlier rows. Re-running a spec skips every cell that already has a row (``--resume``, the
-default); ``--retry-failed`` re-runs the cells whose row is an error (the newest row of a cell wins when reading);
-``--no-resume`` starts a new file (the old one is kept as ``<out>.<timestamp>.bak``). A failing cell gives an
-error row and the sweep goes on; a Ray worker that dies is retried by Ray (``max_retries``).
-
-**Ray.** ``ray.init()`` on this machine by default (``--num-cpus`` caps it), ``--address HOST:PORT`` (or
-``auto``) joins a running cluster started with ``ray start --head``. ``--serial`` runs the cells in this process
-without Ray. Ray is imported only here, inside the command, so ``import dptheory`` stays fast.
-
-At the end: a table of the rows and a D-P plot (``<out>.png``: distortion against perception, one line per
-problem and method along the first knob, with the optimal per-measurement curve for vector sweeps).
+Only the driver writes, one whole line per row with ``fsync`` (:class:`ResultsFile`; a torn last line is cut on
+open). Re-running skips the cells that have a row (``--resume``), ``--retry-failed`` re-runs error rows (the newest
+row of a cell wins), ``--no-resume`` starts a new file (the old one kept as ``<out>.<timestamp>.bak``); a failing
+cell gives an error row. Ray runs locally by default (``--num-cpus``), ``--address`` joins a cluster, ``--serial``
+runs in-process; Ray is imported only inside the command. At the end: a table of the rows and a D-P plot
+(``<out>.png``, one line per problem and method along the first knob, with the optimal curve for vector sweeps).
 """
 
 from __future__ import annotations
@@ -88,7 +48,39 @@ class SpecError(ValueError):
 
 @dataclass
 class SweepSpec:
-    """A parsed, validated spec (see the module docstring for the TOML layout)."""
+    """A parsed, validated spec. The TOML layout (all keys but ``grid`` optional)::
+
+        name = "vsrd-vs-map-rps"          # recorded in every row (default: the file's stem)
+        kind = "vector"                   # "vector" (the worked problems) or "image" (photos)
+        out = "vsrd-vs-map-rps.jsonl"     # results file, relative to the spec (default: <stem>.jsonl)
+        metrics = ["per-measurement", "joint"]   # vector: D-P forms; image: any of "psnr", "ssim", "mse"
+
+        [grid]                            # the cells are the product of these lists
+        problem = ["G2", "G2post"]        # vector: G2, G2post, Iso, B1        (image: task = ["sr4", ...])
+        method = ["vsrd", "map-rps"]      # any dpt.solve method
+        seed = [0, 1]
+        # y = [-0.6, -0.2]                # vector, B1 only: measurements (default -0.6); sigma_y = [0.5] likewise
+        # image = ["skimage:astronaut"]   # image only: the photos
+
+        [grid.knobs.vsrd]                 # per method: knob -> values; the product of the lists is swept
+        lam = [0.0, 0.5, 1.0]             # the FIRST knob listed is the one the D-P plot follows
+        [grid.knobs.map-rps]
+        t0 = [0, 20, 100]
+
+        [fixed]                           # the same for every cell
+        n = 2000                          # vector: Monte Carlo size per cell (GMM problems; exact ones ignore it)
+        # replicates = 5                  # vector: parts for the Monte Carlo standard errors
+        # backbone = "gaussian"; size = 16; n_crops = 200; sigma_y = 0.05   # image: as in `dptheory restore`
+        # delay = 0.0                     # seconds each cell sleeps first (to test interruptions)
+        [fixed.knobs.vsrd]                # fixed knobs per method
+        steps = 100
+
+    A row holds the cell's parameters (``problem``/``task``, ``method``, ``seed``, ``y``, ``image``, ``knob``,
+    ``value`` and one column per knob), its metrics, ``status`` (``"ok"`` or ``"error"``), ``error`` (the exception,
+    one line), ``seconds``, ``host``, ``version`` (dptheory), ``torch``, ``finished`` (UTC), ``sweep``, ``kind`` and
+    ``cell_id`` (a hash of the parameters). A vector cell also records the curve constants ``Dstar_y, W_y, Dstar,
+    W``; a Ray worker that dies is retried by Ray (``max_retries``).
+    """
 
     name: str
     kind: str

@@ -1,22 +1,16 @@
 """Spectral filters of a linear operator: ``g(A^T A) x = V diag(g(s)) V^T x`` for ``A = U diag(s) V^T``.
 
 DDRM, DiffPIR and PiGDM act on each right singular direction of ``A`` separately, with a coefficient that depends
-only on its singular value ``s`` (``s = 0`` on the null space). Any such update is a spectral filter
-``V diag(g(s)) V^T``, so the samplers never need ``V`` itself, only :meth:`Spectrum.filter`. A filter applied to
-white noise ``z`` gives ``V diag(g(s)) z'`` with ``z' = V^T z`` white, i.e. independent noise of standard
-deviation ``g(s_i)`` in direction ``i``, as the papers write it.
-
-Supported operators:
+only on its singular value ``s`` (``s = 0`` on the null space), so they need only :meth:`Spectrum.filter`, never
+``V``. A filter applied to white noise ``z`` gives independent noise of standard deviation ``g(s_i)`` in direction
+``i``, as the papers write it. Supported operators (anything else raises ``TypeError`` naming the operator):
 
 - vector operators (``x (n, d)``): the full SVD of the dense matrix (``MatrixOperator.svd`` or
   :func:`~dptheory.operators.dense_matrix`), ``V`` of size ``(d, d)`` with ``s`` padded by zeros;
 - circulant blurs with ``transfer_function`` (:class:`~dptheory.images.operators.Blur`): ``V`` is the 2-D DFT,
   ``s = |H|``, with ``|H| <= tol max|H|`` treated as 0, the same truncation as the operator's ``pinv``;
-- image operators whose nonzero singular values are all equal (inpainting, average-pooling super-resolution,
-  compressed sensing with orthonormal rows, denoising): ``g(A^T A) = g(s_1) P + g(0) (I - P)`` with the
-  projection ``P = A^+ A``.
-
-Anything else raises ``TypeError`` naming the operator.
+- image operators whose nonzero singular values are all equal (inpainting, average pooling, orthonormal compressed
+  sensing, denoising): ``g(A^T A) = g(s_1) P + g(0) (I - P)`` with ``P = A^+ A``.
 """
 
 from __future__ import annotations

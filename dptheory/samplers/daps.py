@@ -1,29 +1,17 @@
 """Decoupled annealing posterior sampling (DAPS), Zhang, Chu, Berner, Meng, Anandkumar & Song, CVPR 2025
 (arXiv 2407.01521), Algorithm 1; official code zhangbingliang2019/DAPS ``cores/mcmc.py``, ``sampler.py``.
 
-DAPS decouples consecutive levels: from ``x_t`` it draws ``x0 ~ p(x0 | x_t, y)`` approximately and re-noises,
-``x_s = sqrt(ab_s) x0 + sqrt(1 - ab_s) z``. If the inner draw were exact, every ``x_s`` would have the exact
-marginal ``p_s(x_s | y)`` whatever the grid (the paper's Proposition; claim PEER-5). The inner draw:
+From ``x_t`` DAPS draws ``x0 ~ p(x0 | x_t, y)`` approximately and re-noises, ``x_s = sqrt(ab_s) x0 + sqrt(1 - ab_s)
+z``; with exact inner draws every ``x_s`` has the exact marginal ``p_s(x_s | y)`` (the paper's Proposition; claim
+PEER-5). The inner draw: ``x0_hat`` by ``ode_steps`` deterministic DDIM steps from ``t`` to 0 (1: Tweedie), then
+``langevin_steps`` unadjusted Langevin steps on ``log N(x0; x0_hat, r_t^2 I) - ||y - A x0||^2 / (2 tau^2)``,
 
-1. ``x0_hat``: the probability-flow ODE from ``t`` to 0 with ``ode_steps`` deterministic DDIM steps
-   (``ode_steps = 1``: Tweedie, ``D(x_t)``);
-2. ``langevin_steps`` unadjusted Langevin steps from ``x0_hat`` on
-   ``log N(x0; x0_hat, r_t^2 I) - ||y - A x0||^2 / (2 tau^2)``:
+    x0 <- x0 + lr_i [ (x0_hat - x0) / r_t^2 - A^T (A x0 - y) / tau^2 ] + sqrt(2 lr_i) xi,
 
-       x0 <- x0 + lr_i [ (x0_hat - x0) / r_t^2 - A^T (A x0 - y) / tau^2 ] + sqrt(2 lr_i) xi,
-
-   with ``lr_i = lr (1 + (i / n_levels) (lr_min_ratio - 1))`` at level ``i`` (the official linear decay) and
-   ``r_t = sigma_t = sqrt((1 - ab_t)/ab_t)`` (``r="sigma"``, official), or ``r_t^2 = 1 - ab_t`` (``r="pigdm"``,
-   PiGDM's variance: exact ``Cov[x0 | x_t]`` for data ``N(m, I)``).
-
-The last level returns the Langevin iterate (no re-noising). Every map is affine in ``(x_t, y)`` plus fresh noise
-when ``D`` is affine, so :func:`dptheory.sampler_law` gives the exact law on a linear-Gaussian problem.
-
-**Differences from the official code.** The annealing grid is the schedule's own (``steps`` levels of
-``schedule.timesteps``) instead of EDM's ``sigma`` from 100 to 0.1 (poly-7); the ODE is DDIM (eta = 0) on the
-VP schedule rather than EDM's Euler steps; ``tau`` defaults to ``sigma_y`` (the Bayes likelihood; the official
-task configs tune it). Official DAPS-1K: 200 levels x 5 ODE steps x 100 Langevin steps, ``lr`` 1e-4,
-``lr_min_ratio`` 0.01. NFE: ``ode_steps`` per level (the Langevin steps call no network).
+``lr_i = lr (1 + (i / n_levels) (lr_min_ratio - 1))`` (the official linear decay), ``r_t = sigma_t = sqrt((1 -
+ab_t)/ab_t)`` (``r="sigma"``, official) or ``r_t^2 = 1 - ab_t`` (``r="pigdm"``, exact for data ``N(m, I)``). The
+last level returns the Langevin iterate; :func:`dptheory.sampler_law` gives the exact law when ``D`` is affine.
+NFE: ``ode_steps`` per level. Differences from the official code (grid, ODE, ``tau``): ``paper_notes/peers.md``.
 """
 
 from __future__ import annotations

@@ -1,29 +1,17 @@
 """Denoising Diffusion Restoration Models (DDRM), Kawar, Elad, Ermon & Song, NeurIPS 2022 (arXiv 2201.11793),
 eqs. (7)-(8); official code bahjat-kawar/ddrm ``functions/denoising.py: efficient_generalized_steps``.
 
-DDRM runs the diffusion in the spectral space of ``A = U diag(s) V^T``. In variance-exploding units
-``u_t = x_t / sqrt(ab_t) = x0 + sigma_t eps`` (``sigma_t = sqrt((1 - ab_t)/ab_t)``), with ``x0_bar = V^T D(x_t)``,
-``y_bar = V^T A^+ y`` (a noisy copy of ``x0_bar`` at level ``sigma_y / s_i`` in direction ``i``) and
-``e_bar = (u_t_bar - x0_bar) / sigma_t``, one step ``t -> s`` draws, per direction ``i``:
+In the spectral space of ``A = U diag(s) V^T`` and VE units ``u_t = x_t / sqrt(ab_t) = x0 + sigma_t eps``, with
+``x0_bar = V^T D(x_t)``, ``y_bar = V^T A^+ y`` and ``e_bar = (u_t_bar - x0_bar) / sigma_t``, a step ``t -> s``
+draws per direction ``i`` (cases on the NEXT level ``sigma_s``, as the official code does):
 
-- ``s_i = 0`` (null space), or ``s_i sigma_s = sigma_y``:  ``x0_bar + sqrt(1 - eta^2) sigma_s e_bar + eta sigma_s z``;
-- ``s_i sigma_s < sigma_y`` (less noisy than y):
-  ``x0_bar + sqrt(1 - eta^2) sigma_s (y_bar - x0_bar) s_i / sigma_y + eta sigma_s z``;
-- ``s_i sigma_s > sigma_y`` (noisier than y):
-  ``(1 - eta_b) x0_bar + eta_b y_bar + sqrt(sigma_s^2 - eta_b^2 sigma_y^2 / s_i^2) z``;
+- ``s_i = 0`` or ``s_i sigma_s = sigma_y``:  ``x0_bar + sqrt(1 - eta^2) sigma_s e_bar + eta sigma_s z``;
+- ``s_i sigma_s < sigma_y``: ``x0_bar + sqrt(1 - eta^2) sigma_s (y_bar - x0_bar) s_i / sigma_y + eta sigma_s z``;
+- ``s_i sigma_s > sigma_y``: ``(1 - eta_b) x0_bar + eta_b y_bar + sqrt(sigma_s^2 - eta_b^2 sigma_y^2 / s_i^2) z``;
 
-then ``x_s = sqrt(ab_s) V u_s_bar``. The cases use the NEXT level ``sigma_s``, as the official code does. The last
-step (``sigma_0 = 0``) returns ``D(x_t)``. The start (``init="ddrm"``, eq. (7)) is ``x_T = sqrt(ab_T) V u_bar``
-with ``u_bar_i = y_bar_i + sqrt(sigma_T^2 - sigma_y^2 / s_i^2) z_i`` where ``s_i sigma_T > sigma_y`` and
-``sigma_T z_i`` elsewhere; ``z`` is the input ``x``. (The official code scales by ``1 / sigma_T`` instead of
-``sqrt(ab_T) = 1 / sqrt(1 + sigma_T^2)``: a relative difference of ``1 / (2 sigma_T^2)``, 2e-5 at T = 1000.)
-``init="given"`` uses ``x`` as ``x_T`` unchanged.
-
-Each case keeps the forward marginal ``u_s ~ N(x0, sigma_s^2)`` given ``x0`` (claim PEER-1); the output is not the
-posterior on a Gaussian problem (claim PEER-2). Every step is affine in ``(x_t, y)`` plus independent noise when
-``D`` is affine, so on a linear-Gaussian problem :func:`dptheory.sampler_law` gives the exact law. One denoiser
-call per step, no gradients. Defaults
-``eta = 0.85``, ``eta_b = 1`` and 20 steps (the paper's and the official code's).
+then ``x_s = sqrt(ab_s) V u_s_bar``; the last step returns ``D(x_t)``. ``init="ddrm"``: eq. (7), see
+``paper_notes/peers.md``; ``init="given"``: ``x`` is ``x_T``. Forward marginals kept (PEER-1), not the posterior
+(PEER-2), exact law by :func:`dptheory.sampler_law`; one call per step; ``eta = 0.85``, ``eta_b = 1``, 20 steps.
 """
 
 from __future__ import annotations

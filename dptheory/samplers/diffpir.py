@@ -1,26 +1,17 @@
 """DiffPIR: denoising diffusion models for plug-and-play image restoration, Zhu, Zhang, Liang, Cao, Wen, Timofte &
 Van Gool, CVPR Workshops 2023 (arXiv 2305.08995), Algorithm 1; official code yuanzhi-zhu/DiffPIR.
 
-Half-quadratic splitting inside the reverse diffusion. At each level ``t -> s``:
+Half-quadratic splitting in the reverse diffusion; at each level ``t -> s``, ``sigma_t = sqrt((1 - ab_t)/ab_t)``::
 
     x0     = D(x_t)                                                  (prior step, the denoiser)
     x0_hat = argmin_x ||y - A x||^2 + rho_t ||x - x0||^2,   rho_t = lam sigma_y^2 / sigma_t^2     (data step)
     eps    = (x_t - sqrt(ab_t) x0_hat) / sqrt(1 - ab_t)
-    x_s    = sqrt(ab_s) x0_hat + sqrt(1 - ab_s) (sqrt(1 - zeta) eps + sqrt(zeta) z),
+    x_s    = sqrt(ab_s) x0_hat + sqrt(1 - ab_s) (sqrt(1 - zeta) eps + sqrt(zeta) z).
 
-with ``sigma_t = sqrt((1 - ab_t)/ab_t)``. The data step is the spectral filter
-``x0_hat = (A^T A + rho I)^{-1} (A^T y + rho x0)``; with ``sigma_y = 0`` it is the projection
-``A^+ y + (I - A^+ A) x0``. At ``s = 0`` the output is ``x0_hat``.
-
-**Units of lam.** ``lam = 1`` is the Bayes weight when ``p(x0 | x_t)`` is taken as ``N(x0, sigma_t^2 I)``: then
-``x0_hat`` is the posterior mean of that Gaussian times the likelihood. The official code writes
-``rho = lam sigma_n^2 / sigma_t^2`` with ``sigma_n`` in [0, 1] image units but ``sigma_t`` in the model's
-[-1, 1] units, so its ``lam`` is 4 times ours; deepinv 0.5 passes ``gamma = 1 / (2 rho)`` to an ``L2`` prox
-(weight ``2 rho``), so its ``lambda_`` is 2 times ours. Official ``lam`` 7 (deepinv default) is ours 1.75.
-
-For data ``N(m, I)`` the data step is ``E[x0 | x_t, y]`` exactly when ``rho_t = sigma_y^2 / (1 - ab_t)``, i.e.
-``lam = 1 / ab_t`` (claim PEER-4). Affine in ``(x_t, y)`` plus independent noise when ``D`` is affine:
-:func:`dptheory.sampler_law` gives the law on a linear-Gaussian problem. One denoiser call per step, no gradients.
+The data step is the spectral filter ``(A^T A + rho I)^{-1} (A^T y + rho x0)`` (the projection ``A^+ y + (I - A^+
+A) x0`` if ``sigma_y = 0``); at ``s = 0`` the output is ``x0_hat``. ``lam = 1`` is the Bayes weight for ``p(x0 | x_t)
+~ N(x0, sigma_t^2 I)`` (official ``lam`` = 4 x ours, deepinv's 2 x: ``paper_notes/peers.md``); ``E[x0 | x_t, y]`` for
+data ``N(m, I)`` needs ``lam = 1 / ab_t`` (PEER-4). Affine when ``D`` is (:func:`dptheory.sampler_law`); 1 NFE/step.
 """
 
 from __future__ import annotations

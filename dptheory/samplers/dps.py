@@ -1,25 +1,17 @@
 """Diffusion posterior sampling (DPS), Chung, Kim, McCann, Klasky & Ye, ICLR 2023 (arXiv 2209.14687).
 
-DPS approximates ``p_t(y | x_t) ~ p(y | x0_hat(x_t))`` and adds its gradient, back-propagated through the
-denoiser, to the ancestral step (docs/theory §1.3):
+DPS adds the gradient of ``log p(y | x0_hat(x_t))``, back-propagated through the denoiser, to the DDPM step (§1.3):
 
-- ``norm="l2"`` (the official code): ``x_s = DDPM step - zeta * grad_{x_t} ||y - A x0_hat(x_t)||``, the gradient
-  of the UNSQUARED norm. This is Algorithm 1 of the paper, ``zeta_i grad ||y - A x0_hat||^2`` with ``zeta_i =
-  zeta' / ||y - A x0_hat||``, with ``zeta = 2 zeta'`` (``grad ||r||^2 = 2 ||r|| grad ||r||``): the official
-  ``scale`` is ``zeta``, not the paper's ``zeta'``. Typical ``zeta``: 1.0 (MAP-RPS stage 2, pixel tasks) to 2.0
-  (deblur).
-- ``norm="squared"`` (the Bayes-consistent "ideal DPS" of docs/theory §4): the step adds ``zeta * g * grad log p~``
-  with ``log p~ = -||y - A x0_hat||^2 / (2 sigma_y^2)`` and ``g = beta / sqrt(alpha)`` of the step (the
-  coefficient that turns a score into a mean shift), so ``zeta = 1`` uses the plug-in likelihood at face value.
+- ``norm="l2"`` (the official code): ``x_s = DDPM step - zeta * grad_{x_t} ||y - A x0_hat(x_t)||`` (UNSQUARED
+  norm); the paper's ``zeta'`` is ``zeta / 2`` (``paper_notes/dps.md``). Typical ``zeta``: 1.0 to 2.0 (deblur).
+- ``norm="squared"`` (the Bayes-consistent "ideal DPS" of docs/theory §4): the step adds ``zeta * g * grad log p~``,
+  ``log p~ = -||y - A x0_hat||^2 / (2 sigma_y^2)``, ``g = beta / sqrt(alpha)``: ``zeta = 1`` is the plug-in
+  likelihood at face value.
 
-Official options (:func:`dps` arguments; ``paper_notes/dps.md`` lists what the defaults keep): ``clip_denoised``
-(clamp ``x0_hat`` to [-1, 1] in the step and inside the guidance loss; on by default for pixel networks, off for
-exact priors), ``variance="learned"`` (the network's learned-range variance, official with ADM), ``mean="eps"``
-and ``variance="learned_exp"`` / ``final_noise`` (MAP-RPS's stage 2), ``norm="l2_squared"`` with
-``zeta_scale="alpha_bar"`` (LMAP-RPS's stage 2).
-
-One denoiser call per step (forward with autograd, one backward). The guidance is an explicit step: on coarse
-grids (e.g. 10 steps) it overshoots and can diverge, like any explicit scheme with too large a step.
+Official options (``paper_notes/dps.md``): ``clip_denoised`` (on by default for pixel networks, off for exact
+priors), ``variance="learned"``, ``mean="eps"``, ``variance="learned_exp"`` and ``final_noise`` (MAP-RPS stage 2),
+``norm="l2_squared"`` with ``zeta_scale="alpha_bar"`` (LMAP-RPS stage 2). One denoiser call per step (forward with
+autograd, one backward); on coarse grids (e.g. 10 steps) the explicit guidance step can overshoot and diverge.
 """
 
 from __future__ import annotations

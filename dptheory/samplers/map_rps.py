@@ -1,48 +1,17 @@
 """MAP-RPS: MAP estimate, then re-noised posterior sampling (Zhang, Liu, Yan, Xiao & Gu, ICML 2026,
 arXiv 2605.28711; official code weigerzan/MAP_RPS d8d5217, ``runners/inverse_algorithms.py``; docs/theory §6).
 
-Stage 1 (stochastic MAP). Start at ``x = A^+ y`` and run AdamW with a cosine learning rate (to ``eta_min``,
-official 1e-5 pixel and FFHQ latent, 1e-2 in most SD 1.5 / COCO runs) on
+Stage 1 (stochastic MAP): from ``x = A^+ y``, AdamW with a cosine learning rate (to ``eta_min``) on
 
     L(x) = ||y - A x||^2 + w_prior <stopgrad(eps_hat(x_t1, t1)), x>,   x_t1 = sqrt(ab) x + sqrt(1 - ab) z,
 
-with ``z`` re-drawn at every iteration (one denoiser call per iteration). ``likelihood="l2"`` replaces
-``||y - A x||^2`` by the unsquared ``||y - A x||`` (the official ``--stable`` of the SD 1.5 runs). For ANY prior,
-``E_z[eps_hat(x_t1)] = -tau grad g_tau(x)`` with ``tau^2 = (1 - ab)/ab`` and ``g_tau`` the log of the prior blurred
-at level tau (docs/theory §6.3), so stage 1 (squared likelihood) is SGD on ``||y - Ax||^2/(2 s^2) - kappa g_tau(x)``
-with ``kappa = w_prior tau / (2 s^2)``. Two weightings:
-
-- ``weighting="bayes"`` (the default, for every denoiser, exact or network): ``w_prior = 2 sigma_y^2 / tau``
-  (kappa = 1): the expected prior gradient is minus the smoothed score, so the fixed point is the MAP of the
-  posterior with the prior blurred at ``tau`` (for a Gaussian prior: the posterior mean under N(m, S + tau^2 I),
-  O(tau^2) from the true MAP). Default weight decay 0, so AdamW's decoupled shrinkage does not move the fixed
-  point.
-- ``weighting="official"``: the tuned task weights of the official scripts (:data:`OFFICIAL_PRIOR_WEIGHTS`,
-  pixel: denoise 2.0, inp 0.7, sr4 0.25, deblur 0.01), ``weight_decay = 0.01`` (torch's AdamW default, which the
-  official code keeps). These are 2-7x weaker than Bayes (docs/theory §6.3): the point is a MAP under a rescaled prior.
-
-``t1`` follows the official code: ``noise_t = 10`` means ``alphas_cumprod[10]`` (0-based) = ``alpha_bar(11)``.
-Official iteration counts (pixel FFHQ scripts): denoise 60, inp 400, sr4 300, deblur 200; latent FFHQ 60-120,
-COCO 100-400 (500 only for the nonlinear deblur of the COCO script).
-
-Stage 2 (re-noise and sample). ``x_t0 = sqrt(ab_t0) x_MAP + sqrt(1 - ab_t0) z``, then ``t0`` reverse steps from
-``t0`` down to 0 with a posterior sampler: ``"posterior"`` (exact kernels with the exact conditional denoiser;
-default with an exact prior), ``"dps"`` (default with a network) or ``"vsrd"`` (with ``lam``). ``t0 = 0`` returns
-the stage-1 point unchanged. ``t0`` counts reverse steps, as in the official code (stage 2 starts at
-``alphas_cumprod[t0 - 1]``).
-
-The ``"dps"`` stage 2 is :func:`~dptheory.samplers.dps`: ``x_s = mean - zeta grad_{x_t} ||y - A x0c(x_t)|| +
-noise`` with the unsquared norm. ``zeta`` is the official ``--lr`` (``xi`` in the code; 1.0 for denoise, inp and
-sr4, 2.0 for deblur). It is NOT the paper's ``zeta'`` of DPS's Algorithm 1 (``zeta_i = zeta' / ||y - A x0_hat||``
-on the SQUARED norm): since ``grad ||r||^2 = 2 ||r|| grad ||r||``, ``zeta = 2 zeta'``. Options reproducing the
-official pixel stage 2 (all off by default except the clamp, see ``paper_notes/map_rps.md``):
-
-- ``clip_denoised`` (default ``None``: on for pixel networks with data in [-1, 1], off for exact priors):
-  ``x0c = clamp(x0_hat, -1, 1)`` in the step and inside the guidance gradient;
-- ``mean="eps"``: ``sqrt(ab_s) x0c + sqrt(1 - ab_s - beta_tilde) eps_hat`` with the raw ``eps_hat``;
-- ``variance="learned_exp"``: the network's learned-range variance with ``exp`` applied before the interpolation
-  (:func:`~dptheory.samplers.dps.learned_range_variance`; 1.7-2.2x beta_tilde at t = 2);
-- ``final_noise=True``: noise is added at the final step too.
+``z`` re-drawn every iteration (``likelihood="l2"``: the unsquared norm). In expectation this is SGD on
+``||y - Ax||^2/(2 s^2) - kappa g_tau(x)``, ``g_tau`` the log prior blurred at ``tau^2 = (1 - ab)/ab``, ``kappa =
+w_prior tau / (2 s^2)`` (docs/theory §6.3): ``weighting="bayes"`` (default) sets kappa = 1 (a smoothed MAP),
+``"official"`` uses :data:`OFFICIAL_PRIOR_WEIGHTS` with weight decay 0.01. Stage 2: re-noise to ``t0`` and run
+``t0`` reverse steps of ``"posterior"`` (exact prior), ``"dps"`` (network; ``zeta`` = the official ``--lr``) or
+``"vsrd"``; ``t0 = 0`` returns the stage-1 point. Official options (``clip_denoised``, ``mean="eps"``, ``variance=
+"learned_exp"``, ``final_noise``), iteration counts, ``t1``/``t0`` indexing: ``paper_notes/map_rps.md``, theory §0.4.
 """
 
 from __future__ import annotations

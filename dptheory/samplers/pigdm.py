@@ -1,33 +1,17 @@
 """Pseudoinverse-guided diffusion models (PiGDM), Song, Vahdat, Mardani & Kautz, ICLR 2023 (OpenReview
 9_gsMA8MRKQ), eqs. (7)-(8) and Algorithm 1; reference code NVlabs/RED-diff ``algos/pgdm.py``.
 
-PiGDM takes ``p(x0 | x_t) ~ N(x0_hat, r_t^2 I)`` with ``r_t^2 = sigma_t^2 / (1 + sigma_t^2) = 1 - ab_t``, so
+With ``p(x0 | x_t) ~ N(x0_hat, r_t^2 I)``, ``r_t^2 = sigma_t^2 / (1 + sigma_t^2) = 1 - ab_t``, the guidance is
 
-    p_t(y | x_t) ~ N(y; A x0_hat, r_t^2 A A^T + sigma_y^2 I),
     g = grad_{x_t} log p_t(y | x_t) = J^T A^T (r_t^2 A A^T + sigma_y^2 I)^{-1} (y - A x0_hat),   J = dx0_hat/dx_t,
 
-(the vector-Jacobian product is one backward pass through the denoiser). ``A^T (r^2 A A^T + s^2 I)^{-1}`` is the
-spectral filter ``(r^2 A^T A + s^2 I)^{-1} A^T`` (0 on the null space), exact for any operator with an SVD. The
-guided estimate is Tweedie's formula for the guided score,
-
-    x0_y = x0_hat + w ((1 - ab_t) / sqrt(ab_t)) g,
-
-(``guidance="bayes"``; ``guidance="official"``, the default, multiplies the correction by ``ab_t`` as the reference
-code does, see below) and the step is DDIM (eta) with ``x0_y``:
-``x_s = sqrt(ab_s) x0_y + sqrt(1 - ab_s - c^2) eps_y + c z``, ``eps_y = (x_t - sqrt(ab_t) x0_y) / sqrt(1 - ab_t)``,
-``c = eta sqrt(beta_tilde)``. For data ``N(m, I)`` the Gaussian approximation is exact, so
-``x0_y = E[x0 | x_t, y]`` at ``w = 1`` with ``guidance="bayes"`` (claim PEER-3).
-
-**Differences from the reference code** (RED-diff ``pgdm.py``): it uses the noiseless pseudo-inverse form
-``J^T (A^+ y - A^+ A x0_hat)`` with coefficient ``(sqrt(ab_s) - c_2 sqrt(ab_t)/sqrt(1 - ab_t)) sqrt(ab_t) w``,
-i.e. ``ab_t`` times the Bayes coefficient ``1 / sqrt(ab_t)`` of the form above at ``sigma_y = 0`` (weaker at high
-noise, equal as ``ab_t -> 1``): ``guidance="official"`` keeps that factor ``ab_t`` (with the noisy likelihood of
-eq. (8)); and the reference code's default ``awd`` keeps the unguided ``eps`` in the DDIM step (not done here).
-The start (``init="pinv"``, the reference code's) is ``x_T = sqrt(ab_T) A^+ y + sqrt(1 - ab_T) z`` with ``z`` the input;
-``init="given"`` uses the input as ``x_T``.
-
-On a linear-Gaussian problem with the exact (affine) denoiser every step is affine plus independent noise:
-:func:`dptheory.sampler_law` gives the exact law. One denoiser call (with a backward pass) per step.
+one backward pass through the denoiser, with ``A^T (r^2 A A^T + s^2 I)^{-1}`` a spectral filter (exact for any
+operator with an SVD). The guided estimate is ``x0_y = x0_hat + w ((1 - ab_t) / sqrt(ab_t)) g`` (``guidance=
+"bayes"``; ``"official"``, the default, multiplies the correction by ``ab_t`` as the reference code does), and the
+step is DDIM (eta) with ``x0_y``. For data ``N(m, I)`` ``x0_y = E[x0 | x_t, y]`` at ``w = 1`` with ``"bayes"``
+(claim PEER-3). ``init="pinv"`` starts at ``sqrt(ab_T) A^+ y + sqrt(1 - ab_T) z``; ``init="given"`` uses the
+input. Affine when ``D`` is (:func:`dptheory.sampler_law`). One denoiser call with a backward pass per step.
+The DDIM step and the differences from the reference code: ``paper_notes/peers.md``.
 """
 
 from __future__ import annotations

@@ -1,31 +1,17 @@
-"""RED-Diff: variational posterior mean by stochastic optimisation against the denoiser (Mardani, Song,
-Kautz & Vahdat, ICLR 2024, arXiv 2305.04391, Algorithm 1; official code NVlabs/RED-diff ``algos/reddiff.py``;
-docs/theory §7).
+"""RED-Diff: variational posterior mean by stochastic optimisation against the denoiser (Mardani, Song, Kautz &
+Vahdat, ICLR 2024, arXiv 2305.04391, Algorithm 1; official code NVlabs/RED-diff ``algos/reddiff.py``; theory §7).
 
-Start at ``mu = A^+ y``. For each level ``t`` of a descending sweep (the code, and the paper's best ablation)
-or ``t ~ U{1..T}`` (the paper's theory), draw ``eps ~ N(0, I)`` and take one optimiser step on the surrogate
-loss
+From ``mu = A^+ y``, for each level ``t`` of a descending sweep (the code, and the paper's best ablation) or
+``t ~ U{1..T}`` (its theory), draw ``eps ~ N(0, I)`` and take one Adam step (lr 0.1, betas (0.9, 0.99)) on
 
     L(mu) = obs_weight ||y - A mu||^2 / (2 sigma_y^2) + lam_t <stopgrad(eps_hat(x_t) - eps), mu>,
-    x_t = sqrt(ab_t) mu + sqrt(1 - ab_t) eps,     lam_t = lam sqrt((1 - ab_t) / ab_t) = lam / sqrt(SNR_t),
+    x_t = sqrt(ab_t) mu + sqrt(1 - ab_t) eps,     lam_t = lam sqrt((1 - ab_t) / ab_t) = lam / sqrt(SNR_t).
 
-with Adam (lr 0.1, betas (0.9, 0.99), no weight decay, as in the code). One denoiser call per step.
-
-**Reductions.** Both terms are SUMS here (over pixels and particles; each particle's gradient is its own). The
-official code MEAN-reduces both, ``mean((y - H mu)^2) / 2`` and ``mean((eps_hat - eps) * mu)``, and has no
-``sigma_y``; since Adam is invariant to a global gradient scale, the official balance is ours with
-``obs_weight = sigma_y^2 dim(x) / dim(y)``, which depends on ``dim(y) / dim(x)`` (docs/theory §7.1).
-
-**Expected gradient and fixed point** (docs/theory §7.2). For any prior
-``E_eps[eps_hat(x_t) - eps] = -tau_t grad g_tau(mu)`` (``g_tau`` the log of the prior blurred at
-``tau_t = sqrt((1 - ab_t)/ab_t)``). For a Gaussian prior N(m, S), with ``S_t = ab S + (1 - ab) I``:
-``E[eps_hat - eps] = sqrt(ab (1 - ab)) S_t^{-1} (mu - m)``, so the expected regulariser gradient is
-``lam (1 - ab_t) S_t^{-1} (mu - m)``. With ``t ~ U{1..T}`` the expected total gradient is
-``obs_weight A^T (A mu - y) / sigma_y^2 + P_eff (mu - m)`` with ``P_eff = lam mean_t[(1 - ab_t) S_t^{-1}]``.
-Its zero (:func:`red_diff_fixed_point`) is the posterior mean under the prior ``N(m, P_eff^{-1})`` with noise
-variance ``sigma_y^2 / obs_weight``: a MAP of a different, weaker prior, not the MAP of ``p``. Plain SGD
-(``optimizer="sgd"``) makes every step affine in ``mu`` with an expected drift toward that point, so the
-stationary mean of the iterates IS the fixed point; Adam's normalisation is nonlinear, so only approximately.
+Both terms are SUMS; the official code MEAN-reduces them and has no ``sigma_y``, so its balance is ours with
+``obs_weight = sigma_y^2 dim(x) / dim(y)`` (docs/theory §7.1). For a Gaussian prior and ``t ~ U{1..T}`` the
+expected gradient vanishes at the posterior mean under ``N(m, P_eff^{-1})``, ``P_eff = lam mean_t[(1 - ab_t)
+S_t^{-1}]`` (:func:`red_diff_fixed_point`, docs/theory §7.2): the MAP of a weaker prior, not of ``p``. With
+``optimizer="sgd"`` the stationary mean of the iterates is that point; with Adam only approximately.
 """
 
 from __future__ import annotations

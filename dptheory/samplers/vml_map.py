@@ -1,60 +1,17 @@
-"""VML-MAP: mode seeking by minimising the variational mode-seeking loss at every noise level (Gutha,
-Vinuesa & Azizpour, arXiv 2512.10524; docs/theory §8). **A reconstruction**: the paper has no public code, and its
-exact schedule (gradient steps per level, step sizes, inter-level sampler) was not recoverable (docs/theory §8.1).
+"""VML-MAP: mode seeking by minimising the variational mode-seeking loss at every noise level (Gutha, Vinuesa &
+Azizpour, arXiv 2512.10524; docs/theory §8). **A reconstruction**: the paper has no public code, and its schedule
+(gradient steps per level, step sizes, inter-level sampler) was not recoverable (docs/theory §8.1).
 
-For each level ``t`` of a descending grid (docs/theory §8.2, "reconstructed algorithm"):
+For each level ``t`` of a descending grid: ``inner_steps`` gradient steps ``x_t <- x_t - eta grad VML_S(x_t)``
+(``inner_steps + final_steps`` at the last level) with ``grad VML_S = J_D^T [A^T (A D - y) / sigma_y^2 - sqrt(ab)
+s_t(x_t)]`` (:func:`dptheory.vml_loss.vml_s_gradient`), then a DDIM (eta = 0) move to the next level from
+``x0_hat = D(x_t)`` (at the last level the output is ``D(x_t)``).
 
-1. ``inner_steps`` gradient steps ``x_t <- x_t - eta grad VML_S(x_t)`` (``inner_steps + final_steps`` at the
-   last level), with
-   ``grad VML_S = J_D^T [A^T (A D - y) / sigma_y^2 - sqrt(ab) s_t(x_t)]``
-   (:func:`dptheory.vml_loss.vml_s_gradient`, one vector-Jacobian product through the denoiser);
-2. a deterministic DDIM (eta = 0) move to the next level ``s`` from ``x0_hat = D(x_t)``:
-   ``x_s = sqrt(ab_s) x0_hat + sqrt(1 - ab_s) eps_hat``. At ``s = 0`` this returns ``x0_hat``, i.e. ``D(x_t)``
-   at the last level after its gradient steps.
-
-**Step sizes (a toolkit choice, not the paper's).** For a Gaussian prior N(m, S) the Hessian of VML_S in
-``x_t`` is ``K_t Sigma_y^{-1} K_t``, with ``K_t = sqrt(ab) S S_t^{-1}`` and
-``Sigma_y^{-1} = S^{-1} + A^T A / sigma_y^2``. Per eigenvalue ``lam`` of ``S`` (``c = 1 - ab``): the prior
-part ``ab lam / (ab lam + c)^2`` is at most ``1 / (4c)`` (at ``ab lam = c``), and
-``||K_t|| = sqrt(ab) lam / (ab lam + c) <= 1 / sqrt(ab)``, so for EVERY Gaussian prior, in any dimension,
-
-    ||Hessian|| <= h_t := 1 / (4 (1 - ab)) + ||A||^2 / (ab sigma_y^2).
-
-The first step at each level is ``eta_t = step_size / h_t``
-``= step_size * 4 ab (1 - ab) sigma_y^2 / (ab sigma_y^2 + 4 (1 - ab) ||A||^2)``: prior-free (it needs only
-``||A||^2``, from ``operator.svd()`` or power iteration through ``A``/``A_adjoint``) and stable on every
-Gaussian problem for ``0 < step_size < 2``. The bound is attained only by prior directions of variance
-``~ (1 - ab)/ab``, so at small ``t`` it is far too cautious for the others (for G2 at ``t = 1`` by a factor
-~ 4000). With ``step_rule="bb"`` (default) the later steps of a level therefore use the Barzilai-Borwein step
-``<s, s> / <s, q>`` (``s`` = last step, ``q`` = change of gradient: the inverse of a Rayleigh quotient of
-the average Hessian along ``s``; Barzilai & Borwein 1988), per particle, clipped to
-``[eta_t, BB_CAP eta_t]`` (``BB_CAP = 1e4``) and replaced by ``eta_t`` where the secant curvature is not
-positive (a non-convex GMM region). BB is non-monotone but converges on strongly convex quadratics (Raydan
-1993). The cap matters once a particle has converged: its secant is then round-off, and an uncapped BB step
-of 2e14 from a 3e-14 secant was observed to throw a converged GMM particle 19 units away; capped, such a step
-moves it by ~1e4 eta_t |grad| (~1e-12 in float64). ``step_rule="fixed"`` keeps ``eta_t`` throughout.
-
-**The last level** is where the answer is read off, and where VML_S is closest to ``-log p(x0 | y)``. The
-DDIM moves leave an error at each level that a few steps only partly remove (16-D inpainting, 30 levels x 5
-steps: 3e-3 from the MAP), so the last level gets ``final_steps`` extra steps (toolkit default 50: 3e-8 in
-the same problem; ~1% of the cost of 1000 levels x 4 calls).
-
-**Limits.** As ``sigma_y -> 0`` the problem itself becomes ill-conditioned; the paper's SVD preconditioner
-(its Eq. 8, not recovered) is not implemented. The score comes from the denoiser by Tweedie,
-``s_t = (sqrt(ab) D - x_t) / (1 - ab)``, whose round-off is ``~ eps |x_t| / (1 - ab)``: in float32 a last
-level at ``t = 10`` (``1 - ab = 1.9e-3``) limits the end point to ~5e-4 (3e-5 at ``t = 33``).
-
-**Where it converges.** For a Gaussian prior VML_S = VML + const and its minimiser satisfies
-``D_t(x_t) = mu_y`` at every level (docs/theory §8.2), so with enough inner steps at the last level the output is
-``mu_y`` = MAP = MMSE (G2, 50 levels: 2e-10). For a GMM prior the stationarity condition at the last level is
-``sqrt(ab) s_t(x_t) = A^T (A D - y) / sigma_y^2``, the MAP condition
-``grad log p(x0) = A^T (A x0 - y) / sigma_y^2`` up to O(1 - ab) of the last level (exact where one component
-dominates: for a Gaussian ``sqrt(ab) s_t(x_t) = grad log p(D_t(x_t))``). Which mode is reached depends on the
-start (mode seeking).
-
-Cost per level: ``inner_steps + 1`` denoiser calls with a backward pass (the last one also gives the
-``x0_hat`` of the DDIM move), plus ``final_steps`` at the last level; one plain call per level when
-``inner_steps = final_steps = 0``, which is exactly DDIM (eta = 0) with the prior denoiser.
+Step sizes (a toolkit choice, docs/theory §8.3): the first step of a level is ``eta_t = step_size / h_t`` with
+``h_t = 1 / (4 (1 - ab)) + ||A||^2 / (ab sigma_y^2)``, a Hessian bound for EVERY Gaussian prior (stable for
+``0 < step_size < 2``); ``step_rule="bb"`` (default) then takes Barzilai-Borwein steps clipped to
+``[eta_t, BB_CAP eta_t]``, ``"fixed"`` keeps ``eta_t``. Gaussian prior: ends at ``mu_y`` = MAP; GMM: at a mode.
+Per level ``inner_steps + 1`` calls with a backward pass (``inner_steps = final_steps = 0``: DDIM, eta = 0).
 """
 
 from __future__ import annotations

@@ -1,23 +1,17 @@
 """Variance-scaled reverse diffusion (VSRD), Wang, Bi, Zhang & Yuan, CVPR 2025 (arXiv 2503.20297).
 
 Reverse transition ``p_lam(x_s | x_t, y) = N(mu(x_t, y), lam C)``: the mean keeps the full conditional denoiser,
-only the kernel covariance is scaled by ``lam in [0, 1]`` (docs/theory §5.1). ``lam`` is the VARIANCE factor (noise
-std ``sqrt(lam)``): the transcribed Algorithm 1 writes "lam sigma z", which conflicts with the stated kernel
-``lam C``; only the variance reading makes "the end covariance is lam Cov[x0|y]" true (docs/theory §5.1).
-
-Kernels (docs/theory §5.2):
+only the kernel covariance is scaled by ``lam in [0, 1]``, the VARIANCE factor (noise std ``sqrt(lam)``; why this
+reading of the transcribed Algorithm 1: docs/theory §5.1). Kernels (docs/theory §5.2):
 
 - ``kernel="exact"`` (variant B): ``x0 = D + sqrt(lam) (x0~ - D)`` with ``x0~ ~ p(x0 | x_t, y)`` exact, then
-  ``x_s = c1 x0 + c2 x_t + sqrt(lam beta_tilde) z``; covariance ``lam (beta_tilde I + c1^2 Cov[x0|x_t,y])``. At
-  ``lam = 1`` this is the exact posterior sampler; for a Gaussian posterior the end law is
-  ``N(mu_y, lam Sigma_y)`` up to O(ab_T) (Theorem 1 reconstructed).
+  ``x_s = c1 x0 + c2 x_t + sqrt(lam beta_tilde) z`` (covariance ``lam (beta_tilde I + c1^2 Cov[x0|x_t,y])``); at
+  ``lam = 1`` exact posterior sampling; Gaussian posterior: end law ``N(mu_y, lam Sigma_y)`` + O(ab_T) (Theorem 1).
 - ``kernel="small"`` (variant A, "DDPM with scaled noise"): ``x_s = c1 D + c2 x_t + sqrt(lam beta_tilde) z``;
   off by O(1/T) (docs/theory §3.3).
 
-With a network, pass a guided denoiser (``DPSGuidedDenoiser``) as the conditional denoiser; Wang et al.'s
-Algorithm 1 is then ``kernel="small"`` with DPS guidance ``zeta``. The squared-norm guided denoiser amplifies a
-network's Jacobian error at high noise and diverges on the trained photo UNet; the unsquared-norm (official
-DPS) form of the same sampler is ``dps(..., lam=...)``.
+With a network, Wang et al.'s Algorithm 1 is ``kernel="small"`` with a ``DPSGuidedDenoiser``; its squared-norm
+guidance diverges on the photo UNet at high noise, so use the unsquared form ``dps(..., lam=...)``.
 """
 
 from __future__ import annotations
