@@ -11,8 +11,7 @@ Only the driver writes, one whole line per row with ``fsync`` (:class:`ResultsFi
 open). Re-running skips the cells that have a row (``--resume``), ``--retry-failed`` re-runs error rows (the newest
 row of a cell wins), ``--no-resume`` starts a new file (the old one kept as ``<out>.<timestamp>.bak``); a failing
 cell gives an error row. Ray runs locally by default (``--num-cpus``), ``--address`` joins a cluster, ``--serial``
-runs in-process; Ray is imported only inside the command. At the end: a table of the rows and a D-P plot
-(``<out>.png``, one line per problem and method along the first knob, with the optimal curve for vector sweeps).
+runs in-process (Ray is imported only inside the command). At the end: a table and a D-P plot (``<out>.png``).
 """
 
 from __future__ import annotations
