@@ -30,10 +30,9 @@ from .._checks import check_alpha_bar, check_int, check_sigma
 from ..conditioning import LinearGaussianUpdate
 from ..denoisers import Denoiser
 from ..linalg import sym_eig
-from ..samplers import DPSGuidedDenoiser, pinv_start
-from ..schedules import VPSchedule, linear_schedule
-from ..samplers import METHODS
+from ..samplers import METHODS, DPSGuidedDenoiser, pinv_start
 from ..samplers.spec import check_method, run_method
+from ..schedules import VPSchedule, linear_schedule
 from ..solver import METHOD_NAMES
 
 __all__ = [

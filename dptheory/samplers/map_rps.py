@@ -55,6 +55,7 @@ from .._checks import check_int
 from ._common import apply_A, progress, randn_like
 from .dps import dps
 from .posterior import posterior
+from .vsrd import _check_knobs as _check_vsrd
 from .vsrd import vsrd
 
 __all__ = ["map_rps", "map_rps_stage1", "bayes_prior_weight", "OFFICIAL_PRIOR_WEIGHTS"]
@@ -101,6 +102,8 @@ def _check_knobs(kn: dict, schedule) -> None:
     """The knob checks of :func:`map_rps` (``kn``: every knob), before anything runs."""
     schedule.check_step(kn["t0"], "t0")
     _check_stage2(kn["stage2"], {k: kn[k] for k in _DPS_STAGE2_DEFAULTS})
+    if kn["stage2"] == "vsrd":
+        _check_vsrd(kn["lam"], "exact")
     _check_stage1(kn["likelihood"], kn["eta_min"], kn["weighting"], kn["w_prior"])
     schedule.check_step(kn["t1"] + 1, "t1 + 1")
 

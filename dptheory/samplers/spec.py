@@ -75,6 +75,11 @@ class MethodSpec:
         """Whether the sampler takes the measurement itself (``operator``, ``y``, ``sigma_y``)."""
         return "operator" in inspect.signature(self.sampler).parameters
 
+    def validate(self, knobs: Mapping, sigma_y: float, schedule) -> None:
+        """Run :attr:`check` on ``knobs`` (every knob, defaults filled in); ``ValueError`` names the bad knob."""
+        if self.check is not None:
+            self.check(knobs, sigma_y, schedule)
+
     def defaults(self, exact: bool) -> dict:
         """Every knob with a default: the sampler's own, with :attr:`exact_defaults` applied."""
         out = {p.name: p.default for p in self._params() if p.default is not inspect.Parameter.empty}
@@ -118,8 +123,7 @@ def run_method(spec: MethodSpec, x, schedule, *, prior, conditional, exact: bool
         kn.setdefault(k, pair[0 if exact else 1])
     if zeta is not None and "zeta" in spec.knobs:
         kn["zeta"] = zeta
-    if spec.check is not None:
-        spec.check({**spec.defaults(exact), **kn}, sigma_y, schedule)
+    spec.validate({**spec.defaults(exact), **kn}, sigma_y, schedule)
     kw = dict(generator=generator, callback=callback, progress_bar=progress)
     if spec.conditioned:
         kw.update(operator=operator, y=y, sigma_y=sigma_y)
