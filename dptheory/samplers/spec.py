@@ -101,10 +101,10 @@ def check_method(methods: Mapping, method: str, knobs: Mapping) -> MethodSpec:
     if unknown:
         raise TypeError(f"method {method!r} does not take knob(s) {sorted(unknown)}; its knobs are "
                         f"{sorted(spec.knobs)}")
+    check_steps(knobs.get("steps"))  # steps=0 would return the starting point
     missing = [k for k in spec.required if k not in knobs]
     if missing:
         raise ValueError(f"method {method!r} needs the knob {', '.join(missing)}")
-    check_steps(knobs.get("steps"))  # steps=0 would return the starting point
     return spec
 
 
