@@ -30,6 +30,7 @@ __all__ = [
     "ExactDenoiser",
     "ConditionalExactDenoiser",
     "NetworkDenoiser",
+    "CountingDenoiser",
     "score_from_x0",
     "eps_from_x0",
     "x0_from_eps",
@@ -246,3 +247,83 @@ class NetworkDenoiser(Denoiser):
         if self.prediction == "v":
             return x0_from_v(x_t, out, ab_net)
         return out
+
+
+class _Counter:
+    """The count shared by the :class:`CountingDenoiser` wrappers of one solve."""
+
+    def __init__(self):
+        self.n = 0
+
+
+class CountingDenoiser(Denoiser):
+    """Wrap a denoiser and count its evaluations (``__call__``, ``eps``, ``score`` and ``sample_x0``).
+
+    ``sample_x0`` exists on the wrapper only if the wrapped denoiser has it, so the samplers' capability checks
+    (``callable(getattr(d, "sample_x0", None))``) see through the wrapper. Several wrappers may share one
+    ``counter`` (the prior and the conditional denoiser of one solve).
+    """
+
+    def __init__(self, denoiser, counter: _Counter | None = None):
+        self.denoiser = denoiser
+        self.counter = _Counter() if counter is None else counter
+
+    @property
+    def nfe(self) -> int:
+        return self.counter.n
+
+    def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        self.counter.n += 1
+        return self.denoiser(x_t, alpha_bar)
+
+    def eps(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        self.counter.n += 1
+        inner = getattr(self.denoiser, "eps", None)
+        return inner(x_t, alpha_bar) if callable(inner) else Denoiser.eps(_Uncounted(self.denoiser), x_t, alpha_bar)
+
+    def score(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        self.counter.n += 1
+        inner = getattr(self.denoiser, "score", None)
+        if callable(inner):
+            return inner(x_t, alpha_bar)
+        return Denoiser.score(_Uncounted(self.denoiser), x_t, alpha_bar)
+
+    @property
+    def data_range(self):
+        """The wrapped denoiser's ``data_range`` (``None`` if it declares none): drives ``clip_denoised=None``."""
+        return getattr(self.denoiser, "data_range", None)
+
+    @property
+    def x0_and_variance_values(self):
+        """The wrapped network's ``(x0, variance values)`` call, counted; absent if it has none."""
+        inner = getattr(self.denoiser, "x0_and_variance_values", None)
+        if not callable(inner):
+            raise AttributeError(f"{type(self.denoiser).__name__} has no x0_and_variance_values")
+
+        def counted(x_t, alpha_bar):
+            self.counter.n += 1
+            return inner(x_t, alpha_bar)
+
+        return counted
+
+    @property
+    def sample_x0(self):
+        inner = getattr(self.denoiser, "sample_x0", None)
+        if not callable(inner):
+            raise AttributeError(f"{type(self.denoiser).__name__} has no sample_x0")
+
+        def counted(x_t, alpha_bar, generator=None):
+            self.counter.n += 1
+            return inner(x_t, alpha_bar, generator)
+
+        return counted
+
+
+class _Uncounted(Denoiser):
+    """A plain callable seen as a :class:`Denoiser` (for ``eps``/``score`` of a bare function)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, x_t, alpha_bar):
+        return self.fn(x_t, alpha_bar)

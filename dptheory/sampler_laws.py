@@ -24,26 +24,32 @@ import torch
 
 from ._checks import as_tensor, check_problem, check_schedule, check_steps, check_vector_batch
 from .gaussian import Gaussian
-from .sampler_laws_peers import PEER_DEFAULT_STEPS, PEER_KNOBS, check_peer_knobs, peer_maps
+from .sampler_laws_peers import PEER_METHODS, peer_maps
+from .samplers import METHODS as _SPECS
 from .samplers._common import reverse_pairs
 from .samplers.map_rps import bayes_prior_weight
 from .schedules import VPSchedule, linear_schedule
 
 __all__ = ["SamplerLaw", "sampler_law", "vsrd_end_law", "map_rps_stage2_law", "map_rps_stage1_fixed_point"]
 
-# method -> its knobs and their defaults (mirroring the sampler functions; ``conditional`` is ours: True uses
-# the exact conditional denoiser, as ``dpt.solve`` does, False the prior denoiser). _REQUIRED: no default.
-_REQUIRED = object()
-_KNOBS = {
-    "ddpm": {"variance": "small", "conditional": True},
-    "ddim": {"eta": 0.0, "conditional": True},
-    "posterior": {"conditional": True},
-    "vsrd": {"lam": _REQUIRED, "kernel": "exact", "conditional": True},
-    "dps": {"zeta": 1.0, "norm": "l2", "variance": "small"},
-    "map-rps": {"t0": _REQUIRED, "stage2": "posterior", "lam": 1.0, "x_map": None, "t1": 10, "w_prior": None},
-    **PEER_KNOBS,  # ddrm, diffpir, pigdm, daps (dptheory.sampler_laws_peers)
+# method -> the sampler knobs its law reads (defaults and checks: the method's row, dptheory.samplers.METHODS),
+# and the law's own knobs with their defaults: ``conditional`` (True: the exact conditional denoiser, as
+# ``dpt.solve`` uses; False: the prior denoiser) and map-rps's stage-1 point ``x_map``.
+_LAW_KNOBS = {
+    "ddpm": ("variance",),
+    "ddim": ("eta",),
+    "posterior": (),
+    "vsrd": ("lam", "kernel"),
+    "dps": ("zeta", "norm", "variance"),
+    "map-rps": ("t0", "stage2", "lam", "t1", "w_prior"),
+    "ddrm": ("eta", "eta_b", "init"),
+    "diffpir": ("lam", "zeta"),
+    "pigdm": ("eta", "weight", "guidance", "init"),
+    "daps": ("ode_steps", "langevin_steps", "lr", "lr_min_ratio", "tau", "r"),
 }
-METHODS = tuple(_KNOBS)
+_OWN_KNOBS = {"ddpm": {"conditional": True}, "ddim": {"conditional": True}, "posterior": {"conditional": True},
+              "vsrd": {"conditional": True}, "map-rps": {"x_map": None}}
+METHODS = tuple(_LAW_KNOBS)
 
 
 @dataclass(frozen=True)
@@ -187,53 +193,69 @@ def sampler_law(problem, method: str, *, y=None, start="noise", schedule: VPSche
     steps = check_steps(steps)  # steps=0 would be the starting law
     if not problem.is_gaussian:
         raise TypeError("sampler_law needs a Gaussian prior (a GMM prior gives non-Gaussian laws: use MC)")
-    if method not in _KNOBS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    unknown = set(knobs) - set(_KNOBS[method])
-    if unknown:
-        raise TypeError(f"method {method!r} does not take knob(s) {sorted(unknown)}; its knobs are "
-                        f"{sorted(_KNOBS[method])}")
-    kn = {k: knobs.get(k, v) for k, v in _KNOBS[method].items()}
-    missing = [k for k, v in kn.items() if v is _REQUIRED]
-    if missing:
-        raise ValueError(f"method {method!r} needs the knob(s) {missing}")
     schedule = check_schedule(schedule)
+    kn = _law_knobs(problem, method, knobs, schedule)
     y = None if y is None else _one_y(problem, y)
-
     if method == "map-rps":
-        if steps is not None or t_start is not None or not (isinstance(start, str) and start == "noise"):
-            raise ValueError("map-rps starts from its stage-1 point x_map and runs every step from t0: pass "
-                             "x_map and t0, not start/steps/t_start")
-        if kn["stage2"] not in ("posterior", "vsrd"):
-            raise ValueError(f"stage2 must be 'posterior' or 'vsrd' for an exact law, got {kn['stage2']!r} "
-                             "(map-rps stage-2 DPS uses the unsquared norm, which is not affine)")
-        t0 = schedule.check_step(kn["t0"], "t0")
-        x_map = _stage1_point(problem, kn["x_map"], kn["t1"], kn["w_prior"], schedule)
-        first = x_map.renoised(float(schedule.alpha_bar(t0)))
-        method, kn = "vsrd", {"lam": 1.0 if kn["stage2"] == "posterior" else kn["lam"], "kernel": "exact",
-                              "conditional": True}
-        pairs = reverse_pairs(schedule, None, t0)
+        method, kn, pairs, first = _map_rps_plan(problem, kn, start, steps, t_start, schedule)
     else:
         t_start = schedule.T if t_start is None else schedule.check_step(t_start, "t_start")
-        steps = PEER_DEFAULT_STEPS.get(method) if steps is None else steps
+        steps = _SPECS[method].defaults(exact=True).get("steps") if steps is None else steps
         pairs = reverse_pairs(schedule, steps, t_start)
-        conditional = bool(kn.get("conditional", True))
-        first = _start_point(problem, start, float(schedule.alpha_bar(t_start)), conditional)
-    if method in PEER_KNOBS:
-        check_peer_knobs(problem, method, kn)
-    else:
-        _check_knobs(problem, method, kn)
+        first = _start_point(problem, start, float(schedule.alpha_bar(t_start)), bool(kn.get("conditional", True)))
     base = _BaseLaw.of(problem, kn.get("conditional", False))
+    if method in PEER_METHODS:  # prior denoiser, own affine maps (incl. the DDRM / PiGDM start)
+        maps = peer_maps(problem, base, schedule, method, kn, pairs)
+    else:
+        maps = (_step(problem, base, schedule, method, kn, t, s) for t, s in pairs)
+    return _propagate(problem, y, first, maps)
 
+
+def _law_knobs(problem, method: str, knobs: dict, schedule) -> dict:
+    """The knobs of the law of ``method``, defaults filled in (from its row), checked as the sampler checks them."""
+    if method not in _LAW_KNOBS:
+        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+    spec, own = _SPECS[method], _OWN_KNOBS.get(method, {})
+    allowed = (*_LAW_KNOBS[method], *own)
+    unknown = set(knobs) - set(allowed)
+    if unknown:
+        raise TypeError(f"method {method!r} does not take knob(s) {sorted(unknown)}; its knobs are {sorted(allowed)}")
+    missing = [k for k in spec.required if k in allowed and k not in knobs]
+    if missing:
+        raise ValueError(f"method {method!r} needs the knob(s) {missing}")
+    sampler_kn = {**spec.defaults(exact=True), **{k: v for k, v in knobs.items() if k not in own}}
+    if sampler_kn.get("variance", "small") not in ("small", "large"):
+        raise ValueError(f"variance must be 'small' or 'large', got {sampler_kn['variance']!r}")
+    if method == "dps" and sampler_kn["norm"] != "squared":
+        raise ValueError(f"dps with norm={sampler_kn['norm']!r} is not affine in x_t (the step is a unit vector "
+                         "times zeta), so it has no closed-form law: pass norm='squared', or measure "
+                         "norm='l2' by Monte Carlo with dpt.solve")
+    if method == "map-rps" and sampler_kn["stage2"] not in ("posterior", "vsrd"):
+        raise ValueError(f"stage2 must be 'posterior' or 'vsrd' for an exact law, got {sampler_kn['stage2']!r} "
+                         "(map-rps stage-2 DPS uses the unsquared norm, which is not affine)")
+    spec.validate(sampler_kn, problem.sigma_y, schedule)
+    return {**{k: sampler_kn[k] for k in _LAW_KNOBS[method]}, **own, **{k: knobs[k] for k in own if k in knobs}}
+
+
+def _map_rps_plan(problem, kn: dict, start, steps, t_start, schedule):
+    """MAP-RPS as VSRD from its re-noised stage-1 point: ``("vsrd", knobs, grid, x_t0)``."""
+    if steps is not None or t_start is not None or not (isinstance(start, str) and start == "noise"):
+        raise ValueError("map-rps starts from its stage-1 point x_map and runs every step from t0: pass "
+                         "x_map and t0, not start/steps/t_start")
+    t0 = schedule.check_step(kn["t0"], "t0")
+    x_map = _stage1_point(problem, kn["x_map"], kn["t1"], kn["w_prior"], schedule)
+    first = x_map.renoised(float(schedule.alpha_bar(t0)))
+    vsrd_kn = {"lam": 1.0 if kn["stage2"] == "posterior" else kn["lam"], "kernel": "exact", "conditional": True}
+    return "vsrd", vsrd_kn, reverse_pairs(schedule, None, t0), first
+
+
+def _propagate(problem, y, first: _Affine, maps) -> SamplerLaw:
+    """Push the augmented Gaussian of ``(X, Y, x)`` through the affine ``maps`` ``(F, H, h, Q)``."""
     mean, cov, gain = _initial_state(problem, y, first)
     d, m = problem.dim, problem.m
     n = 2 * d + m
     ix, iy = slice(d + m, n), slice(d, d + m)
     eye_n = torch.eye(n, dtype=mean.dtype, device=mean.device)
-    if method in PEER_KNOBS:  # prior denoiser, own affine maps (incl. the DDRM / PiGDM start)
-        maps = peer_maps(problem, base, schedule, method, kn, pairs)
-    else:
-        maps = (_step(problem, base, schedule, method, kn, t, s) for t, s in pairs)
     for F, H, h, Q in maps:
         Phi = eye_n.clone()
         Phi[ix, iy], Phi[ix, ix] = H, F
@@ -337,27 +359,6 @@ def _stage1_point(problem, x_map, t1, w_prior, schedule) -> _Affine:
         M, b = _stage1_affine(problem, t1, schedule, w_prior)
         return _Affine(M, b, M.new_zeros(problem.dim, problem.dim))
     return _affine(problem, x_map, "x_map")
-
-
-def _check_knobs(problem, method: str, kn: dict) -> None:
-    """The samplers' own validation, with the same messages' content."""
-    if kn.get("variance", "small") not in ("small", "large"):
-        raise ValueError(f"variance must be 'small' or 'large', got {kn['variance']!r}")
-    if not 0.0 <= float(kn.get("eta", 0.0)) <= 1.0:
-        raise ValueError(f"eta must lie in [0, 1], got {kn['eta']}")
-    if not 0.0 <= float(kn.get("lam", 0.0)) <= 1.0:
-        raise ValueError(f"lam must lie in [0, 1], got {kn['lam']}")
-    if kn.get("kernel", "exact") not in ("exact", "small"):
-        raise ValueError(f"kernel must be 'exact' or 'small', got {kn['kernel']!r}")
-    if method == "dps":
-        if kn["norm"] != "squared":
-            raise ValueError(f"dps with norm={kn['norm']!r} is not affine in x_t (the step is a unit vector "
-                             "times zeta), so it has no closed-form law: pass norm='squared', or measure "
-                             "norm='l2' by Monte Carlo with dpt.solve")
-        if problem.sigma_y <= 0:
-            raise ValueError("norm='squared' needs sigma_y > 0")
-        if not float(kn["zeta"]) >= 0:
-            raise ValueError(f"zeta must be >= 0, got {kn['zeta']}")
 
 
 def _one_y(problem, y) -> torch.Tensor:

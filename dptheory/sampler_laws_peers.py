@@ -18,39 +18,14 @@ import torch
 
 from .samplers._common import reverse_pairs
 from .samplers._svd import Spectrum, safe_div, ve_sigma
-from .samplers.daps import _check_knobs as _check_daps
 from .samplers.daps import daps_lr, daps_r2
-from .samplers.ddrm import _check_knobs as _check_ddrm
 from .samplers.ddrm import ddrm_coefficients, ddrm_init_coefficients
-from .samplers.diffpir import _check_knobs as _check_diffpir
 from .samplers.diffpir import diffpir_prox_coefficients
-from .samplers.pigdm import _check_knobs as _check_pigdm
 
-__all__ = ["PEER_KNOBS", "PEER_DEFAULT_STEPS", "peer_maps", "check_peer_knobs"]
+__all__ = ["PEER_METHODS", "peer_maps"]
 
-PEER_KNOBS = {
-    "ddrm": {"eta": 0.85, "eta_b": 1.0, "init": "ddrm"},
-    "diffpir": {"lam": 1.0, "zeta": 0.3},
-    "pigdm": {"eta": 1.0, "weight": 1.0, "guidance": "official", "init": "pinv"},
-    "daps": {"ode_steps": 5, "langevin_steps": 100, "lr": 1e-4, "lr_min_ratio": 0.01, "tau": None, "r": "sigma"},
-}
-"""Knobs and defaults, mirroring the sampler functions."""
-
-PEER_DEFAULT_STEPS = {"ddrm": 20, "diffpir": 100, "pigdm": 100, "daps": 200}
-"""The samplers' default number of steps (the papers' NFE)."""
-
-
-def check_peer_knobs(problem, method: str, kn: dict) -> None:
-    """The samplers' own knob validation."""
-    s = problem.sigma_y
-    if method == "ddrm":
-        _check_ddrm(s, kn["eta"], kn["eta_b"], kn["init"])
-    elif method == "diffpir":
-        _check_diffpir(s, kn["lam"], kn["zeta"])
-    elif method == "pigdm":
-        _check_pigdm(s, kn["eta"], kn["weight"], kn["init"], kn["guidance"])
-    else:
-        _check_daps(s, kn["tau"], kn["lr"], kn["lr_min_ratio"], kn["r"])
+PEER_METHODS = ("ddrm", "diffpir", "pigdm", "daps")
+"""The methods whose affine maps are here (their knobs, defaults and checks: ``dptheory.samplers.METHODS``)."""
 
 
 def peer_maps(problem, base, schedule, method: str, kn: dict, pairs):

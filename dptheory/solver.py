@@ -12,55 +12,20 @@ It builds what each sampler needs from the problem and validates the knobs:
 
 from __future__ import annotations
 
-import inspect
 import math
 
 import torch
 
-from ._checks import (
-    check_denoiser,
-    check_generator,
-    check_int,
-    check_memory,
-    check_problem,
-    check_schedule,
-    check_steps,
-)
+from ._checks import check_denoiser, check_generator, check_int, check_memory, check_problem, check_schedule
 from ._guard import FiniteDenoiser
 from .denoisers import ConditionalExactDenoiser, ExactDenoiser
 from .samplers import METHODS, DPSGuidedDenoiser, pinv_start
+from .samplers.spec import check_method, run_method
 from .schedules import VPSchedule
 
-__all__ = ["solve", "METHOD_NAMES", "allowed_knobs", "sampler_for"]
+__all__ = ["solve", "METHOD_NAMES"]
 
 METHOD_NAMES = tuple(METHODS)
-
-# knobs that solve() fills in itself, per sampler
-_SUPPLIED = {"operator", "y", "sigma_y", "generator", "callback", "progress_bar", "posterior_denoiser"}
-
-
-def allowed_knobs(fn) -> set[str]:
-    """The keyword knobs a user may pass to sampler ``fn`` (its keyword-only parameters, less what solve supplies)."""
-    params = inspect.signature(fn).parameters.values()
-    return {p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY} - _SUPPLIED
-
-
-def sampler_for(method: str, knobs: dict):
-    """The sampler function of ``method``, after checking that every knob is one it takes.
-
-    Raises ``ValueError`` for an unknown method and ``TypeError`` listing the valid knobs for an unknown knob.
-    """
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHOD_NAMES)}; got {method!r}")
-    fn = METHODS[method]
-    allowed = allowed_knobs(fn)
-    unknown = set(knobs) - allowed
-    if unknown:
-        raise TypeError(
-            f"method {method!r} does not take knob(s) {sorted(unknown)}; its knobs are {sorted(allowed)}"
-        )
-    check_steps(knobs.get("steps"))  # steps=0 would return the starting noise
-    return fn
 
 
 def _check_solve_memory(problem, n: int, method: str) -> None:
@@ -98,10 +63,7 @@ def solve(problem, y, method: str, *, n_samples: int = 1, generator: torch.Gener
         ValueError: unknown method, a knob out of range (lam outside [0,1], t0 outside [0, T], ...), or shapes.
         TypeError: a knob the method does not take.
     """
-    fn = sampler_for(method, knobs)
-    if method == "diffpir" and zeta is not None:  # DiffPIR's own zeta (noise fraction), not the DPS weight
-        knobs["zeta"] = zeta
-    zeta = 1.0 if zeta is None else zeta
+    spec = check_method(METHODS, method, knobs)
     problem = check_problem(problem)
     schedule = check_schedule(schedule)
     generator = check_generator(generator)
@@ -113,48 +75,36 @@ def solve(problem, y, method: str, *, n_samples: int = 1, generator: torch.Gener
     if y.ndim == 2 and n_samples != 1:
         raise ValueError("with a batch of measurements y (n, m), n_samples must be 1 (one draw per measurement)")
     n = n_samples if y.ndim == 1 else y.shape[0]
-    d = problem.dim
-    dtype, device = problem.A.dtype, problem.A.device
     _check_solve_memory(problem, n, method)
 
     exact = denoiser is None
+    if spec.needs_exact and not exact:
+        raise ValueError(f"method {method!r} needs the exact denoiser (denoiser=None)")
     prior_den = ExactDenoiser(problem.prior) if exact else FiniteDenoiser(denoiser, schedule)
     if exact:
         cond_den = ConditionalExactDenoiser(problem, y)
-    else:  # a network: a NaN or Inf prediction raises, naming the step (dptheory._guard)
-        cond_den = FiniteDenoiser(DPSGuidedDenoiser(prior_den, problem.operator, y, problem.sigma_y, zeta), schedule,
-                                  "DPS-guided conditional denoiser")
-    if method == "posterior" and not exact:
-        raise ValueError("method 'posterior' needs the exact denoiser (denoiser=None)")
+    elif spec.denoiser == "conditional":  # a network: a NaN or Inf prediction raises, naming the step
+        guided = DPSGuidedDenoiser(prior_den, problem.operator, y, problem.sigma_y, 1.0 if zeta is None else zeta)
+        cond_den = FiniteDenoiser(guided, schedule, "DPS-guided conditional denoiser")
+    else:  # map-rps without an exact conditional denoiser runs its "dps" stage 2
+        cond_den = None
+    x_init = _start(problem, y, n, spec.start, start, schedule, cond_den, generator, knobs.get("t_start"))
+    return run_method(spec, x_init, schedule, prior=prior_den, conditional=cond_den, exact=exact,
+                      operator=problem.operator, y=y, sigma_y=problem.sigma_y, zeta=zeta, knobs=knobs,
+                      generator=generator, callback=callback, progress=progress)
 
-    common = dict(generator=generator, callback=callback, progress_bar=progress)
-    if method in ("map-rps", "red-diff"):
-        x_init = pinv_start(problem.operator, y).expand(n, d).clone()
-    elif start == "exact":
-        if not exact:
+
+def _start(problem, y, n: int, kind: str, start: str, schedule, cond_den, generator, t_start) -> torch.Tensor:
+    """``(n, d)`` starting points: ``A^+ y`` (``kind = "pinv"``), else ``N(0, I)`` or, for ``start = "exact"``,
+    the exact diffused posterior at ``t_start`` (``x0`` drawn first, then the noise)."""
+    d, dtype, device = problem.dim, problem.A.dtype, problem.A.device
+    if kind == "pinv":
+        return pinv_start(problem.operator, y).expand(n, d).clone()
+    if start == "exact":
+        if not isinstance(cond_den, ConditionalExactDenoiser):
             raise ValueError("start='exact' needs the exact denoiser")
-        t_start = schedule.T if knobs.get("t_start") is None else knobs["t_start"]
-        ab = float(schedule.alpha_bar(t_start))
+        ab = float(schedule.alpha_bar(schedule.T if t_start is None else t_start))
         x0 = cond_den.sample_posterior(n, generator)
-        x_init = math.sqrt(ab) * x0 + math.sqrt(1.0 - ab) * torch.randn(x0.shape, generator=generator,
-                                                                       dtype=dtype, device=device)
-    else:
-        x_init = torch.randn(n, d, generator=generator, dtype=dtype, device=device)
-
-    cond = dict(operator=problem.operator, y=y, sigma_y=problem.sigma_y)
-    if method in ("posterior", "ddpm", "ddim"):
-        return fn(cond_den, x_init, schedule, **common, **knobs)
-    if method == "vsrd":
-        knobs.setdefault("kernel", "exact" if exact else "small")
-        return fn(cond_den, x_init, schedule, **common, **knobs)
-    if method == "dps":
-        return fn(prior_den, x_init, schedule, **cond, zeta=knobs.pop("zeta", zeta), **common, **knobs)
-    if method == "map-rps":
-        if "t0" not in knobs:
-            raise ValueError("method 'map-rps' needs the knob t0 (an integer step in [0, T])")
-        knobs.setdefault("stage2", "posterior" if exact else "dps")
-        knobs.setdefault("zeta", zeta)
-        return fn(prior_den, x_init, schedule, **cond, posterior_denoiser=cond_den if exact else None,
-                  **common, **knobs)
-    return fn(prior_den, x_init, schedule, **cond, **common, **knobs)
-
+        return math.sqrt(ab) * x0 + math.sqrt(1.0 - ab) * torch.randn(x0.shape, generator=generator, dtype=dtype,
+                                                                      device=device)
+    return torch.randn(n, d, generator=generator, dtype=dtype, device=device)

@@ -64,22 +64,23 @@ class Traversal:
         return d
 
 
-def nfe(method: str, knobs: dict, T: int) -> int:
-    """Denoiser evaluations of one run: reverse steps, plus stage-1 iterations for map-rps."""
-    steps = knobs.get("steps")
-    if method == "map-rps":
-        return int(knobs.get("iters", 500)) + int(knobs["t0"])
-    if method == "vml-map":  # per level: inner gradient steps + the DDIM move; plus the final polish
-        n_levels = steps if steps is not None else T
-        inner, final = int(knobs.get("inner_steps", 3)), int(knobs.get("final_steps", 50))
-        return n_levels * (inner + 1) + final
-    if method in ("ddrm", "diffpir", "pigdm", "daps"):  # own default grids; DAPS: ode_steps calls per level
-        from .sampler_laws_peers import PEER_DEFAULT_STEPS
+_LAW_ONLY_KNOBS = ("start", "conditional", "x_map")  # sampler_law's own knobs: no denoiser call depends on them
 
-        n_levels = int(steps) if steps is not None else PEER_DEFAULT_STEPS[method]
-        return n_levels * (int(knobs.get("ode_steps", 5)) if method == "daps" else 1)
-    t_start = knobs.get("t_start") or T
-    return int(steps) if steps is not None else int(t_start)
+
+def nfe(method: str, knobs: dict, schedule) -> int:
+    """Denoiser evaluations of one run of ``method`` with ``knobs`` on ``schedule``, MEASURED: the run goes through
+    :func:`~dptheory.images.problem.solve_image` (which counts every call with
+    :class:`~dptheory.denoisers.CountingDenoiser`) on a one-pixel problem with an exact Gaussian prior, whose
+    calls cost nothing; the count depends on the grid and the knobs only. A particle batch counts once."""
+    from .images.operators import Denoising
+    from .images.problem import GaussianImageDenoiser, ImageInverseProblem, solve_image
+
+    one = torch.ones(1, 1, 1, dtype=torch.float64)
+    prior = GaussianImageDenoiser(0.0 * one, torch.eye(1, dtype=torch.float64))
+    kn = {k: v for k, v in knobs.items() if k not in _LAW_ONLY_KNOBS}
+    sol = solve_image(ImageInverseProblem(Denoising(), 1.0), one.unsqueeze(0), method, prior, schedule=schedule,
+                      generator=torch.Generator().manual_seed(0), **kn)
+    return sol.nfe
 
 
 def traverse(problem, method: str, knob: str, values, *, y=None, forms=("per-measurement", "joint"), n: int = 2000,
@@ -140,7 +141,7 @@ def traverse(problem, method: str, knob: str, values, *, y=None, forms=("per-mea
         out.notes.append(curve_j.note)
     for v in it:
         kn = {**knobs, knob: v}
-        out.nfe.append(nfe(method, kn, schedule.T))
+        out.nfe.append(nfe(method, kn, schedule))
         if exact:
             pm, jt = _exact_points(problem, method, y, forms, schedule, kn, curve_y, curve_j)
         else:

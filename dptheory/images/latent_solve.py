@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..samplers import pinv_start
+from ..samplers import METHODS, pinv_start
 from .problem import ImageInverseProblem, solve_image
 
 __all__ = ["LatentOperator", "LatentSolution", "solve_latent", "LATENT_T1"]
@@ -137,8 +137,8 @@ def solve_latent(problem: ImageInverseProblem, y: torch.Tensor, method: str, bac
     """
     if not isinstance(problem, ImageInverseProblem):
         raise TypeError(f"problem must be an ImageInverseProblem, got {type(problem).__name__}")
-    if method == "posterior":
-        raise ValueError("method 'posterior' needs an exact conditional denoiser; with a latent network use "
+    if METHODS.get(method) is not None and METHODS[method].needs_exact:
+        raise ValueError(f"method {method!r} needs an exact conditional denoiser; with a latent network use "
                          "map-rps, dps, red-diff or vsrd")  # fmt: skip
     if method == "vml-map" and knobs.get("A_norm_squared") is None:
         raise ValueError("vml-map in latent space needs A_norm_squared (a bound on the squared Lipschitz constant "

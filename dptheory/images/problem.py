@@ -23,11 +23,12 @@ import torch
 
 from .._checks import check_alpha_bar, check_int, check_sigma
 from ..conditioning import LinearGaussianUpdate
-from ..denoisers import Denoiser
+from ..denoisers import CountingDenoiser, Denoiser, _Counter
 from ..linalg import sym_eig
-from ..samplers import DPSGuidedDenoiser, pinv_start
+from ..samplers import METHODS, DPSGuidedDenoiser, pinv_start
+from ..samplers.spec import check_method, run_method
 from ..schedules import VPSchedule, linear_schedule
-from ..solver import METHOD_NAMES, sampler_for
+from ..solver import METHOD_NAMES
 
 __all__ = [
     "ImageInverseProblem",
@@ -86,84 +87,6 @@ class ImageSolution:
     seconds: float
     method: str
     exact_conditional: bool
-
-
-class _Counter:
-    def __init__(self):
-        self.n = 0
-
-
-class CountingDenoiser(Denoiser):
-    """Wrap a denoiser and count its evaluations (``__call__``, ``eps``, ``score`` and ``sample_x0``).
-
-    ``sample_x0`` exists on the wrapper only if the wrapped denoiser has it, so the samplers' capability checks
-    (``callable(getattr(d, "sample_x0", None))``) see through the wrapper. Several wrappers may share one
-    ``counter`` (the prior and the conditional denoiser of one solve).
-    """
-
-    def __init__(self, denoiser, counter: _Counter | None = None):
-        self.denoiser = denoiser
-        self.counter = _Counter() if counter is None else counter
-
-    @property
-    def nfe(self) -> int:
-        return self.counter.n
-
-    def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-        self.counter.n += 1
-        return self.denoiser(x_t, alpha_bar)
-
-    def eps(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-        self.counter.n += 1
-        inner = getattr(self.denoiser, "eps", None)
-        return inner(x_t, alpha_bar) if callable(inner) else Denoiser.eps(_Uncounted(self.denoiser), x_t, alpha_bar)
-
-    def score(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-        self.counter.n += 1
-        inner = getattr(self.denoiser, "score", None)
-        if callable(inner):
-            return inner(x_t, alpha_bar)
-        return Denoiser.score(_Uncounted(self.denoiser), x_t, alpha_bar)
-
-    @property
-    def data_range(self):
-        """The wrapped denoiser's ``data_range`` (``None`` if it declares none): drives ``clip_denoised=None``."""
-        return getattr(self.denoiser, "data_range", None)
-
-    @property
-    def x0_and_variance_values(self):
-        """The wrapped network's ``(x0, variance values)`` call, counted; absent if it has none."""
-        inner = getattr(self.denoiser, "x0_and_variance_values", None)
-        if not callable(inner):
-            raise AttributeError(f"{type(self.denoiser).__name__} has no x0_and_variance_values")
-
-        def counted(x_t, alpha_bar):
-            self.counter.n += 1
-            return inner(x_t, alpha_bar)
-
-        return counted
-
-    @property
-    def sample_x0(self):
-        inner = getattr(self.denoiser, "sample_x0", None)
-        if not callable(inner):
-            raise AttributeError(f"{type(self.denoiser).__name__} has no sample_x0")
-
-        def counted(x_t, alpha_bar, generator=None):
-            self.counter.n += 1
-            return inner(x_t, alpha_bar, generator)
-
-        return counted
-
-
-class _Uncounted(Denoiser):
-    """A plain callable seen as a :class:`Denoiser` (for ``eps``/``score`` of a bare function)."""
-
-    def __init__(self, fn):
-        self.fn = fn
-
-    def __call__(self, x_t, alpha_bar):
-        return self.fn(x_t, alpha_bar)
 
 
 # ---------------------------------------------------------------------------------------------- Gaussian prior
@@ -317,13 +240,41 @@ def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, deno
             ``y`` or ``n_samples``, or ``"posterior"`` without an exact conditional denoiser.
         TypeError: a knob the method does not take.
     """
-    fn = sampler_for(method, knobs)
-    if method == "diffpir" and zeta is not None:  # DiffPIR's own zeta (noise fraction), not the DPS weight
-        knobs["zeta"] = zeta
-    zeta = 1.0 if zeta is None else zeta
+    spec = check_method(METHODS, method, knobs)
+    _check_image_call(problem, y, n_samples, posterior_denoiser)
+    schedule = linear_schedule() if schedule is None else schedule
+    start_time = time.perf_counter()
+    n = n_samples if y.shape[0] == 1 else y.shape[0]
+    x_pinv = problem.pinv(y)
+    x_pinv = x_pinv.expand(n, *x_pinv.shape[1:]).clone()
+
+    counter = _Counter()
+    prior = CountingDenoiser(denoiser, counter)
+    needs_cond = spec.denoiser == "conditional" or (
+        method == "map-rps" and knobs.get("stage2") != "dps" and knobs["t0"] != 0  # t0 = 0: no stage 2
+    )
+    cond = _conditional(spec, problem, y, denoiser, prior, posterior_denoiser, zeta, counter) if needs_cond else None
+    exact = _is_exact(cond)
+    if spec.needs_exact and not exact:
+        raise ValueError(
+            f"method {method!r} needs an exact conditional denoiser with sample_x0 (a backbone with .condition, "
+            "or posterior_denoiser=...); with a network use dps, vsrd or map-rps"
+        )
+    if spec.start == "pinv":
+        x_init = x_pinv
+    else:
+        x_init = torch.randn(x_pinv.shape, generator=generator, dtype=x_pinv.dtype, device=x_pinv.device)
+    x = run_method(spec, x_init, schedule, prior=prior, conditional=cond, exact=exact, operator=problem.operator,
+                   y=y, sigma_y=problem.sigma_y, zeta=zeta, knobs=knobs, generator=generator, callback=callback,
+                   progress=progress)
+    seconds = time.perf_counter() - start_time
+    return ImageSolution(x=x.detach(), nfe=counter.n, seconds=seconds, method=method, exact_conditional=exact)
+
+
+def _check_image_call(problem, y, n_samples, posterior_denoiser) -> None:
+    """The arguments of :func:`solve_image` other than the method and its knobs."""
     if not isinstance(problem, ImageInverseProblem):
         raise TypeError(f"problem must be an ImageInverseProblem, got {type(problem).__name__}")
-    schedule = linear_schedule() if schedule is None else schedule
     n_samples = check_int(n_samples, "n_samples")
     if not isinstance(y, torch.Tensor) or y.ndim < 2:
         raise ValueError("y must be a tensor with a leading batch axis, (1, ...) or (n, ...)")
@@ -331,60 +282,22 @@ def solve_image(problem: ImageInverseProblem, y: torch.Tensor, method: str, deno
         raise ValueError("y must be finite")
     if y.shape[0] != 1 and n_samples != 1:
         raise ValueError("with a batch of measurements y (n, ...), n_samples must be 1 (one draw per measurement)")
-    if method == "map-rps" and "t0" not in knobs:
-        raise ValueError(f"method 'map-rps' needs the knob t0 (an integer step in [0, {schedule.T}])")
     if isinstance(posterior_denoiser, str) and posterior_denoiser not in ("dps", "pigdm"):
         raise ValueError(f"posterior_denoiser must be None, 'dps', 'pigdm' or a denoiser, got {posterior_denoiser!r}")
 
-    start_time = time.perf_counter()
+
+def _conditional(spec, problem, y, denoiser, prior, posterior_denoiser, zeta, counter):
+    """The conditional denoiser ``E[x0 | x_t, y]`` (see :func:`solve_image`), counted with ``counter``; ``None``
+    for map-rps without an exact one (it falls back to its own ``"dps"`` stage 2)."""
     op, sigma_y = problem.operator, problem.sigma_y
-    n = n_samples if y.shape[0] == 1 else y.shape[0]
-    x_pinv = problem.pinv(y)
-    x_pinv = x_pinv.expand(n, *x_pinv.shape[1:]).clone()
-
-    counter = _Counter()
-    prior = CountingDenoiser(denoiser, counter)
-    needs_cond = method in ("posterior", "ddpm", "ddim", "vsrd") or (
-        method == "map-rps" and knobs.get("stage2") != "dps" and knobs["t0"] != 0  # t0 = 0: no stage 2
-    )
-    cond = None
-    if needs_cond:
-        if isinstance(posterior_denoiser, str):  # "dps" or "pigdm"
-            likelihood = "plugin" if posterior_denoiser == "dps" else "pigdm"
-            cond = DPSGuidedDenoiser(prior, op, y, sigma_y, zeta, likelihood=likelihood)
-        elif posterior_denoiser is not None:
-            cond = CountingDenoiser(posterior_denoiser, counter)
-        elif callable(getattr(denoiser, "condition", None)):
-            cond = CountingDenoiser(denoiser.condition(op, y, sigma_y), counter)
-        elif method != "map-rps":  # MAP-RPS falls back to its own "dps" stage 2 instead
-            cond = DPSGuidedDenoiser(prior, op, y, sigma_y, zeta)
-    exact = _is_exact(cond)
-    if method == "posterior" and not exact:
-        raise ValueError(
-            "method 'posterior' needs an exact conditional denoiser with sample_x0 (a backbone with .condition, "
-            "or posterior_denoiser=...); with a network use dps, vsrd or map-rps"
-        )
-
-    common = dict(generator=generator, callback=callback, progress_bar=progress)
-    cond_kw = dict(operator=op, y=y, sigma_y=sigma_y)
-    if method in ("map-rps", "red-diff"):
-        x_init = x_pinv
-    else:
-        x_init = torch.randn(x_pinv.shape, generator=generator, dtype=x_pinv.dtype, device=x_pinv.device)
-
-    if method in ("posterior", "ddpm", "ddim"):
-        x = fn(cond, x_init, schedule, **common, **knobs)
-    elif method == "vsrd":
-        knobs.setdefault("kernel", "exact" if exact else "small")
-        x = fn(cond, x_init, schedule, **common, **knobs)
-    elif method == "dps":
-        x = fn(prior, x_init, schedule, **cond_kw, zeta=knobs.pop("zeta", zeta), **common, **knobs)
-    elif method == "map-rps":
-        knobs.setdefault("stage2", "posterior" if exact else "dps")
-        knobs.setdefault("zeta", zeta)
-        post = cond if knobs["stage2"] in ("posterior", "vsrd") else None
-        x = fn(prior, x_init, schedule, **cond_kw, posterior_denoiser=post, **common, **knobs)
-    else:
-        x = fn(prior, x_init, schedule, **cond_kw, **common, **knobs)
-    seconds = time.perf_counter() - start_time
-    return ImageSolution(x=x.detach(), nfe=counter.n, seconds=seconds, method=method, exact_conditional=exact)
+    zeta = 1.0 if zeta is None else zeta
+    if isinstance(posterior_denoiser, str):  # "dps" or "pigdm"
+        likelihood = "plugin" if posterior_denoiser == "dps" else "pigdm"
+        return DPSGuidedDenoiser(prior, op, y, sigma_y, zeta, likelihood=likelihood)
+    if posterior_denoiser is not None:
+        return CountingDenoiser(posterior_denoiser, counter)
+    if callable(getattr(denoiser, "condition", None)):
+        return CountingDenoiser(denoiser.condition(op, y, sigma_y), counter)
+    if spec.denoiser == "conditional":
+        return DPSGuidedDenoiser(prior, op, y, sigma_y, zeta)
+    return None

@@ -14,6 +14,16 @@ from ._common import progress, randn_like, reverse_pairs
 __all__ = ["ddpm", "ddim"]
 
 
+def _check_ddpm(variance) -> None:
+    if variance not in ("small", "large"):
+        raise ValueError(f"variance must be 'small' or 'large', got {variance!r}")
+
+
+def _check_ddim(eta) -> None:
+    if not 0.0 <= float(eta) <= 1.0:
+        raise ValueError(f"eta must lie in [0, 1], got {eta}")
+
+
 def ddpm(denoiser, x, schedule, *, steps=None, t_start=None, variance="small", generator=None, callback=None,
          progress_bar=False):
     """Ancestral DDPM sampling (Ho et al. 2020, Algorithm 2, written with the x0-prediction):
@@ -31,8 +41,7 @@ def ddpm(denoiser, x, schedule, *, steps=None, t_start=None, variance="small", g
         variance: ``"small"`` (beta_tilde, "fixedsmall") or ``"large"`` (beta, "fixedlarge").
         callback: called as ``callback(i, t, x_s, x0_hat)`` after each step.
     """
-    if variance not in ("small", "large"):
-        raise ValueError(f"variance must be 'small' or 'large', got {variance!r}")
+    _check_ddpm(variance)
     pairs = reverse_pairs(schedule, steps, t_start)
     for i, (t, s) in enumerate(progress(pairs, progress_bar, "ddpm")):
         c1, c2, beta_tilde, beta = schedule.reverse_coefficients(t, s)
@@ -52,8 +61,7 @@ def ddim(denoiser, x, schedule, *, eta=0.0, steps=None, t_start=None, generator=
 
     ``eta = 0`` is deterministic; ``eta = 1`` equals DDPM with beta_tilde (docs/theory §1.1).
     """
-    if not 0.0 <= float(eta) <= 1.0:
-        raise ValueError(f"eta must lie in [0, 1], got {eta}")
+    _check_ddim(eta)
     pairs = reverse_pairs(schedule, steps, t_start)
     for i, (t, s) in enumerate(progress(pairs, progress_bar, "ddim")):
         ab_t, ab_s = float(schedule.alpha_bar(t)), float(schedule.alpha_bar(s))

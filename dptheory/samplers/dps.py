@@ -49,6 +49,21 @@ def _check_dps_args(norm, sigma_y, zeta):
 VARIANCES = ("small", "large", "learned", "learned_exp")
 
 
+def _check_knobs(norm, sigma_y, zeta, lam, variance, mean, zeta_scale, final_noise) -> None:
+    """The knob checks of :func:`dps` (those that need no denoiser)."""
+    _check_dps_args(norm, sigma_y, zeta)
+    if not 0.0 <= float(lam) <= 1.0:
+        raise ValueError(f"lam must lie in [0, 1], got {float(lam)}")
+    if variance not in VARIANCES:
+        raise ValueError(f"variance must be one of {', '.join(map(repr, VARIANCES))}, got {variance!r}")
+    if mean not in ("posterior", "eps"):
+        raise ValueError(f"mean must be 'posterior' or 'eps', got {mean!r}")
+    if zeta_scale not in ("constant", "alpha_bar"):
+        raise ValueError(f"zeta_scale must be 'constant' or 'alpha_bar', got {zeta_scale!r}")
+    if not isinstance(final_noise, bool):
+        raise ValueError(f"final_noise must be True or False, got {final_noise!r}")
+
+
 def learned_range_variance(v: torch.Tensor, beta_tilde_clipped: float, beta: float, *, exp_first: bool = False):
     """The ancestral variance of an ADM network with a learned range (Nichol & Dhariwal 2021, eq. 15):
 
@@ -133,18 +148,8 @@ def dps(denoiser, x, schedule, *, operator, y, sigma_y=None, zeta=1.0, norm="l2"
             variance there (``beta_tilde`` of the step above; ``beta_1`` as the learned range's upper end).
         zeta_scale: ``"constant"`` or ``"alpha_bar"`` (the step is ``zeta ab_t``, official LMAP-RPS stage 2).
     """
-    _check_dps_args(norm, sigma_y, zeta)
+    _check_knobs(norm, sigma_y, zeta, lam, variance, mean, zeta_scale, final_noise)
     lam = float(lam)
-    if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lam must lie in [0, 1], got {lam}")
-    if variance not in VARIANCES:
-        raise ValueError(f"variance must be one of {', '.join(map(repr, VARIANCES))}, got {variance!r}")
-    if mean not in ("posterior", "eps"):
-        raise ValueError(f"mean must be 'posterior' or 'eps', got {mean!r}")
-    if zeta_scale not in ("constant", "alpha_bar"):
-        raise ValueError(f"zeta_scale must be 'constant' or 'alpha_bar', got {zeta_scale!r}")
-    if not isinstance(final_noise, bool):
-        raise ValueError(f"final_noise must be True or False, got {final_noise!r}")
     learned = variance in ("learned", "learned_exp")
     if learned and not callable(getattr(denoiser, "x0_and_variance_values", None)):
         raise ValueError(f"variance={variance!r} needs a denoiser that predicts a variance (x0_and_variance_values; "

@@ -24,6 +24,7 @@ from .._checks import check_int
 from ._common import apply_A, progress, randn_like
 from .dps import dps
 from .posterior import posterior
+from .vsrd import _check_knobs as _check_vsrd
 from .vsrd import vsrd
 
 __all__ = ["map_rps", "map_rps_stage1", "bayes_prior_weight", "OFFICIAL_PRIOR_WEIGHTS"]
@@ -39,6 +40,41 @@ def bayes_prior_weight(schedule, t1: int, sigma_y: float) -> float:
     """
     ab = float(schedule.alpha_bar(schedule.check_step(t1 + 1, "t1 + 1")))
     return 2.0 * float(sigma_y) ** 2 * math.sqrt(ab / (1.0 - ab))
+
+
+def _check_stage1(likelihood, eta_min, weighting, w_prior) -> None:
+    if likelihood not in ("squared", "l2"):
+        raise ValueError(f"likelihood must be 'squared' or 'l2', got {likelihood!r}")
+    if not float(eta_min) >= 0:
+        raise ValueError(f"eta_min must be >= 0, got {eta_min!r}")
+    if weighting not in ("bayes", "official"):
+        raise ValueError(f"weighting must be 'bayes' or 'official', got {weighting!r}")
+    if weighting == "official" and w_prior is None:
+        raise ValueError("weighting='official' needs w_prior (e.g. OFFICIAL_PRIOR_WEIGHTS['sr4'] = 0.25)")
+
+
+_DPS_STAGE2_DEFAULTS = dict(clip_denoised=None, variance="small", mean="posterior", final_noise=False, norm="l2",
+                            zeta_scale="constant")
+
+
+def _check_stage2(stage2, dps_options: dict) -> None:
+    """``stage2`` is one of the three, and the ``"dps"`` stage-2 options keep their defaults for the others."""
+    if stage2 != "dps":
+        changed = [k for k, v in dps_options.items() if v != _DPS_STAGE2_DEFAULTS[k]]
+        if changed:
+            raise ValueError(f"{', '.join(changed)} apply to stage2='dps' only (stage2={stage2!r})")
+    if stage2 not in ("posterior", "dps", "vsrd"):
+        raise ValueError(f"stage2 must be 'posterior', 'dps' or 'vsrd', got {stage2!r}")
+
+
+def _check_knobs(kn: dict, schedule) -> None:
+    """The knob checks of :func:`map_rps` (``kn``: every knob), before anything runs."""
+    schedule.check_step(kn["t0"], "t0")
+    _check_stage2(kn["stage2"], {k: kn[k] for k in _DPS_STAGE2_DEFAULTS})
+    if kn["stage2"] == "vsrd":
+        _check_vsrd(kn["lam"], "exact")
+    _check_stage1(kn["likelihood"], kn["eta_min"], kn["weighting"], kn["w_prior"])
+    schedule.check_step(kn["t1"] + 1, "t1 + 1")
 
 
 def map_rps_stage1(denoiser, x, schedule, *, operator, y, sigma_y, t1=10, iters=500, lr=0.5, eta_min=1e-5,
@@ -57,14 +93,7 @@ def map_rps_stage1(denoiser, x, schedule, *, operator, y, sigma_y, t1=10, iters=
         likelihood: ``"squared"`` (``||y - A x||^2``, official default) or ``"l2"`` (``||y - A x||`` summed over
             particles, the official ``--stable``).
     """
-    if likelihood not in ("squared", "l2"):
-        raise ValueError(f"likelihood must be 'squared' or 'l2', got {likelihood!r}")
-    if not float(eta_min) >= 0:
-        raise ValueError(f"eta_min must be >= 0, got {eta_min!r}")
-    if weighting not in ("bayes", "official"):
-        raise ValueError(f"weighting must be 'bayes' or 'official', got {weighting!r}")
-    if weighting == "official" and w_prior is None:
-        raise ValueError("weighting='official' needs w_prior (e.g. OFFICIAL_PRIOR_WEIGHTS['sr4'] = 0.25)")
+    _check_stage1(likelihood, eta_min, weighting, w_prior)
     iters = check_int(iters, "iters")
     if w_prior is None:
         w_prior = bayes_prior_weight(schedule, t1, sigma_y)
@@ -114,15 +143,8 @@ def map_rps(denoiser, x, schedule, *, operator, y, sigma_y, t0, stage2="posterio
     """
     dps_options = dict(clip_denoised=clip_denoised, variance=variance, mean=mean, final_noise=final_noise,
                        norm=norm, zeta_scale=zeta_scale)
-    if stage2 != "dps":
-        changed = [k for k, v in dps_options.items()
-                   if v != dict(clip_denoised=None, variance="small", mean="posterior", final_noise=False,
-                                norm="l2", zeta_scale="constant")[k]]
-        if changed:
-            raise ValueError(f"{', '.join(changed)} apply to stage2='dps' only (stage2={stage2!r})")
     t0 = schedule.check_step(t0, "t0")
-    if stage2 not in ("posterior", "dps", "vsrd"):
-        raise ValueError(f"stage2 must be 'posterior', 'dps' or 'vsrd', got {stage2!r}")
+    _check_stage2(stage2, dps_options)
     if stage2 in ("posterior", "vsrd") and posterior_denoiser is None:
         raise ValueError(f"stage2={stage2!r} needs posterior_denoiser (the exact conditional denoiser)")
     x_map = map_rps_stage1(denoiser, x, schedule, operator=operator, y=y, sigma_y=sigma_y, t1=t1, iters=iters,

@@ -23,6 +23,13 @@ from ._common import progress, randn_like, reverse_pairs
 __all__ = ["vsrd"]
 
 
+def _check_knobs(lam, kernel) -> None:
+    if not 0.0 <= float(lam) <= 1.0:
+        raise ValueError(f"lam must lie in [0, 1], got {float(lam)}")
+    if kernel not in ("exact", "small"):
+        raise ValueError(f"kernel must be 'exact' or 'small', got {kernel!r}")
+
+
 def vsrd(denoiser, x, schedule, *, lam, kernel="exact", steps=None, t_start=None, generator=None, callback=None,
          progress_bar=False):
     """Variance-scaled reverse diffusion with a conditional denoiser ``D(x_t, ab) = E[x0 | x_t, y]``.
@@ -31,11 +38,8 @@ def vsrd(denoiser, x, schedule, *, lam, kernel="exact", steps=None, t_start=None
         lam: variance scale in [0, 1]; 0 is deterministic (ends at the MMSE for a Gaussian posterior).
         kernel: ``"exact"`` (needs ``denoiser.sample_x0``) or ``"small"``.
     """
+    _check_knobs(lam, kernel)
     lam = float(lam)
-    if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lam must lie in [0, 1], got {lam}")
-    if kernel not in ("exact", "small"):
-        raise ValueError(f"kernel must be 'exact' or 'small', got {kernel!r}")
     if kernel == "exact" and not callable(getattr(denoiser, "sample_x0", None)):
         raise TypeError("kernel='exact' needs an exact denoiser with sample_x0; use kernel='small' with a network")
     pairs = reverse_pairs(schedule, steps, t_start)
