@@ -188,30 +188,31 @@ def run_task(task: str, prior, x_show, cfg: dict, gen) -> dict:
     problem = ImageInverseProblem(op, SIGMA_Y)
     den = SpectralDenoiser(prior)
     n, d = cfg["n"], prior.dim
-    joint_curve = DPCurve(lin.mmse_error() / d, math.sqrt(lin.w_squared() / d), "joint", note="exact (spectral)")
+    joint_curve = DPCurve(lin.mmse_error() / d, math.sqrt(lin.mmse_w2_squared() / d), "joint", note="exact (spectral)")
     pm_curve = DPCurve(lin.mmse_error() / d, math.sqrt(lin.mmse_error() / d), "per-measurement",
                        note="exact (spectral)")
-    y_show = lin.measure(x_show, gen)
+    y_show = lin.measure(x_show, generator=gen)
     post = lin.posterior(y_show)
     mu_y = post.mean
     # floors of the W2 estimator: the same estimate on exact target draws of the same size (3 replicates)
     floor_j, floor_y = [], []
     for _ in range(3):
-        x, yj = lin.sample_joint(n, gen)
-        floor_j.append(w2_estimate(lin.posterior(yj).sample(n, gen), ref=x, boot=0, gen=gen)["value"])
-        floor_y.append(w2_estimate(post.sample(n, gen), mean=mu_y, power=post.power, boot=0, gen=gen)["value"])
+        x, yj = lin.sample_joint(n, generator=gen)
+        floor_j.append(w2_estimate(lin.posterior(yj).sample(n, generator=gen), ref=x, boot=0, gen=gen)["value"])
+        draws = post.sample(n, generator=gen)
+        floor_y.append(w2_estimate(draws, mean=mu_y, power=post.power, boot=0, gen=gen)["value"])
     floors = {"joint": mean_se(torch.tensor(floor_j)), "per_measurement": mean_se(torch.tensor(floor_y))}
-    ref = prior.sample(n, gen)  # held-out prior draws for the SWD
-    swd_floor = float(_swd(prior.sample(n, gen), ref))
+    ref = prior.sample(n, generator=gen)  # held-out prior draws for the SWD
+    swd_floor = float(_swd(prior.sample(n, generator=gen), ref))
     gen_ref = torch.Generator().manual_seed(SEED + 1)  # separate stream: the numbers above and below stay put
-    swd_ref = torch.tensor([_swd(prior.sample(n, gen_ref), ref) for _ in range(SWD_REPLICATES)])
+    swd_ref = torch.tensor([_swd(prior.sample(n, generator=gen_ref), ref) for _ in range(SWD_REPLICATES)])
 
     sweeps = {"map-rps": cfg["t0s"], "vsrd": cfg["lams"], "dps": cfg["zetas"], "posterior": [cfg["steps"]]}
     out = {"methods": {}, "images": {}}
     for method, values in sweeps.items():
         rows = []
         for v in values:
-            x, yj = lin.sample_joint(n, gen)
+            x, yj = lin.sample_joint(n, generator=gen)
             sj = _solve(problem, yj, method, den, v, cfg, gen)
             err = (sj.x - x).square().flatten(1).mean(1)
             Dj, Dj_se = mean_se(err)
@@ -255,8 +256,8 @@ def run_task(task: str, prior, x_show, cfg: dict, gen) -> dict:
                             "distortion": float(pm_curve.distortion(torch.tensor(Py / math.sqrt(d)))),
                             "map_rps_distortion": mid["per_measurement"]["distortion"]},
     }
-    out["images"]["joint-optimal"] = opt_j(y_show, gen)[0]
-    out["images"]["per-measurement optimal"] = lin.shrunk_posterior_samples(y_show, Py, 1, gen)[0]
+    out["images"]["joint-optimal"] = opt_j(y_show, generator=gen)[0]
+    out["images"]["per-measurement optimal"] = lin.shrunk_posterior_samples(y_show, Py, 1, generator=gen)[0]
     out["images"]["x"] = x_show[0]
     out["images"]["y"] = y_show[0]
 

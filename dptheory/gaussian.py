@@ -172,12 +172,29 @@ class Gaussian:
         """
         ab = check_alpha_bar(alpha_bar)
         x_t = check_vector_batch(x_t, self.dim, "x_t", like=self._mean)
-        eig = self.eig
         if ab == 1.0:
             C = torch.zeros_like(self._cov)
         else:
-            C = eig.matrix_function(eig.evals * (1.0 - ab) / (ab * eig.evals + 1.0 - ab))
+            C = self.eig.matrix_function(self._denoise_cov_evals(ab))
         return C.expand(*x_t.shape[:-1], self.dim, self.dim)
+
+    def _denoise_cov_evals(self, ab: float) -> torch.Tensor:
+        """Eigenvalues ``lam (1 - ab) / (ab lam + 1 - ab)`` of ``Cov[x0 | x_t]`` in the prior's eigenbasis, ``(d,)``."""
+        evals = self.eig.evals
+        return evals * (1.0 - ab) / (ab * evals + 1.0 - ab)
+
+    def denoise_error_law(self, alpha_bar) -> Gaussian:
+        """Law of the Tweedie error ``x0 - E[x0 | x_t]``: ``N(0, C_t)`` with ``C_t`` as in :meth:`denoise_cov`.
+
+        It keeps the prior's eigenbasis ``V``, so a draw is ``V diag(sqrt(lam (1-ab) / (ab lam + 1 - ab))) z``
+        with ``z ~ N(0, I)`` (``d`` normals in this Gaussian's dtype); ``E[x0 | x_t]`` plus a draw is an exact
+        draw from ``p(x0 | x_t)``.
+        """
+        ab = check_alpha_bar(alpha_bar)
+        eig = self.eig
+        evals = self._denoise_cov_evals(ab)
+        error_eig = SymmetricEig(evals=evals, evecs=eig.evecs, tol=eig.tol)
+        return Gaussian._trusted(torch.zeros_like(self._mean), eig.matrix_function(evals), error_eig)
 
     # ------------------------------------------------------------------ conditioning
     def condition(self, A, y, sigma_y) -> Gaussian:

@@ -335,35 +335,25 @@ class GaussianMixture:
         den = flat.new_empty(n, d)
         chunk = max(1, min(n, _CHUNK_ELEMENTS // (K * d)))
         params = (flat, V_aug, back, log_const, self._means)
-        if torch.is_grad_enabled() and any(t.requires_grad for t in params):
-            # Differentiable route: the same operations, without out= buffers or in-place updates.
-            ones = flat.new_ones(chunk, 1)
-            for start in range(0, n, chunk):
-                xc = flat[start : start + chunk]
-                U = (torch.cat([xc, ones[: xc.shape[0]]], dim=1) @ V_aug).view(-1, K, d)
-                gamma = torch.softmax(log_const - 0.5 * U.square().sum(-1), dim=-1)
-                out = (U * gamma.unsqueeze(-1)).view(-1, K * d) @ back
-                score[start : start + chunk] = out[:, :d]
-                den[start : start + chunk] = torch.addmm(out[:, d:], gamma, self._means)
-            return score.reshape(*batch_shape, d), den.reshape(*batch_shape, d)
-
-        # Fast route: buffers allocated once and reused per chunk; every large pass is in place.
-        xa = flat.new_empty(chunk, d + 1)
-        xa[:, d] = 1.0
-        U_buf = flat.new_empty(chunk, K * d)
-        out_buf = flat.new_empty(chunk, 2 * d)
-        quad_buf = flat.new_empty(chunk, K)
+        # One kernel for both routes. Without a graph to record, the large intermediates live in buffers
+        # allocated once and reused per chunk (out= and in place); a differentiable call (DPS back-propagates
+        # through the denoiser) runs the same operations with fresh tensors, which autograd can save.
+        reuse = not (torch.is_grad_enabled() and any(t.requires_grad for t in params))
+        bufs = {"xa": (d + 1,), "U": (K * d,), "quad": (K,), "out": (2 * d,)} if reuse else {}
+        bufs = {name: flat.new_empty(chunk, *shape) for name, shape in bufs.items()}
+        ones = flat.new_ones(chunk, 1)
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             m = stop - start
-            xa[:m, :d] = flat[start:stop]
-            U = torch.mm(xa[:m], V_aug, out=U_buf[:m])  # whitened V_k^T (x - c_k), all k at once
-            quad = torch.linalg.vector_norm(U.view(m, K, d), dim=-1, out=quad_buf[:m]).square_()
-            gamma = torch.softmax(quad.mul_(-0.5).add_(log_const), dim=-1)  # (m, K)
-            U.view(m, K, d).mul_(gamma.unsqueeze(-1))
-            out = torch.mm(U, back, out=out_buf[:m])  # (m, 2d): [score | denoiser - sum_k gamma_k m_k]
+            into = {name: buf[:m] for name, buf in bufs.items()}
+            xa = torch.cat([flat[start:stop], ones[:m]], dim=1, out=into.get("xa"))
+            U = torch.mm(xa, V_aug, out=into.get("U")).view(m, K, d)  # whitened V_k^T (x - c_k), all k at once
+            quad = torch.square(torch.linalg.vector_norm(U, dim=-1, out=into.get("quad")), out=into.get("quad"))
+            gamma = torch.softmax(torch.add(log_const, quad, alpha=-0.5, out=into.get("quad")), dim=-1)  # (m, K)
+            U = torch.mul(U, gamma.unsqueeze(-1), out=U if reuse else None)
+            out = torch.mm(U.view(m, K * d), back, out=into.get("out"))  # [score | denoiser - sum_k gamma_k m_k]
             score[start:stop] = out[:, :d]
-            torch.addmm(out[:, d:], gamma, self._means, out=den[start:stop])
+            den[start:stop] = torch.addmm(out[:, d:], gamma, self._means)
         return score.reshape(*batch_shape, d), den.reshape(*batch_shape, d)
 
     def denoise_cov(self, x_t, alpha_bar) -> torch.Tensor:

@@ -264,16 +264,6 @@ def matrices(rows: int, cols: int, bound: float = 1.5):
 
 
 # ---------------------------------------------------------------------------------------------- image-shaped helpers
-class FlatDenoiser(dpt.Denoiser):
-    """An image-shaped denoiser: flattens ``(n, c, h, w)`` for a vector prior and reshapes back."""
-
-    def __init__(self, prior):
-        self.inner = dpt.ExactDenoiser(prior)
-
-    def __call__(self, x_t, alpha_bar):
-        return self.inner(x_t.reshape(x_t.shape[0], -1), alpha_bar).reshape(x_t.shape)
-
-
 class MaskImage:
     """Inpainting on ``(n, c, h, w)`` images: ``A x`` = the pixels where ``mask (h, w)`` is True, ``(n, c m)``;
     no matrix, no svd (only the operator protocol)."""

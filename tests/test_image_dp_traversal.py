@@ -36,7 +36,7 @@ def test_frechet_diag_is_exact_for_known_spectra(gen):
 
     mod = _load()
     P = PowerLawSpectrum([1e-3], [0.05], [2.0]).power(8, 8)
-    x = SpectralGaussian(torch.zeros(1, 8, 8), 4 * P).sample(4000, gen)
+    x = SpectralGaussian(torch.zeros(1, 8, 8), 4 * P).sample(4000, generator=gen)
     w2_sq = mod.frechet_diag_squared(x, mean=torch.zeros(1, 8, 8), power=P)
     assert abs(w2_sq / float(P.sum()) - 1.0) < 0.05  # sampling error ~ 1/sqrt(n) per coefficient, averaged
 

@@ -13,9 +13,10 @@ import math
 import numpy as np
 import pytest
 import torch
-from tables import GAUSSIANS, PROBLEMS, FlatDenoiser, MaskImage, measurement, problem
+from tables import GAUSSIANS, PROBLEMS, MaskImage, measurement, problem
 
 import dptheory as dpt
+from dptheory.images.problem import GaussianImageDenoiser
 from dptheory.samplers.red_diff import red_diff, red_diff_effective_precision, red_diff_fixed_point
 
 T = 1000
@@ -237,7 +238,7 @@ def test_runs_on_float32_images_like_on_vectors():
     x_img = op.A_adjoint(y)
     kw = dict(y=y, sigma_y=0.2, steps=50)
     img = red_diff(
-        FlatDenoiser(prior),
+        GaussianImageDenoiser.of_gaussian(prior, (1, 4, 4)),
         x_img,
         dpt.linear_schedule(),
         operator=op,

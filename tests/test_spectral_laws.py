@@ -43,7 +43,7 @@ def _dense(prior, op):
 def _setting(name):
     prior, op = _prior(), OPERATORS[name]()
     bp = BlockSpectralProblem(prior, op, SIGMA)
-    x = prior.sample(1, torch.Generator().manual_seed(1))[0]
+    x = prior.sample(1, generator=torch.Generator().manual_seed(1))[0]
     y = op.A(x[None])[0] + SIGMA * torch.randn(bp.out_shape, generator=torch.Generator().manual_seed(2),
                                                dtype=torch.float64)
     return prior, op, bp, _dense(prior, op), y
@@ -56,7 +56,7 @@ def test_posterior_and_curves_match_dense(name):
     assert abs(bp.mmse_error() - float(prob.mmse_error())) <= 1e-10 * float(prob.mmse_error())
     assert float((bp.mmse(y).reshape(-1) - prob.mmse(y.reshape(-1))).abs().max()) <= 1e-10
     curve = dpt.optimal_dp_curve(prob)
-    assert abs(math.sqrt(bp.w_squared()) - curve.w) <= 1e-8 * curve.w  # Bures via two eigh: ~1e-9 relative
+    assert abs(math.sqrt(bp.mmse_w2_squared()) - curve.w) <= 1e-8 * curve.w  # Bures via two eigh: ~1e-9 relative
 
 
 @pytest.mark.parametrize("name", sorted(OPERATORS))
@@ -107,7 +107,7 @@ def test_vsrd_monte_carlo_matches_exact_law():
     prior = _prior(16, 3)
     op = Blur(gaussian_kernel(5, 1.0))
     bp = BlockSpectralProblem(prior, op, SIGMA)
-    x = prior.sample(1, torch.Generator().manual_seed(3))[0]
+    x = prior.sample(1, generator=torch.Generator().manual_seed(3))[0]
     y = op.A(x[None])[0] + SIGMA * torch.randn(bp.out_shape, generator=torch.Generator().manual_seed(4),
                                                dtype=torch.float64)
     mu = bp.mmse(y)
@@ -143,7 +143,7 @@ def test_float32_path_agrees_with_float64():
     """The spectral denoiser and posterior mean in float32 at 256 x 256 x 3 against float64: relative error
     <= 1e-5 (float32 eps 6e-8 times the FFT's O(log2 n) = 16 rounding stages, with a 10x margin)."""
     prior = _prior(256, 3)
-    x = prior.sample(1, torch.Generator().manual_seed(0))
+    x = prior.sample(1, generator=torch.Generator().manual_seed(0))
     den = SpectralDenoiser(prior)
     for ab in (0.9, 0.1):
         ref = den(x, ab)

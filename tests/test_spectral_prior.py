@@ -101,7 +101,7 @@ def test_cov_matrix_and_log_prob_match_dense(kind, shape, gen):
     prior = make_prior(kind, shape, gen)
     C = dense_cov(prior.power)
     close(prior.cov_matrix(), C, 1e-12)
-    x = prior.sample(5, gen)
+    x = prior.sample(5, generator=gen)
     ref = scipy.stats.multivariate_normal(prior.mean.reshape(-1).numpy(), C.numpy()).logpdf(x.reshape(5, -1).numpy())
     close(prior.log_prob(x), torch.from_numpy(ref))
     # the score against the dense Gaussian's score
@@ -114,7 +114,7 @@ def test_cov_matrix_and_log_prob_match_dense(kind, shape, gen):
 def test_denoiser_matches_dense_gaussian(kind, shape, ab, gen):
     prior = make_prior(kind, shape, gen)
     dense = dpt.Gaussian(prior.mean.reshape(-1), dense_cov(prior.power))
-    x_t = prior.diffuse(ab).sample(4, gen)
+    x_t = prior.diffuse(ab).sample(4, generator=gen)
     den = SpectralDenoiser(prior)
     close(den(x_t, ab).reshape(4, -1), dense.denoise(x_t.reshape(4, -1), ab))
     close(dense_cov(den.cov_spectrum(ab)), dense.denoise_cov(x_t.reshape(4, -1)[:1], ab)[0])
@@ -130,7 +130,7 @@ def test_sample_covariance_within_monte_carlo_error(gen):
     for shape in [(1, 4, 4), (2, 3, 5)]:
         prior = make_prior("power-law", shape, gen)
         C = dense_cov(prior.power)
-        x = prior.sample(n, gen).reshape(n, -1)
+        x = prior.sample(n, generator=gen).reshape(n, -1)
         assert x.dtype == torch.float64 and not x.is_complex()
         S = torch.cov(x.T)
         dg = C.diagonal()
@@ -149,7 +149,7 @@ def test_sample_covariance_test_can_fail(gen):
     P[0, 1, 1] *= 2.0
     P[0, 3, 3] *= 2.0  # keep the symmetry
     C_wrong = dense_cov(P)
-    x = prior.sample(n, gen).reshape(n, -1)
+    x = prior.sample(n, generator=gen).reshape(n, -1)
     dg = C_wrong.diagonal()
     se = ((dg[:, None] * dg[None, :] + C_wrong**2) / n).sqrt()
     assert ((torch.cov(x.T) - C_wrong).abs() / se).max() > 5
@@ -160,7 +160,7 @@ def test_real_and_imaginary_parts_have_variance_half_P(gen):
     n = 40000: SE of a variance v is v sqrt(2/n) = 0.7% of v; checked within 5 SE."""
     n, h, w = 40000, 4, 6
     prior = make_prior("random", (1, h, w), gen)
-    u = torch.fft.fft2(prior.sample(n, gen) - prior.mean, norm="ortho")[:, 0]
+    u = torch.fft.fft2(prior.sample(n, generator=gen) - prior.mean, norm="ortho")[:, 0]
     P = prior.power[0]
     for k in [(0, 1), (1, 2), (2, 3), (0, 0), (2, 0), (0, 3)]:
         selfconj = (2 * k[0]) % h == 0 and (2 * k[1]) % w == 0
@@ -199,7 +199,7 @@ def test_posterior_matches_dense_linear_inverse_problem(kind, shape, op_name, si
     op = OPERATORS[op_name]()
     prob = SpectralLinearProblem(prior, op, sigma_y)
     dense = dense_problem(prior, op, sigma_y)
-    x, y = prob.sample_joint(3, gen)
+    x, y = prob.sample_joint(3, generator=gen)
     post = dense.posterior(y[0].reshape(-1))
     mine = prob.posterior(y[:1])
     close(mine.mean.reshape(-1), post.mean)
@@ -217,11 +217,11 @@ def test_dp_curves_match_dense(kind, shape, op_name, sigma_y, gen):
     prob = SpectralLinearProblem(prior, op, sigma_y)
     dense = dense_problem(prior, op, sigma_y)
     ref = dpt.optimal_dp_curve(dense)
-    curve = prob.dp_curve()
+    curve = prob.optimal_dp_curve()
     close(curve.mmse_error, ref.mmse_error)
     close(curve.w, ref.w)
     assert curve.w**2 <= curve.mmse_error + 1e-12  # W^2 <= D* (docs/theory §2.2)
-    _, y = prob.sample_joint(1, gen)
+    _, y = prob.sample_joint(1, generator=gen)
     ref_y = dpt.per_measurement_dp_curve(dense, y[0].reshape(-1))
     close(prob.per_measurement_dp_curve().mmse_error, ref_y.mmse_error)
     close(prob.per_measurement_dp_curve().w, ref_y.w)
@@ -233,15 +233,15 @@ def test_joint_optimal_estimator_matches_dense(kind, shape, op_name, sigma_y, ge
     op = OPERATORS[op_name]()
     prob = SpectralLinearProblem(prior, op, sigma_y)
     dense = dense_problem(prior, op, sigma_y)
-    W = prob.dp_curve().w
-    _, y = prob.sample_joint(3, gen)
+    W = prob.optimal_dp_curve().w
+    _, y = prob.sample_joint(3, generator=gen)
     for P in [0.0, 0.3 * W, W, 2 * W]:
         est, ref = prob.joint_optimal_estimator(P), dpt.joint_optimal_estimator(dense, P)
         law, ref_law = est.law(), ref.law()
         close(law.mean.reshape(-1), ref_law.mean)
         close(dense_cov(law.power), ref_law.cov)
         close(est.distortion(), ref.distortion())
-        close(est.distortion(), float(prob.dp_curve().distortion(P)))
+        close(est.distortion(), float(prob.optimal_dp_curve().distortion(P)))
         # W2 of the estimator's law to the prior is P (commuting covariances), capped at W
         w2 = float((law.power.sqrt() - prior.power.sqrt()).square().sum()) ** 0.5
         close(w2, min(P, W))
@@ -255,11 +255,11 @@ def test_shrunk_posterior_samples_law(gen):
     v sqrt(2/n))."""
     prior = make_prior("random", (1, 4, 4), gen)
     prob = SpectralLinearProblem(prior, Blur(gaussian_kernel(3, 0.8)), 0.1)
-    _, y = prob.sample_joint(1, gen)
+    _, y = prob.sample_joint(1, generator=gen)
     curve = prob.per_measurement_dp_curve()
     P = 0.5 * curve.w
     n = 20000
-    x = prob.shrunk_posterior_samples(y, P, n, gen)
+    x = prob.shrunk_posterior_samples(y, P, n, generator=gen)
     mu = prob.mmse(y)
     mse = ((x - mu) ** 2).sum(dim=(1, 2, 3))
     expected = 0.25 * curve.mmse_error  # E||X^ - mu||^2 = c^2 tr Sigma, c = 1/2
@@ -269,8 +269,8 @@ def test_shrunk_posterior_samples_law(gen):
 def test_batched_conditional_denoiser_matches_one_by_one(gen):
     prior = make_prior("power-law", (2, 4, 4), gen)
     prob = SpectralLinearProblem(prior, Blur(gaussian_kernel(3, 0.8)), 0.05)
-    _, y = prob.sample_joint(3, gen)
-    x_t = prior.diffuse(0.4).sample(3, gen)
+    _, y = prob.sample_joint(3, generator=gen)
+    x_t = prior.diffuse(0.4).sample(3, generator=gen)
     batched = prob.conditional_denoiser(y)(x_t, 0.4)
     for i in range(3):
         close(batched[i], prob.conditional_denoiser(y[i : i + 1])(x_t[i : i + 1], 0.4)[0], 1e-13)
@@ -284,10 +284,10 @@ def test_posterior_sampler_reproduces_the_posterior(gen):
     n, h, w = 4000, 4, 4
     prior = make_prior("power-law", (1, h, w), gen)
     prob = SpectralLinearProblem(prior, Blur(gaussian_kernel(3, 0.8)), 0.05)
-    _, y = prob.sample_joint(1, gen)
+    _, y = prob.sample_joint(1, generator=gen)
     den = prob.conditional_denoiser(y)
     sched = linear_schedule()
-    x_T = den.law.diffuse(float(sched.alpha_bar(sched.T))).sample(n, gen)
+    x_T = den.law.diffuse(float(sched.alpha_bar(sched.T))).sample(n, generator=gen)
     x0 = posterior_sampler(den, x_T, sched, steps=50, generator=gen)
     u = torch.fft.fft2(x0, norm="ortho")[:, 0]
     mu_u = torch.fft.fft2(den.law.mean, norm="ortho")[0]
@@ -304,7 +304,7 @@ def test_solve_image_posterior_uses_the_exact_conditional(gen):
     prior = make_prior("power-law", (1, 4, 4), gen)
     op = Blur(gaussian_kernel(3, 0.8))
     problem = ImageInverseProblem(op, 0.05)
-    y = problem.measure(prior.sample(1, gen), gen)
+    y = problem.measure(prior.sample(1, generator=gen), gen)
     sol = solve_image(problem, y, "posterior", SpectralDenoiser(prior), n_samples=3, generator=gen, steps=20)
     assert sol.exact_conditional and sol.x.shape == (3, 1, 4, 4) and bool(torch.isfinite(sol.x).all())
 
@@ -317,7 +317,7 @@ def test_fit_recovers_the_power_law(alpha, f0, gen):
     recovered to ~0.01; we allow 0.05. The DC-free fit also recovers A within 20% and the mean within 5 SE."""
     law = PowerLawSpectrum([1e-3, 2e-3], [f0, f0], [alpha, alpha])
     prior = SpectralGaussianPrior([0.1, -0.2], law, size=(32, 32))
-    x = prior.sample(200, gen)
+    x = prior.sample(200, generator=gen)
     fit = SpectralGaussianPrior.fit_power_law(x)
     assert torch.allclose(fit.law.alpha, law.alpha, atol=0.05), fit.law
     assert torch.allclose(fit.law.amplitude, law.amplitude, rtol=0.2), fit.law
@@ -333,7 +333,7 @@ def test_fit_recovers_the_power_law(alpha, f0, gen):
     expected[:, 0, 0] = 8 * 6 * fit.mean_var
     close(small.power, expected, 1e-12)
     # the fit can fail: a white spectrum gives alpha ~ 0, far from the truth
-    white = SpectralGaussian([0.0, 0.0], torch.full((2, 32, 32), 0.01)).sample(50, gen)
+    white = SpectralGaussian([0.0, 0.0], torch.full((2, 32, 32), 0.01)).sample(50, generator=gen)
     assert float(SpectralGaussianPrior.fit_power_law(white).law.alpha.abs().max()) < 0.2
 
 
@@ -342,7 +342,7 @@ def test_periodogram_is_unbiased_for_the_power(gen):
     P[k] sqrt(2 / n) (exponential, or chi^2_1 at self-conjugate k); within 5 such SE everywhere."""
     prior = make_prior("random", (1, 4, 4), gen)
     n = 4000
-    Ihat = periodogram(prior.sample(n, gen), mean=prior.mean[:, 0, 0])
+    Ihat = periodogram(prior.sample(n, generator=gen), mean=prior.mean[:, 0, 0])
     assert bool(((Ihat - prior.power).abs() < 5 * prior.power * math.sqrt(2 / n)).all())
 
 
@@ -351,7 +351,7 @@ def test_float32_and_autograd_follow_the_input(gen):
     (DPS back-propagates through it): the vector-Jacobian product with v is F^H diag(K) F v (K is symmetric)."""
     prior = make_prior("power-law", (2, 4, 6), gen)
     den = SpectralDenoiser(prior)
-    x_t = prior.diffuse(0.5).sample(2, gen).float().requires_grad_(True)
+    x_t = prior.diffuse(0.5).sample(2, generator=gen).float().requires_grad_(True)
     out = den(x_t, 0.5)
     assert out.dtype == torch.float32 and den.sample_x0(x_t.detach(), 0.5, gen).dtype == torch.float32
     v = torch.randn(out.shape, generator=gen)

@@ -17,7 +17,6 @@ from scipy import optimize
 from scipy.stats import multivariate_normal
 from tables import (
     PROBLEMS,
-    FlatDenoiser,
     MaskImage,
     matrices,
     measurement,
@@ -29,6 +28,7 @@ from tables import (
 )
 
 import dptheory as dpt
+from dptheory.images.problem import GaussianImageDenoiser
 from dptheory.samplers import ddim
 from dptheory.samplers.vml_map import operator_norm_squared, vml_map, vml_map_step_size
 from dptheory.vml_loss import vml, vml_s, vml_s_gradient, vml_trace_terms
@@ -361,7 +361,8 @@ def test_runs_on_images_and_reaches_the_map(dtype, tol):
     y = torch.randn(3, int(mask.sum()), generator=g)
     prior = dpt.Gaussian(torch.zeros(16, dtype=dtype), cov.to(dtype))
     x = torch.randn(3, 1, 4, 4, generator=g, dtype=dtype)
-    out = vml_map(FlatDenoiser(prior), x, dpt.linear_schedule(), operator=MaskImage(mask), y=y.to(dtype),
+    den = GaussianImageDenoiser.of_gaussian(prior, (1, 4, 4))
+    out = vml_map(den, x, dpt.linear_schedule(), operator=MaskImage(mask), y=y.to(dtype),
                   sigma_y=0.3, steps=30, generator=g)
     assert out.shape == (3, 1, 4, 4) and out.dtype == dtype
     prob = dpt.LinearInverseProblem(dpt.Gaussian(torch.zeros(16), cov), torch.eye(16)[mask.reshape(-1)], 0.3)

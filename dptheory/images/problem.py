@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import check_alpha_bar, check_int, check_sigma
-from ..conditioning import LinearGaussianUpdate
-from ..denoisers import CountingDenoiser, Denoiser, _Counter
-from ..linalg import sym_eig
+from ..denoisers import CountingDenoiser, Denoiser, ExactDenoiser, _Counter
+from ..gaussian import Gaussian
+from ..linalg import SymmetricEig
 from ..samplers import METHODS, DPSGuidedDenoiser, pinv_start
 from ..samplers.spec import check_method, run_method
 from ..schedules import VPSchedule, linear_schedule
@@ -91,33 +91,46 @@ class ImageSolution:
 
 # ---------------------------------------------------------------------------------------------- Gaussian prior
 class GaussianImageDenoiser(Denoiser):
-    """The exact denoiser of a Gaussian prior ``N(m, S)`` on images (flattened to ``d = c h w``).
+    """The exact denoiser of a Gaussian prior ``N(m, S)`` on images: a view of ``ExactDenoiser(Gaussian(m, S))``
+    on images ``(n, c, h, w)`` flattened to vectors ``(n, d)``, ``d = c h w``.
 
-    With ``S = V diag(l) V^T`` (one eigendecomposition) and ``e = ab l + (1 - ab)``:
+    With ``S = V diag(l) V^T`` (the :class:`~dptheory.Gaussian`'s one eigendecomposition) and
+    ``e = ab l + (1 - ab)``:
 
         E[x0 | x_t]   = m + V diag(sqrt(ab) l / e) V^T (x_t - sqrt(ab) m),
         Cov[x0 | x_t] = V diag(l (1 - ab) / e) V^T,
 
     so each call is two ``(n, d) x (d, d)`` products and ``sample_x0`` draws exactly from ``p(x0 | x_t)``
-    (docs/theory §3.1). :meth:`condition` returns the same class for the exact posterior
-    ``N(mu_y, Sigma_y)``, ``Sigma_y = S - S A^T (A S A^T + s^2 I)^{-1} A S``, ``mu_y = m + S A^T (A S A^T +
-    s^2 I)^{-1} (y - A m)``, computed in float64 with the dense ``A`` of the operator.
+    (docs/theory §3.1), in the input's dtype and device. :meth:`condition` returns the same class for the exact
+    posterior ``N(mu_y, Sigma_y)`` (:meth:`dptheory.Gaussian.condition`, in the prior's dtype, with the dense
+    ``A`` of the operator).
 
     Args:
         mean: ``(c, h, w)``.
         cov: ``(d, d)`` symmetric PSD.
     """
 
-    def __init__(self, mean: torch.Tensor, cov: torch.Tensor | None = None, *, eig=None):
-        self.shape = tuple(mean.shape)
-        self.m = mean.reshape(-1).to(torch.float64)
-        if eig is None:
-            dec = sym_eig(0.5 * (cov.to(torch.float64) + cov.to(torch.float64).T), "cov")  # rejects non-PSD by name
-            evals, evecs = dec.evals, dec.evecs
-        else:
-            evals, evecs = eig
-        self.evals, self.evecs = evals, evecs
-        self._cast: dict = {}
+    def __init__(self, mean: torch.Tensor, cov: torch.Tensor):
+        mean = torch.as_tensor(mean).to(torch.float64)
+        prior = Gaussian(mean.reshape(-1), torch.as_tensor(cov).to(torch.float64))  # rejects non-PSD by name
+        self._view(prior, tuple(mean.shape))
+
+    @classmethod
+    def of_gaussian(cls, prior: Gaussian, shape) -> GaussianImageDenoiser:
+        """The image view of a vector prior ``prior`` (a :class:`~dptheory.Gaussian` on ``R^d``) for images of
+        ``shape = (c, h, w)`` with ``c h w = d``."""
+        if not isinstance(prior, Gaussian):
+            raise TypeError(f"prior must be a Gaussian, got {type(prior).__name__}")
+        shape = tuple(int(s) for s in shape)
+        if math.prod(shape) != prior.dim:
+            raise ValueError(f"shape must hold d = {prior.dim} values, got {shape}")
+        self = cls.__new__(cls)
+        self._view(prior, shape)
+        return self
+
+    def _view(self, prior: Gaussian, shape: tuple) -> None:
+        self.prior, self.shape = prior, shape
+        self._exact: dict = {}
 
     @classmethod
     def fit(cls, images: torch.Tensor, shrinkage: float = 1e-3) -> GaussianImageDenoiser:
@@ -131,20 +144,22 @@ class GaussianImageDenoiser(Denoiser):
 
     @property
     def mean(self) -> torch.Tensor:
-        """``E[x0]`` (image-shaped, float64); for a conditioned denoiser ``E[x0 | y]``."""
-        return self.m.reshape(self.shape)
+        """``E[x0]`` (image-shaped, the prior's dtype); for a conditioned denoiser ``E[x0 | y]``."""
+        return self.prior.mean.reshape(self.shape)
 
     @property
     def total_variance(self) -> torch.Tensor:
         """``tr Cov[x0]``; for a conditioned denoiser the exact MMSE error given ``y``."""
-        return self.evals.sum()
+        return self.prior.eig.evals.sum()
 
-    def _tables(self, like: torch.Tensor):
+    def _denoiser(self, like: torch.Tensor) -> ExactDenoiser:
+        """``ExactDenoiser`` of the prior cast to ``like``'s dtype and device (cast once, reusing the eigenbasis)."""
         key = (like.dtype, like.device)
-        if key not in self._cast:
-            self._cast[key] = tuple(t.to(dtype=like.dtype, device=like.device) for t in (self.m, self.evals,
-                                                                                          self.evecs))
-        return self._cast[key]
+        if key not in self._exact:
+            p, eig = self.prior, self.prior.eig
+            cast = [t.to(dtype=like.dtype, device=like.device) for t in (p.mean, p.cov, eig.evals, eig.evecs, eig.tol)]
+            self._exact[key] = ExactDenoiser(Gaussian._trusted(*cast[:2], SymmetricEig(*cast[2:])))
+        return self._exact[key]
 
     def _flat(self, x_t: torch.Tensor) -> torch.Tensor:
         if tuple(x_t.shape[1:]) != self.shape:
@@ -152,48 +167,39 @@ class GaussianImageDenoiser(Denoiser):
         return x_t.reshape(x_t.shape[0], -1)
 
     def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-        ab = check_alpha_bar(alpha_bar)
-        x = self._flat(x_t)
-        if ab == 1.0:
-            return x_t.clone()
-        m, l, V = self._tables(x_t)
-        g = math.sqrt(ab) * l / (ab * l + (1.0 - ab))
-        return (m + ((x - math.sqrt(ab) * m) @ V * g) @ V.T).reshape(x_t.shape)
+        return self._denoiser(x_t)(self._flat(x_t), alpha_bar).reshape(x_t.shape)
 
     def sample_x0(self, x_t: torch.Tensor, alpha_bar: float, generator=None) -> torch.Tensor:
-        """One exact draw from ``p(x0 | x_t)`` per row."""
+        """One exact draw from ``p(x0 | x_t)`` per row: ``E[x0 | x_t]`` plus a draw of
+        :meth:`dptheory.Gaussian.denoise_error_law` (``n d`` normals in ``x_t``'s dtype)."""
         ab = check_alpha_bar(alpha_bar)
         if ab == 1.0:
             return x_t.clone()
-        _, l, V = self._tables(x_t)
-        sd = (l * (1.0 - ab) / (ab * l + (1.0 - ab))).sqrt()
-        z = torch.randn(x_t.shape[0], V.shape[0], generator=generator, dtype=x_t.dtype, device=x_t.device)
-        return self(x_t, ab) + ((z * sd) @ V.T).reshape(x_t.shape)
+        error = self._denoiser(x_t).prior.denoise_error_law(ab).sample(x_t.shape[0], generator=generator)
+        return self(x_t, ab) + error.reshape(x_t.shape)
 
-    def _posterior(self, operator, y, sigma_y):
+    def _posterior(self, operator, y, sigma_y) -> Gaussian:
         c, h, w = self.shape
+        p = self.prior
         matrix = getattr(operator, "matrix", None)
         if callable(matrix):
-            A = matrix(self.shape, dtype=torch.float64)
+            A = matrix(self.shape, dtype=p.dtype)
         else:
-            d = self.m.numel()
-            A = operator.A(torch.eye(d, dtype=torch.float64).reshape(d, c, h, w)).reshape(d, -1).T
-        y = torch.as_tensor(y).to(torch.float64).reshape(-1)
+            A = operator.A(torch.eye(p.dim, dtype=p.dtype, device=p.device).reshape(p.dim, c, h, w))
+            A = A.reshape(p.dim, -1).T
+        y = torch.as_tensor(y).to(p.dtype).reshape(-1)
         if y.numel() != A.shape[0]:
             raise ValueError(f"y must hold one measurement of {A.shape[0]} values, got shape {tuple(y.shape)}")
-        S = (self.evecs * self.evals) @ self.evecs.T
-        upd = LinearGaussianUpdate(self.m.unsqueeze(0), S.unsqueeze(0), A, check_sigma(sigma_y))
-        return upd.post_means(y)[0], upd.post_covs[0]
+        return p.condition(A, y, sigma_y)
 
     def condition(self, operator, y: torch.Tensor, sigma_y: float) -> GaussianImageDenoiser:
         """The exact conditional denoiser ``E[x0 | x_t, y]`` (the denoiser of the posterior ``N(mu_y, Sigma_y)``)
         for one measurement ``y`` (shape ``A`` of one image, with or without the batch axis of 1)."""
-        mu, Sigma = self._posterior(operator, y, sigma_y)
-        return GaussianImageDenoiser(mu.reshape(self.shape), Sigma)
+        return GaussianImageDenoiser.of_gaussian(self._posterior(operator, y, sigma_y), self.shape)
 
     def posterior_mean(self, operator, y: torch.Tensor, sigma_y: float) -> torch.Tensor:
-        """``E[x0 | y]``, image-shaped (float64)."""
-        return self._posterior(operator, y, sigma_y)[0].reshape(self.shape)
+        """``E[x0 | y]``, image-shaped (the prior's dtype)."""
+        return self._posterior(operator, y, sigma_y).mean.reshape(self.shape)
 
 
 def _is_exact(den) -> bool:

@@ -252,7 +252,7 @@ class SpectralGaussian:
             raise ValueError("score needs power > 0 at every frequency")
         return -_filter(x - _like(self._mean, x), 1.0 / self.power)
 
-    def sample(self, n: int, generator: torch.Generator | None = None, *, dtype=torch.float64) -> torch.Tensor:
+    def sample(self, n: int, *, generator: torch.Generator | None = None, dtype=torch.float64) -> torch.Tensor:
         """``n`` exact draws ``(n, c, h, w)``: ``m + F^H diag(sqrt(P)) F z``, ``z ~ N(0, I)`` real white noise."""
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ValueError(f"n must be a positive int, got {n!r}")
@@ -281,22 +281,22 @@ class SpectralGaussian:
         m = _like(self._mean, x_t)
         return m + _filter(x_t - math.sqrt(ab) * m, self.denoise_gain(ab))
 
-    def denoise_var(self, alpha_bar) -> torch.Tensor:
-        """Spectrum of ``Cov[x0 | x_t]`` (constant in ``x_t``): ``P (1 - ab) / (ab P + 1 - ab)``, ``(c, h, w)``."""
+    def denoise_cov(self, alpha_bar) -> torch.Tensor:
+        """``Cov[x0 | x_t]`` (constant in ``x_t``), as its spectrum ``P (1 - ab) / (ab P + 1 - ab)``, ``(c, h, w)``."""
         ab = check_alpha_bar(alpha_bar)
         if ab == 1.0:
             return torch.zeros_like(self.power)
         return self.power * (1.0 - ab) / (ab * self.power + (1.0 - ab))
 
-    def sample_denoised(self, x_t: torch.Tensor, alpha_bar, generator=None) -> torch.Tensor:
+    def sample_x0(self, x_t: torch.Tensor, alpha_bar, *, generator=None) -> torch.Tensor:
         """One exact draw from ``p(x0 | x_t)`` per image of ``x_t (n, c, h, w)``:
-        ``E[x0|x_t] + F^H diag(sqrt(V)) F z`` with ``V`` = :meth:`denoise_var`."""
+        ``E[x0|x_t] + F^H diag(sqrt(V)) F z`` with ``V`` = :meth:`denoise_cov`."""
         ab = check_alpha_bar(alpha_bar)
         x_t = self._check(x_t, "x_t")
         if ab == 1.0:
             return x_t.clone()
         z = torch.randn(x_t.shape, generator=generator, dtype=x_t.dtype, device=x_t.device)
-        return self.denoise(x_t, ab) + _filter(z, self.denoise_var(ab).sqrt())
+        return self.denoise(x_t, ab) + _filter(z, self.denoise_cov(ab).sqrt())
 
 
 class SpectralGaussianPrior(SpectralGaussian):
@@ -317,7 +317,7 @@ class SpectralGaussianPrior(SpectralGaussian):
         >>> import torch
         >>> law = PowerLawSpectrum([1e-3], [0.01], [2.0])
         >>> prior = SpectralGaussianPrior([0.0], law, size=(8, 8))
-        >>> prior.sample(2, torch.Generator().manual_seed(0)).shape
+        >>> prior.sample(2, generator=torch.Generator().manual_seed(0)).shape
         torch.Size([2, 1, 8, 8])
     """
 
@@ -419,11 +419,11 @@ class SpectralDenoiser(Denoiser):
 
     def cov_spectrum(self, alpha_bar: float) -> torch.Tensor:
         """``Cov[x0 | x_t] = F^H diag(V) F``; returns ``V (c, h, w)``."""
-        return self.law.denoise_var(alpha_bar)
+        return self.law.denoise_cov(alpha_bar)
 
     def sample_x0(self, x_t: torch.Tensor, alpha_bar: float, generator=None) -> torch.Tensor:
         """One exact draw from ``p(x0 | x_t)`` per row of ``x_t (n, c, h, w)``."""
-        return self.law.sample_denoised(x_t, alpha_bar, generator)
+        return self.law.sample_x0(x_t, alpha_bar, generator=generator)
 
     def condition(self, operator, y: torch.Tensor, sigma_y: float) -> SpectralDenoiser:
         """``E[x0 | x_t, y]``: the denoiser of the exact posterior (``y (1, c, h, w)`` shared or ``(n, ...)``)."""
@@ -486,15 +486,15 @@ class SpectralLinearProblem:
     def shape(self):
         return self.prior.shape
 
-    def measure(self, x: torch.Tensor, generator=None) -> torch.Tensor:
+    def measure(self, x: torch.Tensor, *, generator=None) -> torch.Tensor:
         """``y = A x + sigma_y z`` for ``x (n, c, h, w)``."""
         Ax = self.operator.A(x)
         return Ax + self.sigma_y * torch.randn(Ax.shape, generator=generator, dtype=Ax.dtype, device=Ax.device)
 
-    def sample_joint(self, n: int, generator=None):
+    def sample_joint(self, n: int, *, generator=None):
         """``n`` draws of ``(X, Y)``, each ``(n, c, h, w)``."""
-        x = self.prior.sample(n, generator)
-        return x, self.measure(x, generator)
+        x = self.prior.sample(n, generator=generator)
+        return x, self.measure(x, generator=generator)
 
     def mmse(self, y: torch.Tensor) -> torch.Tensor:
         """``E[X | y] = m + F^H [P conj(H) / (|H|^2 P + s^2)] F (y - A m)`` for ``y (..., c, h, w)``."""
@@ -524,21 +524,21 @@ class SpectralLinearProblem:
         """Law of ``X* = E[X|Y]``: ``N(m, F^H diag(P*) F)``, ``P* = P - Sigma``."""
         return SpectralGaussian(self.prior._mean, self.mmse_power)
 
-    def w_squared(self) -> float:
+    def mmse_w2_squared(self) -> float:
         """``W^2 = W2^2(p_X, p_{X*}) = sum_k (sqrt(P) - sqrt(P*))^2`` (commuting covariances: Bures reduces to
         a Frobenius distance of square roots)."""
         return float((self.prior.power.sqrt() - self.mmse_power.sqrt()).square().sum())
 
-    def dp_curve(self) -> DPCurve:
+    def optimal_dp_curve(self) -> DPCurve:
         """The exact joint optimal curve ``D(P) = D* + ((W - P)_+)^2`` (Freirich et al. 2021, docs/theory §2.3)."""
-        return DPCurve(self.mmse_error(), math.sqrt(self.w_squared()), "joint", note="exact (spectral)")
+        return DPCurve(self.mmse_error(), math.sqrt(self.mmse_w2_squared()), "joint", note="exact (spectral)")
 
     def per_measurement_dp_curve(self) -> DPCurve:
         """``D_y(P) = tr Sigma + ((sqrt(tr Sigma) - P)_+)^2``, the same for every ``y`` (docs/theory §2.4)."""
         d = self.mmse_error()
         return DPCurve(d, math.sqrt(d), "per-measurement", note="exact (spectral)")
 
-    def shrunk_posterior_samples(self, y: torch.Tensor, P: float, n: int, generator=None) -> torch.Tensor:
+    def shrunk_posterior_samples(self, y: torch.Tensor, P: float, n: int, *, generator=None) -> torch.Tensor:
         """Per-measurement optimal estimator at perception ``P``: draws of ``N(mu_y, c^2 Sigma)``,
         ``c = (1 - P / sqrt(tr Sigma))_+`` (docs/theory §1.6). Returns ``(n, c, h, w)``."""
         P = float(P)
@@ -548,7 +548,7 @@ class SpectralLinearProblem:
         cc = max(0.0, 1.0 - P / w) if w > 0 else 0.0
         post = self.posterior(y)
         mu = post.mean
-        return mu + cc * (post.sample(n, generator) - mu)
+        return mu + cc * (post.sample(n, generator=generator) - mu)
 
     def joint_optimal_estimator(self, P: float) -> SpectralOptimalEstimator:
         """The joint-optimal estimator at perception ``P`` (Freirich et al. 2021; docs/theory §2.3), diagonal in DFT:
@@ -557,7 +557,7 @@ class SpectralLinearProblem:
         P = float(P)
         if not P >= 0.0:
             raise ValueError(f"P must be >= 0, got {P}")
-        W = math.sqrt(self.w_squared())
+        W = math.sqrt(self.mmse_w2_squared())
         c = max(0.0, 1.0 - P / W) if W > 0 else 0.0
         Pp, Ps = self.prior.power, self.mmse_power
         seen = Ps > self.null_rtol * Pp
@@ -584,7 +584,7 @@ class SpectralOptimalEstimator:
     transform: torch.Tensor
     noise_power: torch.Tensor
 
-    def __call__(self, y: torch.Tensor, generator=None) -> torch.Tensor:
+    def __call__(self, y: torch.Tensor, *, generator=None) -> torch.Tensor:
         """Apply to measurements ``y (n, c, h, w)`` -> ``(n, c, h, w)``."""
         m = _like(self.problem.prior._mean, y)
         out = m + _filter(self.problem.mmse(y) - m, self.transform)

@@ -199,13 +199,13 @@ class BlockSpectralProblem:
         """``D* = tr Sigma`` (sum over blocks)."""
         return float(self._evals.sum())
 
-    def w_squared(self) -> float:
+    def mmse_w2_squared(self) -> float:
         """``W^2 = W2^2(p_X, p_{X*})``: Bures between ``S`` and ``S* = S - Sigma``, block by block."""
         return float(block_bures_squared(self._S, self._S - self.post_cov).sum())
 
-    def dp_curve(self) -> DPCurve:
+    def optimal_dp_curve(self) -> DPCurve:
         """The exact joint optimal curve ``D(P) = D* + ((W - P)_+)^2`` (Freirich et al. 2021)."""
-        return DPCurve(self.mmse_error(), math.sqrt(self.w_squared()), "joint", note="exact (DFT blocks)")
+        return DPCurve(self.mmse_error(), math.sqrt(self.mmse_w2_squared()), "joint", note="exact (DFT blocks)")
 
     def per_measurement_dp_curve(self) -> DPCurve:
         """``D_y(P) = tr Sigma + ((sqrt(tr Sigma) - P)_+)^2`` (the same for every ``y``)."""
@@ -359,7 +359,7 @@ def exact_traversal(problem: BlockSpectralProblem, y, *, lams=(0.0, 0.25, 0.5, 0
     d = problem.dim
     curves = {"per_measurement": problem.per_measurement_dp_curve()}
     if "joint" in forms:
-        curves["joint"] = problem.dp_curve()
+        curves["joint"] = problem.optimal_dp_curve()
 
     def point(method, knob) -> dict:
         out = {}
