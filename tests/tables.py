@@ -274,9 +274,9 @@ class FlatDenoiser(dpt.Denoiser):
         return self.inner(x_t.reshape(x_t.shape[0], -1), alpha_bar).reshape(x_t.shape)
 
 
-class MaskImage:
+class MaskImage(dpt.LinearOperator):
     """Inpainting on ``(n, c, h, w)`` images: ``A x`` = the pixels where ``mask (h, w)`` is True, ``(n, c m)``;
-    no matrix, no svd (only the operator protocol)."""
+    no pinv, no singular values (only the required part of the operator protocol)."""
 
     def __init__(self, mask, channels=1):
         self.mask, self.channels = mask, channels

@@ -281,7 +281,7 @@ def test_spectral_filters_of_image_operators_match_the_dense_svd(name):
 
 
 def test_operator_without_svd_is_rejected_by_name():
-    class Opaque:
+    class Opaque(dpt.LinearOperator):
         def A(self, x):
             return x
 

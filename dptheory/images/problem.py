@@ -30,6 +30,7 @@ from .._checks import check_alpha_bar, check_int, check_sigma
 from ..conditioning import LinearGaussianUpdate
 from ..denoisers import Denoiser
 from ..linalg import sym_eig
+from ..operators import LinearOperator
 from ..samplers import DPSGuidedDenoiser, pinv_start
 from ..schedules import VPSchedule, linear_schedule
 from ..solver import METHOD_NAMES, sampler_for
@@ -48,14 +49,15 @@ class ImageInverseProblem:
     """``Y = A X + N(0, sigma_y^2 I)`` for images ``X (n, c, h, w)``.
 
     Args:
-        operator: an image operator with ``A(x)``, ``A_adjoint(y)`` and (optionally) ``pinv(y)``
-            (:mod:`dptheory.images.operators`; without ``pinv`` the start is ``A^T y``).
+        operator: an image :class:`~dptheory.operators.LinearOperator` (:mod:`dptheory.images.operators`;
+            without ``has_pinv`` the start is ``A^T y``).
         sigma_y: noise std >= 0, in model units (images in [-1, 1]).
     """
 
     def __init__(self, operator, sigma_y):
-        if not (callable(getattr(operator, "A", None)) and callable(getattr(operator, "A_adjoint", None))):
-            raise TypeError(f"operator must have A and A_adjoint methods, got {type(operator).__name__}")
+        if not isinstance(operator, LinearOperator):
+            raise TypeError(f"operator must be a dptheory.LinearOperator (A and A_adjoint methods), got "
+                            f"{type(operator).__name__}")
         self.operator = operator
         self.sigma_y = check_sigma(sigma_y, "sigma_y")
 
@@ -253,13 +255,7 @@ class GaussianImageDenoiser(Denoiser):
         return self(x_t, ab) + ((z * sd) @ V.T).reshape(x_t.shape)
 
     def _posterior(self, operator, y, sigma_y):
-        c, h, w = self.shape
-        matrix = getattr(operator, "matrix", None)
-        if callable(matrix):
-            A = matrix(self.shape, dtype=torch.float64)
-        else:
-            d = self.m.numel()
-            A = operator.A(torch.eye(d, dtype=torch.float64).reshape(d, c, h, w)).reshape(d, -1).T
+        A = operator.matrix(self.shape, dtype=torch.float64)
         y = torch.as_tensor(y).to(torch.float64).reshape(-1)
         if y.numel() != A.shape[0]:
             raise ValueError(f"y must hold one measurement of {A.shape[0]} values, got shape {tuple(y.shape)}")

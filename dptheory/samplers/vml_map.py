@@ -22,7 +22,7 @@ part ``ab lam / (ab lam + c)^2`` is at most ``1 / (4c)`` (at ``ab lam = c``), an
 
 The first step at each level is ``eta_t = step_size / h_t``
 ``= step_size * 4 ab (1 - ab) sigma_y^2 / (ab sigma_y^2 + 4 (1 - ab) ||A||^2)``: prior-free (it needs only
-``||A||^2``, from ``operator.svd()`` or power iteration through ``A``/``A_adjoint``) and stable on every
+``||A||^2``, from ``operator.singular_values`` or power iteration through ``A``/``A_adjoint``) and stable on every
 Gaussian problem for ``0 < step_size < 2``. The bound is attained only by prior directions of variance
 ``~ (1 - ab)/ab``, so at small ``t`` it is far too cautious for the others (for G2 at ``t = 1`` by a factor
 ~ 4000). With ``step_rule="bb"`` (default) the later steps of a level therefore use the Barzilai-Borwein step
@@ -72,16 +72,13 @@ __all__ = ["vml_map", "vml_map_step_size", "operator_norm_squared"]
 
 
 def operator_norm_squared(operator, like: torch.Tensor, *, iters: int = 100, generator=None) -> float:
-    """``||A||^2`` (largest eigenvalue of ``A^T A``): from ``operator.svd()`` or the image operators'
-    ``singular_values(image_shape)`` if available, else by power
+    """``||A||^2`` (largest eigenvalue of ``A^T A``): from ``operator.singular_values(shape)`` (one input's shape
+    ``like.shape[1:]``) when ``operator.has_singular_values``, else by power
     iteration on ``A_adjoint(A(v))`` started at ``v ~ N(0, I)`` shaped like ``like[:1]`` (``iters`` steps).
 
     Power iteration converges from below; the VML-MAP step bound keeps a factor-2 margin (``step_size < 2``).
     """
-    if callable(getattr(operator, "svd", None)):
-        s = operator.svd()[1]
-        return float(s.max()) ** 2 if s.numel() else 0.0
-    if callable(getattr(operator, "singular_values", None)):  # image operators: exact, in their diagonal basis
+    if operator.has_singular_values:  # exact: the thin SVD of a matrix, or an image operator's diagonal
         s = operator.singular_values(tuple(like.shape[1:]))
         return float(s.max()) ** 2 if s.numel() else 0.0
     v = randn_like(like[:1], generator)
