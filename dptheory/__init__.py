@@ -23,6 +23,7 @@ _EXPORTS = {
     "GaussianMixture": "mixture",
     "Estimate": "estimate",
     # operators and problems
+    "LinearOperator": "operators",
     "MatrixOperator": "operators",
     "as_operator": "operators",
     "LinearInverseProblem": "problem",

@@ -9,7 +9,7 @@ import argparse
 import json
 import sys
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "restore_parser", "restore_main"]
 
 
 def _floats(text: str) -> list[float]:
@@ -30,7 +30,7 @@ TRAVERSE_LEGEND = (
 
 def build_parser() -> argparse.ArgumentParser:
     from ._argparse import ArgumentParser
-    from ._help import plain
+    from ._plain_text import plain
 
     parser = ArgumentParser(prog="dptheory", description=plain(__doc__.splitlines()[0]))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +106,25 @@ def _cmd_restore(args) -> int:
     from .images.restore import run
 
     return run(args)
+
+
+def restore_parser() -> argparse.ArgumentParser:
+    """The parser of ``dptheory restore`` on its own (``prog`` and description of the command)."""
+    from ._argparse import ArgumentParser
+    from ._plain_text import plain
+    from .images import restore
+
+    parser = ArgumentParser(prog="dptheory restore", description=plain(restore.__doc__.splitlines()[0]))
+    return restore.add_arguments(parser)
+
+
+def restore_main(argv=None) -> int:
+    """``dptheory restore`` with ``argv`` (the arguments after ``restore``); argparse errors return exit code 2."""
+    try:
+        args = restore_parser().parse_args(argv)
+    except SystemExit as err:
+        return int(err.code or 0)
+    return _cmd_restore(args)
 
 
 def _cmd_check(args) -> int:

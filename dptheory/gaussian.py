@@ -31,7 +31,7 @@ from ._checks import (
 )
 from .conditioning import LinearGaussianUpdate
 from .linalg import SymmetricEig, check_covariance, sym_eig
-from .operators import as_operator, dense_matrix
+from .operators import as_operator
 
 __all__ = ["Gaussian"]
 
@@ -223,7 +223,7 @@ class Gaussian:
 def _measurement(A, y, sigma_y, dist):
     """Validate (A, y, sigma_y) against a distribution of dimension ``dist.dim``; returns the dense A."""
     sigma_y = check_sigma(sigma_y)
-    A_mat = dense_matrix(as_operator(A), dist.dim, dtype=dist.dtype, device=dist.device).to(dist.dtype)
+    A_mat = as_operator(A).matrix((dist.dim,), dtype=dist.dtype, device=dist.device).to(dist.dtype)
     if A_mat.ndim != 2 or A_mat.shape[1] != dist.dim:
         raise ValueError(f"A must have shape (m, d) with d = {dist.dim}, got {tuple(A_mat.shape)}")
     y = check_vector_batch(y, A_mat.shape[0], "y", like=dist.mean)

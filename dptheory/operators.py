@@ -1,29 +1,94 @@
-"""Linear forward operators ``x -> A x`` with the protocol every layer uses.
+"""Linear forward operators ``x -> A x``: the :class:`LinearOperator` protocol every layer uses.
 
-An operator is any object with
+The protocol (vector operators act on ``(..., d)``, image operators on ``(..., c, h, w)``):
 
-- ``A(x)``: apply the forward map to a batch, ``(..., d) -> (..., m)`` for vectors (images use their own
-  shapes);
-- ``A_adjoint(y)``: apply ``A^T``, ``(..., m) -> (..., d)``;
-- optionally ``matrix()`` (a dense ``(m, d)`` matrix), ``svd()`` and ``pinv(y)`` (``A^+ y``).
+- required: ``A(x)`` and ``A_adjoint(y)``;
+- optional, each announced by a flag: ``pinv(y)`` (``A^+ y``) when ``has_pinv``, ``singular_values(shape)``
+  when ``has_singular_values``;
+- always: ``matrix(shape)``, the dense ``(m, d)`` matrix (by default ``A`` applied to the identity).
 
-:class:`MatrixOperator` wraps a dense matrix. :func:`as_operator` accepts a matrix or an operator object, and
-:func:`dense_matrix` recovers the ``(m, d)`` matrix of any operator on vectors (by applying it to the identity
-when the object has no ``matrix()``), which the exact posteriors need.
+:class:`MatrixOperator` wraps a dense matrix. :func:`as_operator` accepts a matrix or a :class:`LinearOperator`;
+``op.matrix((d,))`` gives the ``(m, d)`` matrix the exact posteriors need.
 
 Style follows deepinv's ``LinearPhysics`` (``A``, ``A_adjoint``, ``A_dagger``).
 """
 
 from __future__ import annotations
 
+import math
+from typing import Protocol, runtime_checkable
+
 import torch
 
 from ._checks import as_tensor, check_finite
 
-__all__ = ["MatrixOperator", "as_operator", "dense_matrix"]
+__all__ = ["LinearOperator", "MatrixOperator", "as_operator"]
 
 
-class MatrixOperator:
+@runtime_checkable
+class LinearOperator(Protocol):
+    """A linear map ``x -> A x`` from inputs of shape ``shape`` to measurements, applied to batches.
+
+    ``shape`` is the shape of ONE input: ``(d,)`` for a vector operator (batches ``(..., d)``), ``(c, h, w)`` for
+    an image operator (batches ``(..., c, h, w)``). ``d = prod(shape)`` and ``m`` is the size of one measurement.
+
+    Required:
+
+    - ``A(x)``: ``x (..., *shape) -> (..., *out)``;
+    - ``A_adjoint(y)``: ``A^T y``, the exact adjoint for the Euclidean inner products.
+
+    Optional capabilities, each with ONE name and signature, announced by a class flag so that a consumer
+    tests ``op.has_pinv`` (never ``hasattr``); without the capability the method raises ``NotImplementedError``
+    naming the operator:
+
+    - ``pinv(y)`` (``has_pinv``): the Moore-Penrose pseudo-inverse ``A^+ y``, ``(..., *out) -> (..., *shape)``
+      (a consumer without it falls back to ``A^T y``);
+    - ``singular_values(shape)`` (``has_singular_values``): float64 singular values of ``A`` on inputs of
+      ``shape``. For a dense matrix the ``min(m, d)`` values of the thin SVD, in descending order; for an image
+      operator the diagonal of ``A`` in its own basis (pixels, DFT frequencies, transform coefficients), zeros
+      included, shaped like one input or one measurement.
+
+    Always available: ``matrix(shape, *, dtype=torch.float64, device=None)``, the dense ``(m, d)`` matrix on
+    flattened inputs and measurements. The default applies ``A`` to the ``d x d`` identity (tiny sizes only).
+    ``shape`` is positional (image operators call it ``image_shape``).
+
+    Implement it by subclassing (the optional methods and ``matrix`` are inherited; set the flag to ``True`` where
+    the subclass defines the method): :class:`MatrixOperator`, the image operators of
+    :mod:`dptheory.images.operators` and :class:`~dptheory.images.latent_solve.LatentOperator` (nonlinear: its
+    ``A_adjoint`` and ``matrix`` raise ``NotImplementedError``) do. ``isinstance(op, LinearOperator)`` also
+    accepts an object that defines every member without subclassing.
+    """
+
+    has_pinv: bool = False
+    has_singular_values: bool = False
+
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        """``A x``."""
+        raise NotImplementedError(f"{type(self).__name__} does not define A(x)")
+
+    def A_adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """``A^T y``."""
+        raise NotImplementedError(f"{type(self).__name__} does not define A_adjoint(y)")
+
+    def pinv(self, y: torch.Tensor) -> torch.Tensor:
+        """``A^+ y`` (only when ``has_pinv``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no pinv(y) (has_pinv is False); use A_adjoint(y)")
+
+    def singular_values(self, shape, /) -> torch.Tensor:
+        """The singular values on inputs of ``shape`` (only when ``has_singular_values``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no singular_values(shape) (has_singular_values is "
+                                  "False)")
+
+    def matrix(self, shape, /, *, dtype=torch.float64, device=None) -> torch.Tensor:
+        """Dense ``(m, d)`` matrix on flattened inputs of ``shape``, ``d = prod(shape)``: ``A`` applied to the
+        identity, ``M[:, j] = A(e_j)``."""
+        shape = tuple(int(s) for s in shape)
+        d = math.prod(shape)
+        eye = torch.eye(d, dtype=dtype, device=device).reshape(d, *shape)
+        return self.A(eye).reshape(d, -1).transpose(0, 1).contiguous()
+
+
+class MatrixOperator(LinearOperator):
     """The operator ``x -> M x`` of a dense matrix ``M`` of shape ``(m, d)``; acts on batches ``(..., d)``.
 
     Examples:
@@ -32,6 +97,9 @@ class MatrixOperator:
         >>> op.A(torch.tensor([2.0, 2.0], dtype=torch.float64)).tolist()
         [3.0]
     """
+
+    has_pinv = True
+    has_singular_values = True
 
     def __init__(self, M):
         M = check_finite(as_tensor(M, "A"), "A")
@@ -55,9 +123,16 @@ class MatrixOperator:
         """``A^T y`` for ``y (..., m)`` -> ``(..., d)``."""
         return y @ self.M.to(y.dtype)
 
-    def matrix(self) -> torch.Tensor:
-        """The dense ``(m, d)`` matrix."""
-        return self.M
+    def _check_shape(self, shape) -> None:
+        """Raise ``ValueError`` unless ``shape`` is ``(d,)``."""
+        if tuple(int(s) for s in shape) != (self.M.shape[1],):
+            raise ValueError(f"A must have shape (m, d) with d = {math.prod(shape)} for inputs of shape "
+                             f"{tuple(shape)}, got {tuple(self.M.shape)}")
+
+    def matrix(self, shape, *, dtype=torch.float64, device=None) -> torch.Tensor:
+        """``M`` as ``dtype`` (on ``device``, default its own); ``shape`` must be ``(d,)``."""
+        self._check_shape(shape)
+        return self.M.to(dtype=dtype, device=self.M.device if device is None else device)
 
     def svd(self):
         """Thin SVD ``A = U diag(s) V^T``, returned as ``(U (m, r), s (r,), V (d, r))``, cached."""
@@ -65,6 +140,11 @@ class MatrixOperator:
             U, s, Vh = torch.linalg.svd(self.M, full_matrices=False)
             self._svd = (U, s, Vh.transpose(-1, -2))
         return self._svd
+
+    def singular_values(self, shape) -> torch.Tensor:
+        """The ``r = min(m, d)`` singular values ``s`` of :meth:`svd`, descending; ``shape`` must be ``(d,)``."""
+        self._check_shape(shape)
+        return self.svd()[1]
 
     def pinv(self, y: torch.Tensor) -> torch.Tensor:
         """``A^+ y`` (Moore-Penrose) for ``y (..., m)`` -> ``(..., d)``, singular values below
@@ -75,19 +155,13 @@ class MatrixOperator:
         return ((y.to(U.dtype) @ U) * s_inv) @ V.transpose(-1, -2)
 
 
-def as_operator(A):
-    """Return ``A`` unchanged if it has ``A``/``A_adjoint`` methods, else wrap it as a :class:`MatrixOperator`."""
-    if callable(getattr(A, "A", None)) and callable(getattr(A, "A_adjoint", None)):
+def as_operator(A) -> LinearOperator:
+    """Return ``A`` unchanged if it is a :class:`LinearOperator`, else wrap the matrix ``A (m, d)`` as a
+    :class:`MatrixOperator`; anything else raises ``TypeError`` naming ``A``."""
+    if isinstance(A, LinearOperator):
         return A
-    return MatrixOperator(A)
-
-
-def dense_matrix(op, d: int, *, dtype=torch.float64, device=None) -> torch.Tensor:
-    """The ``(m, d)`` matrix of an operator on vectors: ``op.matrix()`` if available, else ``A(I)^T``."""
-    if callable(getattr(op, "matrix", None)):
-        return op.matrix()
-    eye = torch.eye(d, dtype=dtype, device=device)
-    M = op.A(eye).transpose(-1, -2)
-    if M.ndim != 2 or M.shape[1] != d:
-        raise ValueError(f"A maps (d,) = ({d},) vectors to shape {tuple(M.shape[:-1])}; expected (m,)")
-    return M.contiguous()
+    try:
+        return MatrixOperator(A)
+    except TypeError as err:
+        raise TypeError(f"A must be a matrix (m, d) or a dptheory.LinearOperator (A(x), A_adjoint(y); subclass it), "
+                        f"got {type(A).__name__}") from err

@@ -60,7 +60,7 @@ _DP_LINESTYLES = {"joint": "-", "per-measurement": "--"}
 def parse_args(description: str, argv=None) -> argparse.Namespace:
     """The analyses' common command line: ``--quick`` (smaller grids and samples) and ``--out DIR``."""
     first = (description or "").strip().splitlines()
-    from ._help import plain
+    from ._plain_text import plain
 
     parser = argparse.ArgumentParser(description=plain(first[0]) if first else None)
     parser.add_argument("--quick", action="store_true", help="smaller grids and sample sizes (seconds, not minutes)")

@@ -20,7 +20,7 @@ from .estimate import Estimate
 from .gaussian import Gaussian
 from .linalg import sym_eig
 from .mixture import GaussianMixture
-from .operators import as_operator, dense_matrix
+from .operators import as_operator
 
 __all__ = ["LinearInverseProblem"]
 
@@ -48,7 +48,7 @@ class LinearInverseProblem:
         self.prior = prior
         self.sigma_y = check_sigma(sigma_y, "sigma_y")
         self.operator = as_operator(A)
-        A_mat = dense_matrix(self.operator, prior.dim, dtype=prior.dtype, device=prior.device)
+        A_mat = self.operator.matrix((prior.dim,), dtype=prior.dtype, device=prior.device)
         if A_mat.ndim != 2 or A_mat.shape[1] != prior.dim or A_mat.shape[0] == 0:
             raise ValueError(f"A must have shape (m, d) with m >= 1 and d = {prior.dim}, got {tuple(A_mat.shape)}")
         self.A = A_mat.to(prior.dtype)

@@ -124,7 +124,7 @@ def run_identity(threads: int) -> dict:
 
 def build_parser() -> argparse.ArgumentParser:
     from ._argparse import ArgumentParser
-    from ._help import plain
+    from ._plain_text import plain
 
     parser = ArgumentParser(prog="dptheory reproduce", description=plain(__doc__.splitlines()[0]))
     parser.add_argument("--quick", action="store_true",

@@ -264,9 +264,9 @@ def matrices(rows: int, cols: int, bound: float = 1.5):
 
 
 # ---------------------------------------------------------------------------------------------- image-shaped helpers
-class MaskImage:
+class MaskImage(dpt.LinearOperator):
     """Inpainting on ``(n, c, h, w)`` images: ``A x`` = the pixels where ``mask (h, w)`` is True, ``(n, c m)``;
-    no matrix, no svd (only the operator protocol)."""
+    no pinv, no singular values (only the required part of the operator protocol)."""
 
     def __init__(self, mask, channels=1):
         self.mask, self.channels = mask, channels

@@ -17,6 +17,7 @@ from dptheory.images.backbones import (
     load_diffusers_unet,
 )
 from dptheory.images.backbones.adm import AttentionBlock
+from dptheory.operators import LinearOperator
 
 IMG = (2, 3, 3)  # (c, h, w) of the toy image sets
 
@@ -32,7 +33,7 @@ def _brute_weights(images, x_t, ab, log_w=None):
     return torch.softmax(logits, dim=-1)
 
 
-class _MaskOp:
+class _MaskOp(LinearOperator):
     """A toy image operator with the image protocol: keep every other pixel of channel 0."""
 
     def A(self, x):

@@ -11,8 +11,7 @@ import pytest
 from dptheory import reproduce
 from dptheory.claims.report import format_table
 from dptheory.claims.result import ClaimResult
-from dptheory.cli import build_parser, main
-from dptheory.images.restore import build_parser as restore_parser
+from dptheory.cli import build_parser, main, restore_parser
 
 
 def _subparsers(parser):

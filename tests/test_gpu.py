@@ -13,8 +13,8 @@ import json
 import pytest
 import torch
 
+from dptheory.cli import restore_main as main
 from dptheory.images.devices import peak_memory_mib, resolve_device, resolve_dtype
-from dptheory.images.restore import main
 
 HAS_CUDA = torch.cuda.is_available()
 needs_cuda = pytest.mark.skipif(not HAS_CUDA, reason="no CUDA device")

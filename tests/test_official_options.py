@@ -388,7 +388,8 @@ def test_lmap_rps_sd_settings_match_transcription(stable):
 
 
 def test_restore_official_weighting_knobs():
-    from dptheory.images.restore import _knobs, build_parser
+    from dptheory.cli import restore_parser as build_parser
+    from dptheory.images.restore import _knobs
 
     args = build_parser().parse_args(["--task", "inpaint-random", "--weighting", "official"])
     assert _knobs(args)["weighting"] == "official" and _knobs(args)["w_prior"] == 0.7

@@ -281,7 +281,7 @@ def test_spectral_filters_of_image_operators_match_the_dense_svd(name):
 
 
 def test_operator_without_svd_is_rejected_by_name():
-    class Opaque:
+    class Opaque(dpt.LinearOperator):
         def A(self, x):
             return x
 
@@ -354,7 +354,7 @@ def test_restore_cli_runs_the_new_samplers(method, tmp_path, capsys):
     silently (finite output and the NFE of its grid)."""
     import json
 
-    from dptheory.images.restore import main
+    from dptheory.cli import restore_main as main
 
     out = tmp_path / "out"
     code = main(["--task", "sr4", "--method", method, "--steps", "4", "--out", str(out), "--backbone", "gaussian",

@@ -277,9 +277,9 @@ def test_sample_joint_and_measure(gen):
 
 
 def test_operator_object_is_accepted():
-    """A matrix and an operator object with A / A_adjoint (no matrix()) give the same posterior."""
+    """A matrix and a LinearOperator with only A / A_adjoint (the inherited matrix()) give the same posterior."""
 
-    class Op:
+    class Op(dpt.LinearOperator):
         M = torch.tensor([[1.0, 0.5]], dtype=torch.float64)
 
         def A(self, x):

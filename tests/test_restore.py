@@ -15,9 +15,10 @@ import pytest
 import torch
 
 import dptheory as dpt
+from dptheory.cli import restore_main as main
 from dptheory.images.operators import make_task
 from dptheory.images.problem import GaussianImageDenoiser
-from dptheory.images.restore import DEFAULTS, add_arguments, main, run
+from dptheory.images.restore import DEFAULTS, add_arguments, run
 
 TINY = ["--backbone", "gaussian", "--size", "12", "--n-crops", "24", "--no-progress"]
 

@@ -13,7 +13,8 @@ import math
 
 import pytest
 
-from dptheory.images.restore import DEFAULTS, NETWORK_REFUSALS, main
+from dptheory.cli import restore_main as main
+from dptheory.images.restore import DEFAULTS, NETWORK_REFUSALS
 from dptheory.samplers import METHODS
 
 # a few steps keep each run to about a second; map-rps: 3 stage-1 iterations, then 2 reverse steps

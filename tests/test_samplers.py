@@ -401,7 +401,7 @@ def test_dps_guided_denoiser_pigdm_likelihood_matches_the_closed_form(ab):
     D + ((1 - ab)/sqrt(ab)) zeta J A^T (y - A D) / (sigma_y^2 + 1 - ab); "plugin" has sigma_y^2 alone."""
     prob, y = problem("G2"), measurement("G2")
     m, S = prob.prior.mean.numpy(), prob.prior.cov.numpy()
-    A = prob.operator.matrix().numpy()
+    A = prob.operator.matrix((prob.dim,)).numpy()
     x_t = torch.randn(5, prob.dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
     J = math.sqrt(ab) * S @ np.linalg.inv(ab * S + (1 - ab) * np.eye(len(m)))
     D = m + (x_t.numpy() - math.sqrt(ab) * m) @ J.T

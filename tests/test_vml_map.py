@@ -218,7 +218,7 @@ def test_operator_norm_by_power_iteration_matches_svd(gen):
     value: 100 iterations, gap ratio ~0.3 here, so converged to ~1e-12 relative."""
     M = torch.tensor([[1.0, 0.5, 0.0], [0.2, -1.0, 0.3]])
 
-    class NoSvd:
+    class NoSvd(dpt.LinearOperator):
         def A(self, x):
             return x @ M.T
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..operators import LinearOperator
 from ..samplers import METHODS, pinv_start
 from .problem import ImageInverseProblem, solve_image
 
@@ -30,11 +31,15 @@ LATENT_T1 = 50
 """Default stage-1 noise index of LMAP-RPS (0-based, ``alpha_bar(51)``): the official latent setting."""
 
 
-class LatentOperator:
+class LatentOperator(LinearOperator):
     """The nonlinear operator ``z -> A(D(z))`` of a pixel operator ``A`` composed with a backbone's decoder.
 
+    It takes the place of a :class:`~dptheory.operators.LinearOperator` in the samplers: ``A`` and ``pinv``
+    (``has_pinv``), while ``A_adjoint`` and ``matrix`` raise ``NotImplementedError`` (no linear map to give).
+
     Args:
-        operator: a pixel-space image operator (``A``; ``pinv`` or ``A_adjoint`` for the start).
+        operator: a pixel-space :class:`~dptheory.operators.LinearOperator` (``A``; ``pinv`` or ``A_adjoint`` for
+            the start).
         backbone: anything with differentiable ``decode(z)`` and ``encode(x)`` (a
             :class:`~dptheory.images.backbones.LatentBackbone`, or a ``PixelBackbone`` for the identity).
 
@@ -42,11 +47,13 @@ class LatentOperator:
         decoder_calls: number of ``A`` evaluations (each decodes once).
     """
 
+    has_pinv = True
+
     def __init__(self, operator, backbone, *, clamp_pixels: bool = False, counter=None):
         if not isinstance(clamp_pixels, bool):
             raise ValueError(f"clamp_pixels must be True or False, got {clamp_pixels!r}")
-        if not callable(getattr(operator, "A", None)):
-            raise TypeError(f"operator must have an A method, got {type(operator).__name__}")
+        if not isinstance(operator, LinearOperator):
+            raise TypeError(f"operator must be a dptheory.LinearOperator (an A method), got {type(operator).__name__}")
         for name in ("encode", "decode"):
             if not callable(getattr(backbone, name, None)):
                 raise TypeError(f"backbone must have {name}(), got {type(backbone).__name__}")
@@ -84,6 +91,10 @@ class LatentOperator:
             "red-diff, DPS-guided ddpm/ddim/vsrd) differentiate ||y - A(D(z))|| with autograd; vml-map needs the "
             "knob A_norm_squared"
         )
+
+    def matrix(self, shape, *, dtype=torch.float64, device=None) -> torch.Tensor:
+        """Not defined: ``A o D`` is nonlinear, so it has no matrix."""
+        raise NotImplementedError("LatentOperator is nonlinear (A o decoder) and has no matrix")
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 Every operator acts on image batches ``x (..., c, h, w)`` (leading dims are flattened and restored, so a single
 image ``(c, h, w)`` or a shared measurement with leading dim 1 also works) and provides ``A(x)``, ``A_adjoint(y)``
-(the exact adjoint for the Euclidean inner products), ``pinv(y)`` (the Moore-Penrose ``A^+ y``), ``in_shape`` /
+(the exact adjoint for the Euclidean inner products), ``pinv(y)`` (the Moore-Penrose ``A^+ y``; the
+:class:`~dptheory.operators.LinearOperator` protocol), ``in_shape`` /
 ``out_shape`` of one ``(c, h, w)`` image, ``singular_values(image_shape)`` in the operator's diagonal basis
 (pixels, DFT frequencies, transform coefficients) and ``matrix(image_shape)``, the dense ``(m, d)`` matrix (tiny
 sizes). dtype and device follow the input (buffers are float64, cast on use); randomness (random masks, motion
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from .._checks import as_tensor, check_finite
+from ..operators import LinearOperator
 
 __all__ = [
     "ImageOperator",
@@ -83,11 +85,14 @@ def _cast(buf: torch.Tensor, like: torch.Tensor, cache: dict | None = None, key=
     return cache[k]
 
 
-class ImageOperator:
-    """Base class: ``matrix`` and ``singular_values`` helpers shared by the image operators.
+class ImageOperator(LinearOperator):
+    """Base class of the image operators: a :class:`~dptheory.operators.LinearOperator` on ``(c, h, w)`` images.
 
-    Subclasses implement ``A``, ``A_adjoint``, ``pinv``, ``in_shape`` and ``out_shape``.
+    Subclasses implement ``A``, ``A_adjoint``, ``pinv``, ``singular_values``, ``in_shape`` and ``out_shape``.
     """
+
+    has_pinv = True
+    has_singular_values = True
 
     def in_shape(self, image_shape) -> tuple[int, ...]:
         """Shape of one input image, ``(c, h, w)``, after checking that it fits the operator."""
@@ -99,10 +104,7 @@ class ImageOperator:
     def matrix(self, image_shape, *, dtype=torch.float64, device=None) -> torch.Tensor:
         """Dense ``(m, d)`` matrix on flattened images of ``image_shape`` (``A`` applied to the identity);
         ``d = c h w``, ``m = prod(out_shape)``. For tiny sizes (tests, exact small problems)."""
-        shape = self.in_shape(image_shape)
-        d = math.prod(shape)
-        eye = torch.eye(d, dtype=dtype, device=device).reshape(d, *shape)
-        return self.A(eye).reshape(d, -1).transpose(0, 1).contiguous()
+        return super().matrix(self.in_shape(image_shape), dtype=dtype, device=device)
 
 
 # ---------------------------------------------------------------------------------------------- inpainting

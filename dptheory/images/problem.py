@@ -25,6 +25,7 @@ from .._checks import check_alpha_bar, check_int, check_sigma
 from ..denoisers import CountingDenoiser, Denoiser, ExactDenoiser, _Counter
 from ..gaussian import Gaussian
 from ..linalg import SymmetricEig
+from ..operators import LinearOperator
 from ..samplers import METHODS, DPSGuidedDenoiser, pinv_start
 from ..samplers.spec import check_method, run_method
 from ..schedules import VPSchedule, linear_schedule
@@ -44,14 +45,15 @@ class ImageInverseProblem:
     """``Y = A X + N(0, sigma_y^2 I)`` for images ``X (n, c, h, w)``.
 
     Args:
-        operator: an image operator with ``A(x)``, ``A_adjoint(y)`` and (optionally) ``pinv(y)``
-            (:mod:`dptheory.images.operators`; without ``pinv`` the start is ``A^T y``).
+        operator: an image :class:`~dptheory.operators.LinearOperator` (:mod:`dptheory.images.operators`;
+            without ``has_pinv`` the start is ``A^T y``).
         sigma_y: noise std >= 0, in model units (images in [-1, 1]).
     """
 
     def __init__(self, operator, sigma_y):
-        if not (callable(getattr(operator, "A", None)) and callable(getattr(operator, "A_adjoint", None))):
-            raise TypeError(f"operator must have A and A_adjoint methods, got {type(operator).__name__}")
+        if not isinstance(operator, LinearOperator):
+            raise TypeError(f"operator must be a dptheory.LinearOperator (A and A_adjoint methods), got "
+                            f"{type(operator).__name__}")
         self.operator = operator
         self.sigma_y = check_sigma(sigma_y, "sigma_y")
 
@@ -179,14 +181,8 @@ class GaussianImageDenoiser(Denoiser):
         return self(x_t, ab) + error.reshape(x_t.shape)
 
     def _posterior(self, operator, y, sigma_y) -> Gaussian:
-        c, h, w = self.shape
         p = self.prior
-        matrix = getattr(operator, "matrix", None)
-        if callable(matrix):
-            A = matrix(self.shape, dtype=p.dtype)
-        else:
-            A = operator.A(torch.eye(p.dim, dtype=p.dtype, device=p.device).reshape(p.dim, c, h, w))
-            A = A.reshape(p.dim, -1).T
+        A = operator.matrix(self.shape, dtype=p.dtype)
         y = torch.as_tensor(y).to(p.dtype).reshape(-1)
         if y.numel() != A.shape[0]:
             raise ValueError(f"y must hold one measurement of {A.shape[0]} values, got shape {tuple(y.shape)}")

@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["add_arguments", "run", "main", "build_parser", "RestoreError", "DEFAULTS", "PHOTO_SCALE"]
+__all__ = ["add_arguments", "run", "RestoreError", "DEFAULTS", "PHOTO_SCALE"]
 
 FITTED_BACKBONES = ("gaussian", "empirical")
 DEFAULTS = dict(
@@ -128,14 +128,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--json", action="store_true", help="print the numbers as JSON")
     return parser
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from .._argparse import ArgumentParser
-    from .._help import plain
-
-    parser = ArgumentParser(prog="dptheory restore", description=plain(__doc__.splitlines()[0]))
-    return add_arguments(parser)
 
 
 # ---------------------------------------------------------------------------------------------- pieces
@@ -614,15 +606,3 @@ def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, siz
         print(f"  wrote {paths['measurement']}, {paths['restoration']}, {paths['side_by_side']}, {paths['json']}")
     return 0
 
-
-def main(argv=None) -> int:
-    """``python -m dptheory.images.restore ...``; argparse errors return exit code 2."""
-    try:
-        args = build_parser().parse_args(argv)
-    except SystemExit as err:
-        return int(err.code or 0)
-    return run(args)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())

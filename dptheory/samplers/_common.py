@@ -33,8 +33,8 @@ def apply_A(operator, x: torch.Tensor) -> torch.Tensor:
 
 
 def pinv_start(operator, y: torch.Tensor) -> torch.Tensor:
-    """``A^+ y`` if the operator has ``pinv``; otherwise ``A^T y`` (documented fallback)."""
-    if callable(getattr(operator, "pinv", None)):
+    """``A^+ y`` if ``operator.has_pinv``; otherwise ``A^T y`` (documented fallback)."""
+    if operator.has_pinv:
         return operator.pinv(y)
     return operator.A_adjoint(y)
 

@@ -5,8 +5,8 @@ only on its singular value ``s`` (``s = 0`` on the null space), so they need onl
 ``V``. A filter applied to white noise ``z`` gives independent noise of standard deviation ``g(s_i)`` in direction
 ``i``, as the papers write it. Supported operators (anything else raises ``TypeError`` naming the operator):
 
-- vector operators (``x (n, d)``): the full SVD of the dense matrix (``MatrixOperator.svd`` or
-  :func:`~dptheory.operators.dense_matrix`), ``V`` of size ``(d, d)`` with ``s`` padded by zeros;
+- vector operators (``x (n, d)``): the full SVD of the dense matrix ``operator.matrix((d,))``, ``V`` of size
+  ``(d, d)`` with ``s`` padded by zeros;
 - circulant blurs with ``transfer_function`` (:class:`~dptheory.images.operators.Blur`): ``V`` is the 2-D DFT,
   ``s = |H|``, with ``|H| <= tol max|H|`` treated as 0, the same truncation as the operator's ``pinv``;
 - image operators whose nonzero singular values are all equal (inpainting, average pooling, orthonormal compressed
@@ -18,8 +18,6 @@ from __future__ import annotations
 import math
 
 import torch
-
-from ..operators import dense_matrix
 
 __all__ = ["Spectrum"]
 
@@ -43,19 +41,13 @@ class Spectrum:
             self.kind, self.hw = "fft", (h, w)
         elif like.ndim == 2:
             d = like.shape[-1]
-            if callable(getattr(operator, "svd", None)):
-                M = operator.matrix() if callable(getattr(operator, "matrix", None)) else None
-            else:
-                M = None
-            if M is None:
-                M = dense_matrix(operator, d, dtype=like.dtype, device=like.device)
-            M = M.to(dtype=like.dtype, device=like.device)
+            M = operator.matrix((d,), dtype=like.dtype, device=like.device)
             _, s, Vh = torch.linalg.svd(M, full_matrices=True)
             tol = max(M.shape) * torch.finfo(s.dtype).eps * (float(s.max()) if s.numel() else 0.0)
             s_full = torch.zeros(d, dtype=like.dtype, device=like.device)
             s_full[: s.numel()] = torch.where(s > tol, s, torch.zeros_like(s))
             self.s, self.V, self.kind = s_full, Vh.transpose(-1, -2), "dense"
-        elif callable(getattr(operator, "singular_values", None)):
+        elif operator.has_singular_values:
             sv = operator.singular_values(tuple(like.shape[1:])).reshape(-1)
             nonzero = sv[sv > 0]
             if nonzero.numel() and not bool(torch.allclose(nonzero, nonzero[0].expand_as(nonzero), rtol=1e-12,

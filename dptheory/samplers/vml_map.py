@@ -29,16 +29,13 @@ __all__ = ["vml_map", "vml_map_step_size", "operator_norm_squared"]
 
 
 def operator_norm_squared(operator, like: torch.Tensor, *, iters: int = 100, generator=None) -> float:
-    """``||A||^2`` (largest eigenvalue of ``A^T A``): from ``operator.svd()`` or the image operators'
-    ``singular_values(image_shape)`` if available, else by power
+    """``||A||^2`` (largest eigenvalue of ``A^T A``): from ``operator.singular_values(shape)`` (one input's shape
+    ``like.shape[1:]``) when ``operator.has_singular_values``, else by power
     iteration on ``A_adjoint(A(v))`` started at ``v ~ N(0, I)`` shaped like ``like[:1]`` (``iters`` steps).
 
     Power iteration converges from below; the VML-MAP step bound keeps a factor-2 margin (``step_size < 2``).
     """
-    if callable(getattr(operator, "svd", None)):
-        s = operator.svd()[1]
-        return float(s.max()) ** 2 if s.numel() else 0.0
-    if callable(getattr(operator, "singular_values", None)):  # image operators: exact, in their diagonal basis
+    if operator.has_singular_values:  # exact: the thin SVD of a matrix, or an image operator's diagonal
         s = operator.singular_values(tuple(like.shape[1:]))
         return float(s.max()) ** 2 if s.numel() else 0.0
     v = randn_like(like[:1], generator)

@@ -21,19 +21,21 @@ import torch
 
 from ..._checks import check_alpha_bar
 from ...denoisers import Denoiser
+from ...operators import LinearOperator
 
 __all__ = ["EmpiricalMixtureDenoiser"]
 
 
 def _apply_operator(operator, x: torch.Tensor) -> torch.Tensor:
-    """``A x`` for an operator object (``.A``), a callable, or a dense ``(m, d)`` matrix on flattened images."""
-    if callable(getattr(operator, "A", None)):
+    """``A x`` for a :class:`~dptheory.operators.LinearOperator`, a callable, or a dense ``(m, d)`` matrix on
+    flattened images."""
+    if isinstance(operator, LinearOperator):
         return operator.A(x)
     if isinstance(operator, torch.Tensor):
         return x.flatten(1) @ operator.to(x).transpose(-1, -2)
     if callable(operator):
         return operator(x)
-    raise TypeError(f"operator must have an .A method, be callable or be a (m, d) matrix, got {type(operator)}")
+    raise TypeError(f"operator must be a LinearOperator, be callable or be a (m, d) matrix, got {type(operator)}")
 
 
 class EmpiricalMixtureDenoiser(Denoiser):

@@ -1,4 +1,4 @@
-"""Docstring text as plain command-line help: reStructuredText markup stripped.
+"""Docstring text as plain text (command-line help, descriptions): reStructuredText markup stripped.
 
 >>> plain("The ``dptheory`` command: see :func:`dptheory.solve` and :mod:`~dptheory.images`.")
 'The dptheory command: see dptheory.solve and dptheory.images.'
