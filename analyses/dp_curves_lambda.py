@@ -175,7 +175,7 @@ def compute(quick: bool) -> dict:
     n, parts = (1200, 3) if quick else (10000, 4)  # parts of 400 / 2500 points for the sample W2 and KL
     steps = 200 if quick else None
     tr_b = dpt.traverse(prob_b, "vsrd", "lam", lams_b, y=y_b, n=n, replicates=parts, generator=gen,
-                        start="exact", steps=steps)
+                        start="exact", steps=steps, progress=True)
     floors = {"per-measurement": _w2_floor_1d(prob_b.posterior(y_b).sample, n // parts, parts, gen),
               "joint": _w2_floor_1d(prob_b.prior.sample, n // parts, parts, gen)}
     from dptheory.dp_curve_kl import KLDPCurve

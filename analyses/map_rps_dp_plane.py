@@ -95,7 +95,7 @@ def mixture_sweeps(quick: bool, gen: torch.Generator) -> dict:
     t0s = [0, 20, 100, 300, 1000] if quick else [0, 10, 20, 50, 100, 200, 300, 500, 1000]
     lams = [0.0, 0.5, 1.0] if quick else [0.0, 0.1, 0.25, 0.5, 0.75, 1.0]
     zetas = [0.5, 1.0] if quick else [0.5, 1.0, 2.0]
-    mc = dict(y=y, n=n, replicates=parts, generator=gen)
+    mc = dict(y=y, n=n, replicates=parts, generator=gen, progress=True)  # a bar per sweep (minutes each)
     out = {
         "map-rps": dpt.traverse(prob, "map-rps", "t0", t0s, iters=iters, **mc).to_dict(),
         "vsrd": dpt.traverse(prob, "vsrd", "lam", lams, start="exact", steps=steps, **mc).to_dict(),

@@ -46,7 +46,10 @@ def compute(quick: bool) -> dict:
     n_table = 801 if quick else 3201  # as the claim MRPS-4 (quick / full), so the numbers agree exactly
     sigmas = torch.logspace(math.log10(0.04), math.log10(2.0), 11 if quick else 22, dtype=torch.float64)
     deltas = torch.linspace(0.2, 2.0, 9 if quick else 19, dtype=torch.float64)
-    ratio = torch.tensor([[map_mse_ratio(float(dl), float(s), n_quad)[0] for s in sigmas] for dl in deltas],
+    from tqdm.auto import tqdm
+
+    rows = tqdm(deltas, desc=f"{NAME}: delta rows", leave=False)
+    ratio = torch.tensor([[map_mse_ratio(float(dl), float(s), n_quad)[0] for s in sigmas] for dl in rows],
                          dtype=torch.float64)
     cut_sigmas = torch.logspace(math.log10(0.04), math.log10(2.0), 14 if quick else 36, dtype=torch.float64)
     cuts = {dl: [map_mse_ratio(dl, float(s), n_quad)[0] for s in cut_sigmas] for dl in (0.5, 1.0)}

@@ -135,7 +135,7 @@ def traverse(problem, method: str, knob: str, values, *, y=None, forms=("per-mea
     if progress:
         from tqdm.auto import tqdm
 
-        it = tqdm(values, desc=f"traverse {method} {knob}")
+        it = tqdm(values, desc=f"traverse {method} {knob}", leave=False)
     out = Traversal(method, knob, values, [], [], [], exact, curve_y, curve_j)
     if not exact and "joint" in forms and curve_j is not None:
         out.notes.append(curve_j.note)
