@@ -316,7 +316,7 @@ class GaussianMixture:
         r = e.rsqrt()
         # The whitening diag(e_k^{-1/2}) is folded into the bases, so U holds whitened coordinates (quad is a
         # plain squared norm) and the back-projections carry the other e_k^{-1/2}: the products are those of
-        # the module docstring, with the same two GEMMs and flops.
+        # benchmarks/README.md ("GMM denoiser fast path"), with the same two GEMMs and flops.
         W = eig.evecs * r.unsqueeze(-2)  # V_k diag(e_k^{-1/2}), (K, d, d)
         centers = math.sqrt(ab) * self._means  # (K, d)
         # [V_1 .. V_K] with the row -b appended: [x, 1] V_aug = U, the centring done inside the GEMM

@@ -154,7 +154,7 @@ def vml_s_gradient(denoiser, x_t, alpha_bar, operator, y, sigma_y) -> torch.Tens
     Returns:
         the gradient, shaped like ``x_t``.
 
-    Source: docs/theory §8.2 (derived in this module's docstring; checked against finite differences of
+    Source: docs/theory §8.2 (derived there; checked against finite differences of
     :func:`vml_s` in ``tests/test_vml_map.py``).
     """
     sigma_y = check_sigma(sigma_y)

@@ -52,7 +52,7 @@ def operator_norm_squared(operator, like: torch.Tensor, *, iters: int = 100, gen
 
 def vml_map_step_size(alpha_bar: float, sigma_y: float, A_norm_squared: float, step_size: float = 1.0):
     """``eta_t = step_size * 4 ab (1 - ab) sigma_y^2 / (ab sigma_y^2 + 4 (1 - ab) ||A||^2)``: ``step_size``
-    over the bound ``1 / (4 (1 - ab)) + ||A||^2 / (ab sigma_y^2)`` on the Hessian of VML_S (module docstring).
+    over the bound ``1 / (4 (1 - ab)) + ||A||^2 / (ab sigma_y^2)`` on the Hessian of VML_S (docs/theory §8.3).
     """
     ab, s2, L = float(alpha_bar), float(sigma_y) ** 2, float(A_norm_squared)
     return float(step_size) * 4.0 * ab * (1.0 - ab) * s2 / (ab * s2 + 4.0 * (1.0 - ab) * L)
@@ -84,7 +84,7 @@ def _per_particle(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 BB_CAP = 1e4
-"""The Barzilai-Borwein step is clipped to ``[eta_t, BB_CAP eta_t]`` (module docstring)."""
+"""The Barzilai-Borwein step is clipped to ``[eta_t, BB_CAP eta_t]`` (docs/theory §8.3; why a cap: paper_notes/vml_map.md)."""
 
 
 def _bb_step(x_old, x_new, g_old, g_new, eta_floor):
