@@ -15,7 +15,6 @@ This module also holds the small helpers the other claim modules share (seeded g
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -25,101 +24,19 @@ from ..mixture import GaussianMixture
 from ..problem import LinearInverseProblem
 from ..reference_problems import b1, g2, g2post, gmm2
 from ..schedules import linear_schedule
+from ._util import (
+    F64,
+    agrees_with_quote,
+    gmm_cdf_1d,
+    max_abs,
+    max_z_scores,
+    rng,
+    single_threaded,
+    t64,
+)
 from .result import ClaimResult
 
 __all__ = ["CHECKS"]
-
-F64 = torch.float64
-
-
-# --------------------------------------------------------------------------------------------- shared helpers
-def single_threaded(checks: dict) -> dict:
-    """Wrap each check so that it runs on ONE torch intra-op thread, restoring the previous setting after.
-
-    The checks are latency-bound: thousands of operations on tensors of a few hundred numbers. Extra
-    intra-op threads only add synchronisation, and on a loaded 2-core machine two threads made
-    ``dptheory check --quick`` take 3.5 min instead of 23 s (measured). Results do not depend on the thread
-    count beyond round-off.
-    """
-
-    def wrap(check):
-        @functools.wraps(check)
-        def run(quick: bool) -> ClaimResult:
-            previous = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                return check(quick)
-            finally:
-                torch.set_num_threads(previous)
-
-        return run
-
-    return {cid: wrap(check) for cid, check in checks.items()}
-
-
-def rng(seed: int) -> torch.Generator:
-    """A seeded CPU generator (every check owns its seeds; nothing global is touched)."""
-    return torch.Generator().manual_seed(seed)
-
-
-def t64(x) -> torch.Tensor:
-    """``x`` as a float64 tensor."""
-    return torch.as_tensor(x, dtype=F64)
-
-
-def max_abs(a, b) -> float:
-    """``max |a - b|`` over all entries."""
-    return float((t64(a) - t64(b)).abs().max())
-
-
-def half_unit(quoted: str) -> float:
-    """Half a unit in the last quoted digit of a decimal string: ``"1.07e-2"`` -> 5e-5, ``"0.0811"`` -> 5e-5.
-
-    docs/theory quotes rounded numbers; a measured value agrees with a quote when it is within this of it.
-    """
-    from decimal import Decimal
-
-    return 0.5 * 10.0 ** Decimal(quoted).as_tuple().exponent
-
-
-def agrees_with_quote(measured: float, quoted: str, units: float = 0.5) -> bool:
-    """``|measured - float(quoted)| <= units x (one unit in the last quoted digit)`` (default: half a unit,
-    i.e. the quote is the correct rounding of the measurement)."""
-    return abs(measured - float(quoted)) <= 2.0 * units * half_unit(quoted) * (1 + 1e-9)
-
-
-def mean_cov(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample mean ``(d,)`` and unbiased sample covariance ``(d, d)`` of ``x (n, d)``."""
-    m = x.mean(0)
-    xc = x - m
-    return m, xc.T @ xc / (x.shape[0] - 1)
-
-
-def mean_z_scores(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
-    """``(sample mean - mean) / SE`` per coordinate, with the SE from the TRUE covariance: ``sqrt(diag cov /
-    n)``."""
-    n = x.shape[0]
-    return (x.mean(0) - mean) / (torch.diagonal(cov) / n).sqrt()
-
-
-def cov_z_scores(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
-    """``(sample cov - cov) / SE`` entrywise, with ``SE_ij = sqrt((C_ii C_jj + C_ij^2) / n)`` (Gaussian data,
-    the delta method; the sample covariance is taken about the TRUE mean)."""
-    n = x.shape[0]
-    xc = x - mean
-    S = xc.T @ xc / n
-    d = torch.diagonal(cov)
-    se = ((d.unsqueeze(0) * d.unsqueeze(1) + cov.square()) / n).sqrt()
-    return (S - cov) / se
-
-
-def gmm_cdf_1d(law, x: torch.Tensor) -> torch.Tensor:
-    """CDF of a 1-D Gaussian or GMM at ``x (n,)``."""
-    if isinstance(law, Gaussian):
-        return torch.special.ndtr((x - law.mean[0]) / law.cov[0, 0].sqrt())
-    w, m, s = law.weights, law.means[:, 0], law.covs[:, 0, 0].sqrt()
-    return torch.special.ndtr((x.unsqueeze(-1) - m) / s) @ w
-
 
 # ---------------------------------------------------------------------------------------------- FND-1
 def _posterior_info_form(prior: Gaussian, A: torch.Tensor, sigma: float, y: torch.Tensor):
@@ -667,14 +584,12 @@ def check_fnd7(quick: bool) -> ClaimResult:
         # per measurement
         law = sampler_laws.sampler_law(prob, method, y=y, steps=steps, **kn).law
         x = solve(prob, y, method, n_samples=n, generator=gen, steps=steps, **kn)
-        zm = float(mean_z_scores(x, law.mean, law.cov).abs().max())
-        zc = float(cov_z_scores(x, law.mean, law.cov).abs().max())
+        zm, zc = max_z_scores(x, law.mean, law.cov)
         # jointly over Y: one measurement per particle
         res = sampler_laws.sampler_law(prob, method, y=None, steps=steps, **kn)
         xs, ys = prob.sample_joint(n, generator=gen)
         xj = solve(prob, ys, method, generator=gen, steps=steps, **kn)
-        zmj = float(mean_z_scores(xj, res.law.mean, res.law.cov).abs().max())
-        zcj = float(cov_z_scores(xj, res.law.mean, res.law.cov).abs().max())
+        zmj, zcj = max_z_scores(xj, res.law.mean, res.law.cov)
         sq = (xs - xj).square().sum(-1)
         zmse = abs(float(sq.mean()) - float(res.mse)) / float(sq.std() / math.sqrt(n))
         rows[name] = [round(v, 2) for v in (zm, zc, zmj, zcj, zmse)]

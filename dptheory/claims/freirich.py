@@ -22,7 +22,7 @@ from ..estimate import Estimate
 from ..mmse_law_1d import mmse_w2_squared_1d
 from ..reference_problems import b1, g2, g2post
 from ..solver import solve
-from .foundations import F64, agrees_with_quote, rng, single_threaded
+from ._util import F64, agrees_with_quote, rng, single_threaded
 from .result import ClaimResult
 
 __all__ = ["CHECKS", "quantile_w2_squared_to_samples"]

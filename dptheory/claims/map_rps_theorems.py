@@ -25,7 +25,7 @@ from ..divergences import gaussian_w2
 from ..reference_problems import b1, g2, g2post
 from ..sampler_laws import map_rps_stage1_fixed_point, map_rps_stage2_law
 from ..schedules import linear_schedule
-from .foundations import F64, single_threaded, t64
+from ._util import F64, single_threaded, t64
 from .result import ClaimResult
 
 __all__ = ["CHECKS", "SechProblem", "stage2_w2_exact"]

@@ -22,7 +22,7 @@ from ..reference_problems import b1, g2
 from ..samplers.red_diff import red_diff_effective_precision, red_diff_fixed_point
 from ..schedules import linear_schedule
 from ..solver import solve
-from .foundations import F64, agrees_with_quote, max_abs, rng, single_threaded, t64
+from ._util import F64, agrees_with_quote, max_abs, rng, single_threaded, t64
 from .result import ClaimResult
 
 __all__ = ["CHECKS"]

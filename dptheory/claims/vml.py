@@ -26,7 +26,7 @@ from ..samplers.vml_map import vml_map
 from ..schedules import linear_schedule
 from ..solver import solve
 from ..vml_loss import vml, vml_s, vml_s_gradient
-from .foundations import F64, rng, single_threaded, t64
+from ._util import F64, rng, single_threaded, t64
 from .result import ClaimResult
 
 __all__ = ["CHECKS"]
