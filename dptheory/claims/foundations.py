@@ -331,31 +331,28 @@ def _kl_near_zero(gauss, gaussian_kl) -> dict:
     return {"min_kl / d": worst_neg, "max |kl - exact| / d": worst_err}
 
 
-def check_fnd4(quick: bool) -> ClaimResult:
-    """FND-4: the divergences are sane (Bures vs references, metric axioms, KL >= 0, the bounds' ordering)."""
+def _w2_metric_axioms(gauss: list[Gaussian]) -> dict:
+    """The matrix ``W_ij = W2(p_i, p_j)`` of the Gaussians and its metric defects: ``max |W - W^T|``, ``max_i
+    W2^2(p_i, p_i)`` (W2 itself is the square root of a round-off residual there, ~1e-16 -> ~1e-8, so the
+    squared distance is tested) and ``max_ijk (W_ik - W_ij - W_jk)`` (triangle inequality)."""
+    from ..divergences import gaussian_w2, gaussian_w2_squared
+
+    W = torch.tensor([[float(gaussian_w2(p, q)) for q in gauss] for p in gauss], dtype=F64)
+    return {
+        "W": W,
+        "asymmetry": max_abs(W, W.T),
+        "self": max(float(gaussian_w2_squared(p, p)) for p in gauss),
+        "triangle": float((W.unsqueeze(1) - W.unsqueeze(2) - W.T.unsqueeze(0)).max()),
+    }
+
+
+def _w2_reference_errors(gauss: list[Gaussian], W: torch.Tensor) -> tuple[float, float]:
+    """``max_{i != j}`` of ``|W2^2 - scipy sqrtm reference|`` and ``|W2 - POT's Bures-Wasserstein distance|``."""
     import ot
 
-    from ..divergences import (
-        empirical_w2_squared,
-        gaussian_kl,
-        gaussian_w2,
-        gaussian_w2_squared,
-        gelbrich_w2_squared,
-        gmm_kl_monte_carlo,
-        gmm_kl_upper_bound,
-        gmm_mw2_squared,
-    )
+    from ..divergences import gaussian_w2_squared
 
-    gen = rng(401)
-    k = 6
-    gauss = [Gaussian(torch.randn(3, generator=gen, dtype=F64), _random_spd(3, gen)) for _ in range(k)]
-    W = torch.tensor([[float(gaussian_w2(p, q)) for q in gauss] for p in gauss], dtype=F64)
-    err_sym = max_abs(W, W.T)
-    # W2(p, p) is the square root of a round-off residual (~1e-16 -> ~1e-8): test the squared distance
-    err_self = max(float(gaussian_w2_squared(p, p)) for p in gauss)
-    tri_violation = float((W.unsqueeze(1) - W.unsqueeze(2) - W.T.unsqueeze(0)).max())  # W_ik - W_ij - W_jk
     err_sqrtm = err_pot = 0.0
-    kl_min = math.inf
     for i, p in enumerate(gauss):
         for j, q in enumerate(gauss):
             if i == j:
@@ -367,32 +364,64 @@ def check_fnd4(quick: bool) -> ClaimResult:
                 )
             )
             err_pot = max(err_pot, abs(float(W[i, j]) - pot))
-            kl_min = min(kl_min, float(gaussian_kl(p, q)))
-    near_zero = _kl_near_zero(gauss, gaussian_kl)
-    # GMM pairs: HO upper bound >= MC KL - 3 SE; Gelbrich <= MW2^2; empirical OT between them
+    return err_sqrtm, err_pot
+
+
+def _min_pairwise_kl(gauss: list[Gaussian]) -> float:
+    """``min_{i != j} KL(p_i || p_j)`` (>= 0 for a sane KL)."""
+    from ..divergences import gaussian_kl
+
+    return min(float(gaussian_kl(p, q)) for i, p in enumerate(gauss) for j, q in enumerate(gauss) if i != j)
+
+
+def _empirical_w2_between_bounds(f, g, gel: float, mw2: float, n_ot: int, reps: int, gen) -> tuple[float, ...]:
+    """Empirical OT W2^2 between ``n_ot`` draws of the mixtures ``f`` and ``g``, over ``reps`` replicates:
+    ``(emp - gel + 3 spread, mw2 + 3 spread - emp, emp, spread)``; the first two are >= 0 when the empirical
+    value is within 3 replicate spreads of the bounds Gelbrich <= W2^2 <= MW2^2."""
+    from ..divergences import empirical_w2_squared
+
+    vals = torch.stack(
+        [empirical_w2_squared(f.sample(n_ot, generator=gen), g.sample(n_ot, generator=gen)) for _ in range(reps)]
+    )
+    emp, spread = float(vals.mean()), float(vals.std())
+    return emp - gel + 3.0 * spread, mw2 + 3.0 * spread - emp, emp, spread
+
+
+def _gmm_bound_margins(quick: bool, gen: torch.Generator) -> dict:
+    """Four random GMM pairs: min over trials of (Hershey-Olsen bound - (MC KL - 3 SE)) and of (MW2^2 -
+    Gelbrich), and for the first two the empirical W2^2 against those bounds (all margins >= 0 when sane)."""
+    from ..divergences import gelbrich_w2_squared, gmm_kl_monte_carlo, gmm_kl_upper_bound, gmm_mw2_squared
+
     n_kl = 5000 if quick else 20_000
     n_ot, reps = (400, 4) if quick else (1500, 5)
-    ho_margin = math.inf  # min over trials of (bound - (MC - 3 SE))
-    order_margin = math.inf  # min over trials of (MW2^2 - Gelbrich)
-    emp_low = emp_high = math.inf
-    emp_report = []
+    out = {"ho": math.inf, "order": math.inf, "emp_low": math.inf, "emp_high": math.inf, "report": []}
     for trial in range(4):
         f, g = _random_gmm(3, 2, gen), _random_gmm(2, 2, gen)
         mc = gmm_kl_monte_carlo(f, g, n_kl, generator=gen)
-        ho_margin = min(ho_margin, float(gmm_kl_upper_bound(f, g)) - (mc.value - 3.0 * mc.stderr))
+        out["ho"] = min(out["ho"], float(gmm_kl_upper_bound(f, g)) - (mc.value - 3.0 * mc.stderr))
         gel, mw2 = float(gelbrich_w2_squared(f, g)), float(gmm_mw2_squared(f, g))
-        order_margin = min(order_margin, mw2 - gel)
+        out["order"] = min(out["order"], mw2 - gel)
         if trial < 2:
-            vals = torch.stack(
-                [
-                    empirical_w2_squared(f.sample(n_ot, generator=gen), g.sample(n_ot, generator=gen))
-                    for _ in range(reps)
-                ]
-            )
-            emp, spread = float(vals.mean()), float(vals.std())
-            emp_low = min(emp_low, emp - gel + 3.0 * spread)  # >= 0: not below the lower bound
-            emp_high = min(emp_high, mw2 + 3.0 * spread - emp)  # >= 0: not above the upper bound
-            emp_report.append([gel, emp, spread, mw2])
+            low, high, emp, spread = _empirical_w2_between_bounds(f, g, gel, mw2, n_ot, reps, gen)
+            out["emp_low"], out["emp_high"] = min(out["emp_low"], low), min(out["emp_high"], high)
+            out["report"].append([gel, emp, spread, mw2])
+    return out
+
+
+def check_fnd4(quick: bool) -> ClaimResult:
+    """FND-4: the divergences are sane (Bures vs references, metric axioms, KL >= 0, the bounds' ordering)."""
+    from ..divergences import gaussian_kl
+
+    gen = rng(401)
+    gauss = [Gaussian(torch.randn(3, generator=gen, dtype=F64), _random_spd(3, gen)) for _ in range(6)]
+    axioms = _w2_metric_axioms(gauss)
+    err_sym, err_self, tri_violation = axioms["asymmetry"], axioms["self"], axioms["triangle"]
+    err_sqrtm, err_pot = _w2_reference_errors(gauss, axioms["W"])
+    kl_min = _min_pairwise_kl(gauss)
+    near_zero = _kl_near_zero(gauss, gaussian_kl)
+    gmm = _gmm_bound_margins(quick, gen)
+    ho_margin, order_margin, emp_low, emp_high = gmm["ho"], gmm["order"], gmm["emp_low"], gmm["emp_high"]
+    emp_report = gmm["report"]
     passed = (
         err_sqrtm <= 1e-10
         and err_pot <= 1e-10
