@@ -54,6 +54,7 @@ import math
 import torch
 
 from dptheory import plotting
+from dptheory.estimate import Estimate
 from dptheory.images.backbones import load_photo_unet
 from dptheory.images.backbones.photo_unet import PHOTO_UNET_MAP_T1
 from dptheory.images.metrics import psnr, swd
@@ -117,8 +118,9 @@ def swd_difference(a, b, ref, *, boot: int, gen) -> dict:
     return _bootstrap(lambda i: _swd(a[i], ref[i]) - _swd(b[i], ref[i]), ref.shape[0], boot=boot, gen=gen)
 
 
-def mean_se(v: torch.Tensor) -> tuple[float, float]:
-    return float(v.mean()), float(v.std() / math.sqrt(v.numel()))
+def _mean_se(v: torch.Tensor) -> tuple[float, float]:
+    """Mean and SE of per-image values in their own dtype (:meth:`Estimate.from_samples`)."""
+    return Estimate.from_samples(v, dtype=None).as_pair()
 
 
 def held_out_crops(n: int, seed: int) -> torch.Tensor:
@@ -134,7 +136,7 @@ def _knobs(method: str, value, cfg: dict) -> dict:
 
 def _point(sol, x, cfg, gen) -> dict:
     err = (sol.x - x).square().flatten(1).mean(1)
-    return {"psnr_db": mean_se(psnr(sol.x, x)), "mse": mean_se(err), "swd": swd_estimate(sol.x, x, boot=cfg["boot"],
+    return {"psnr_db": _mean_se(psnr(sol.x, x)), "mse": _mean_se(err), "swd": swd_estimate(sol.x, x, boot=cfg["boot"],
             gen=gen), "nfe": sol.nfe, "seconds_per_image": sol.seconds / x.shape[0], "seconds_batch": sol.seconds}
 
 
@@ -173,7 +175,7 @@ def run_task(task: str, x: torch.Tensor, den, schedule, cfg: dict, gen, bar=None
     problem = ImageInverseProblem(op, SIGMA_Y)
     y = problem.measure(x, gen)
     x_pinv = problem.pinv(y)
-    out = {"baseline": {"psnr_db": mean_se(psnr(x_pinv, x)), "mse": mean_se((x_pinv - x).square().flatten(1).mean(1)),
+    out = {"baseline": {"psnr_db": _mean_se(psnr(x_pinv, x)), "mse": _mean_se((x_pinv - x).square().flatten(1).mean(1)),
                         "swd": swd_estimate(x_pinv, x, boot=cfg["boot"], gen=gen)},
            "methods": {}, "images": {"x": x[0], "A^+ y": x_pinv[0]}}
     sweeps = {"map-rps": cfg["t0s"], "vsrd": cfg["lams"]}

@@ -64,8 +64,9 @@ import torch
 
 from dptheory import plotting
 from dptheory.dp_curve import DPCurve
+from dptheory.estimate import Estimate
 from dptheory.images.data import photo_patches
-from dptheory.images.metrics import psnr, swd
+from dptheory.images.metrics import frechet_diag_squared, psnr, swd
 from dptheory.images.operators import Blur, Denoising, gaussian_kernel
 from dptheory.images.problem import ImageInverseProblem, solve_image
 from dptheory.images.spectral import SpectralDenoiser, SpectralGaussianPrior, SpectralLinearProblem
@@ -96,41 +97,6 @@ SYMBOL = {"map-rps": "$t_0$", "vsrd": "$\\lambda$", "dps": "$\\zeta$"}
 
 
 # ---------------------------------------------------------------------------------------------- estimators
-def _fft(x):
-    return torch.fft.fft2(x, norm="ortho")
-
-
-def spectral_moments(x: torch.Tensor, *, stationary: bool):
-    """``(m^, v^)`` of ``x (n, c, h, w)``: the mean (per-channel pooled if ``stationary``, else the sample mean
-    image) and the per-coefficient variances ``v^[k] = sum_i |F(x_i - m^)_k|^2 / (n - 1)``, ``(c, h, w)``."""
-    n, c = x.shape[:2]
-    m_hat = x.mean(dim=(0, 2, 3)).reshape(c, 1, 1) if stationary else x.mean(0)
-    u = _fft(x - m_hat)
-    return m_hat, (u.real.square() + u.imag.square()).sum(0) / (n - 1)
-
-
-def frechet_diag_squared(x: torch.Tensor, *, ref: torch.Tensor | None = None, mean=None, power=None) -> float:
-    """Diagonal Frechet estimate of ``W2^2`` between the law of ``x (n, c, h, w)`` and a target law.
-
-    ``W2^2 = mean term + sum_k (sqrt(v^[k]) - sqrt(v[k]))^2`` (commuting Gaussian covariances, diagonal in the
-    DFT). Two targets:
-
-    - ``ref``: draws of a STATIONARY target, paired with ``x`` (the joint form: ``ref`` are the ``x`` behind the
-      measurements). Both sides use :func:`spectral_moments` with per-channel means, mean term
-      ``h w sum_c (m^_c - m^ref_c)^2``; the pairing cancels most sampling noise of the well-observed coefficients.
-    - ``mean, power``: an exact target ``N(mean, F^H diag(power) F)`` (the per-measurement form); mean term
-      ``||m^ - mean||^2 - tr Cov^ / n`` (unbiased for ``||E x - mean||^2``).
-    """
-    n, c, h, w = x.shape
-    if ref is not None:
-        m_hat, v = spectral_moments(x, stationary=True)
-        m_ref, v_ref = spectral_moments(ref, stationary=True)
-        return float(h * w * (m_hat - m_ref).square().sum() + (v.sqrt() - v_ref.sqrt()).square().sum())
-    m_hat, v = spectral_moments(x, stationary=False)
-    mean_sq = float((m_hat - mean).square().sum()) - float(v.sum()) / n
-    return mean_sq + float((v.sqrt() - power.to(v.dtype).sqrt()).square().sum())
-
-
 def w2_estimate(x, *, boot: int, gen, ref=None, mean=None, power=None) -> dict:
     """:func:`frechet_diag_squared` as W2 per sqrt(pixel), with a bootstrap SE (pairs resampled together)."""
     d = x[0].numel()
@@ -147,10 +113,6 @@ def w2_estimate(x, *, boot: int, gen, ref=None, mean=None, power=None) -> dict:
 def _swd(a, b) -> float:
     """:func:`~dptheory.images.metrics.swd` with fixed projections and patch positions (seeded generator)."""
     return float(swd(a, b, generator=torch.Generator().manual_seed(1), **SWD_KW))
-
-
-def mean_se(v: torch.Tensor) -> tuple[float, float]:
-    return float(v.mean()), float(v.std() / math.sqrt(v.numel()))
 
 
 # ---------------------------------------------------------------------------------------------- setting
@@ -201,7 +163,8 @@ def run_task(task: str, prior, x_show, cfg: dict, gen) -> dict:
         floor_j.append(w2_estimate(lin.posterior(yj).sample(n, generator=gen), ref=x, boot=0, gen=gen)["value"])
         draws = post.sample(n, generator=gen)
         floor_y.append(w2_estimate(draws, mean=mu_y, power=post.power, boot=0, gen=gen)["value"])
-    floors = {"joint": mean_se(torch.tensor(floor_j)), "per_measurement": mean_se(torch.tensor(floor_y))}
+    floors = {"joint": Estimate.from_samples(torch.tensor(floor_j), dtype=None).as_pair(),
+              "per_measurement": Estimate.from_samples(torch.tensor(floor_y), dtype=None).as_pair()}
     ref = prior.sample(n, generator=gen)  # held-out prior draws for the SWD
     swd_floor = float(_swd(prior.sample(n, generator=gen), ref))
     gen_ref = torch.Generator().manual_seed(SEED + 1)  # separate stream: the numbers above and below stay put
@@ -215,11 +178,11 @@ def run_task(task: str, prior, x_show, cfg: dict, gen) -> dict:
             x, yj = lin.sample_joint(n, generator=gen)
             sj = _solve(problem, yj, method, den, v, cfg, gen)
             err = (sj.x - x).square().flatten(1).mean(1)
-            Dj, Dj_se = mean_se(err)
+            Dj, Dj_se = Estimate.from_samples(err, dtype=None).as_pair()
             Pj = w2_estimate(sj.x, ref=x, boot=cfg["boot"], gen=gen)
             sy = _solve(problem, y_show, method, den, v, cfg, gen, n_samples=n)
             dev = (sy.x - mu_y).square().flatten(1).mean(1)
-            Dy, Dy_se = mean_se(dev)
+            Dy, Dy_se = Estimate.from_samples(dev, dtype=None).as_pair()
             Dy += lin.mmse_error() / d
             Py = w2_estimate(sy.x, mean=mu_y, power=post.power, boot=cfg["boot"], gen=gen)
             row = {KNOB[method]: v,
@@ -227,7 +190,7 @@ def run_task(task: str, prior, x_show, cfg: dict, gen) -> dict:
                              "perception_stderr": Pj["stderr"]},
                    "per_measurement": {"distortion": Dy, "distortion_stderr": Dy_se, "perception": Py["value"],
                                        "perception_stderr": Py["stderr"]},
-                   "psnr_db": mean_se(psnr(sj.x, x)),
+                   "psnr_db": Estimate.from_samples(psnr(sj.x, x), dtype=None).as_pair(),
                    "swd": _swd(sj.x, ref),
                    "nfe": sj.nfe, "seconds_joint": sj.seconds, "seconds_per_measurement": sy.seconds}
             for form, curve in (("joint", joint_curve), ("per_measurement", pm_curve)):

@@ -31,13 +31,22 @@ class Estimate:
         return cls(float(value), 0.0, None)
 
     @classmethod
-    def from_samples(cls, samples: torch.Tensor) -> Estimate:
-        """Mean and standard error of i.i.d. summands ``samples`` (shape ``(n,)``, n >= 2)."""
-        s = samples.reshape(-1).to(torch.float64)
+    def from_samples(cls, samples: torch.Tensor, *, dtype: torch.dtype | None = torch.float64) -> Estimate:
+        """Mean and standard error ``std / sqrt(n)`` (sample std with ``n - 1``) of i.i.d. summands ``samples``
+        (any shape, flattened to ``n >= 2`` values).
+
+        ``dtype``: the precision of the mean and std (default float64); ``None`` keeps the samples' own dtype
+        (float32 samples then give float32 round-off, as ``float(v.mean()), float(v.std() / sqrt(n))`` would).
+        """
+        s = samples.reshape(-1) if dtype is None else samples.reshape(-1).to(dtype)
         n = s.numel()
         if n < 2:
             raise ValueError(f"samples must hold at least 2 values for a standard error, got {n}")
         return cls(float(s.mean()), float(s.std(unbiased=True) / n**0.5), n)
+
+    def as_pair(self) -> tuple[float, float]:
+        """``(value, stderr)``, e.g. for a JSON sidecar."""
+        return self.value, self.stderr
 
     def __float__(self) -> float:
         return self.value

@@ -6,7 +6,7 @@
 (b) Every claim runs with ``quick=True`` and must meet the toolkit's expectation (``passed``), with a valid
     verdict, measured numbers, a tolerance and its reason. The full-size runs are marked ``slow``.
 
-Each check runs on one torch thread (``foundations.single_threaded``): they are latency-bound small-tensor
+Each check runs on one torch thread (``claims._util.single_threaded``): they are latency-bound small-tensor
 computations, for which extra threads only add synchronisation.
 """
 

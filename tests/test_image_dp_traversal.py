@@ -27,20 +27,6 @@ def _load():
     return module
 
 
-def test_frechet_diag_is_exact_for_known_spectra(gen):
-    """The diagonal Frechet estimate is the commuting-Gaussian W2: with the exact target spectrum and many draws of
-    a law with the spectrum scaled by 4 (std x 2), W2^2 -> sum_k (2 - 1)^2 P[k] = tr P (to a few percent)."""
-    import torch
-
-    from dptheory.images.spectral import PowerLawSpectrum, SpectralGaussian
-
-    mod = _load()
-    P = PowerLawSpectrum([1e-3], [0.05], [2.0]).power(8, 8)
-    x = SpectralGaussian(torch.zeros(1, 8, 8), 4 * P).sample(4000, generator=gen)
-    w2_sq = mod.frechet_diag_squared(x, mean=torch.zeros(1, 8, 8), power=P)
-    assert abs(w2_sq / float(P.sum()) - 1.0) < 0.05  # sampling error ~ 1/sqrt(n) per coefficient, averaged
-
-
 def test_image_dp_traversal_quick(tmp_path):
     pytest.importorskip("matplotlib")
     pytest.importorskip("seaborn")

@@ -23,7 +23,7 @@ import torch
 from tables import measurement, problem
 
 import dptheory as dpt
-from dptheory.claims.foundations import cov_z_scores, mean_z_scores
+from dptheory.claims._util import cov_z_scores, mean_z_scores
 from dptheory.samplers import daps, ddrm, diffpir, pigdm
 from dptheory.samplers._svd import Spectrum
 

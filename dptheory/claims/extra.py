@@ -21,7 +21,7 @@ from ..reference_problems import b1, g2, g2post
 from ..sampler_laws import vsrd_end_law
 from ..samplers import vsrd
 from ..schedules import linear_schedule
-from .foundations import F64, rng, single_threaded
+from ._util import F64, rng, single_threaded
 from .result import ClaimResult
 
 __all__ = ["CHECKS", "jensen_gap_log", "posterior_abs_error", "l1_tradeoff_b1"]

@@ -15,7 +15,6 @@ This module also holds the small helpers the other claim modules share (seeded g
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -25,101 +24,19 @@ from ..mixture import GaussianMixture
 from ..problem import LinearInverseProblem
 from ..reference_problems import b1, g2, g2post, gmm2
 from ..schedules import linear_schedule
+from ._util import (
+    F64,
+    agrees_with_quote,
+    gmm_cdf_1d,
+    max_abs,
+    max_z_scores,
+    rng,
+    single_threaded,
+    t64,
+)
 from .result import ClaimResult
 
 __all__ = ["CHECKS"]
-
-F64 = torch.float64
-
-
-# --------------------------------------------------------------------------------------------- shared helpers
-def single_threaded(checks: dict) -> dict:
-    """Wrap each check so that it runs on ONE torch intra-op thread, restoring the previous setting after.
-
-    The checks are latency-bound: thousands of operations on tensors of a few hundred numbers. Extra
-    intra-op threads only add synchronisation, and on a loaded 2-core machine two threads made
-    ``dptheory check --quick`` take 3.5 min instead of 23 s (measured). Results do not depend on the thread
-    count beyond round-off.
-    """
-
-    def wrap(check):
-        @functools.wraps(check)
-        def run(quick: bool) -> ClaimResult:
-            previous = torch.get_num_threads()
-            torch.set_num_threads(1)
-            try:
-                return check(quick)
-            finally:
-                torch.set_num_threads(previous)
-
-        return run
-
-    return {cid: wrap(check) for cid, check in checks.items()}
-
-
-def rng(seed: int) -> torch.Generator:
-    """A seeded CPU generator (every check owns its seeds; nothing global is touched)."""
-    return torch.Generator().manual_seed(seed)
-
-
-def t64(x) -> torch.Tensor:
-    """``x`` as a float64 tensor."""
-    return torch.as_tensor(x, dtype=F64)
-
-
-def max_abs(a, b) -> float:
-    """``max |a - b|`` over all entries."""
-    return float((t64(a) - t64(b)).abs().max())
-
-
-def half_unit(quoted: str) -> float:
-    """Half a unit in the last quoted digit of a decimal string: ``"1.07e-2"`` -> 5e-5, ``"0.0811"`` -> 5e-5.
-
-    docs/theory quotes rounded numbers; a measured value agrees with a quote when it is within this of it.
-    """
-    from decimal import Decimal
-
-    return 0.5 * 10.0 ** Decimal(quoted).as_tuple().exponent
-
-
-def agrees_with_quote(measured: float, quoted: str, units: float = 0.5) -> bool:
-    """``|measured - float(quoted)| <= units x (one unit in the last quoted digit)`` (default: half a unit,
-    i.e. the quote is the correct rounding of the measurement)."""
-    return abs(measured - float(quoted)) <= 2.0 * units * half_unit(quoted) * (1 + 1e-9)
-
-
-def mean_cov(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sample mean ``(d,)`` and unbiased sample covariance ``(d, d)`` of ``x (n, d)``."""
-    m = x.mean(0)
-    xc = x - m
-    return m, xc.T @ xc / (x.shape[0] - 1)
-
-
-def mean_z_scores(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
-    """``(sample mean - mean) / SE`` per coordinate, with the SE from the TRUE covariance: ``sqrt(diag cov /
-    n)``."""
-    n = x.shape[0]
-    return (x.mean(0) - mean) / (torch.diagonal(cov) / n).sqrt()
-
-
-def cov_z_scores(x: torch.Tensor, mean: torch.Tensor, cov: torch.Tensor) -> torch.Tensor:
-    """``(sample cov - cov) / SE`` entrywise, with ``SE_ij = sqrt((C_ii C_jj + C_ij^2) / n)`` (Gaussian data,
-    the delta method; the sample covariance is taken about the TRUE mean)."""
-    n = x.shape[0]
-    xc = x - mean
-    S = xc.T @ xc / n
-    d = torch.diagonal(cov)
-    se = ((d.unsqueeze(0) * d.unsqueeze(1) + cov.square()) / n).sqrt()
-    return (S - cov) / se
-
-
-def gmm_cdf_1d(law, x: torch.Tensor) -> torch.Tensor:
-    """CDF of a 1-D Gaussian or GMM at ``x (n,)``."""
-    if isinstance(law, Gaussian):
-        return torch.special.ndtr((x - law.mean[0]) / law.cov[0, 0].sqrt())
-    w, m, s = law.weights, law.means[:, 0], law.covs[:, 0, 0].sqrt()
-    return torch.special.ndtr((x.unsqueeze(-1) - m) / s) @ w
-
 
 # ---------------------------------------------------------------------------------------------- FND-1
 def _posterior_info_form(prior: Gaussian, A: torch.Tensor, sigma: float, y: torch.Tensor):
@@ -414,31 +331,28 @@ def _kl_near_zero(gauss, gaussian_kl) -> dict:
     return {"min_kl / d": worst_neg, "max |kl - exact| / d": worst_err}
 
 
-def check_fnd4(quick: bool) -> ClaimResult:
-    """FND-4: the divergences are sane (Bures vs references, metric axioms, KL >= 0, the bounds' ordering)."""
+def _w2_metric_axioms(gauss: list[Gaussian]) -> dict:
+    """The matrix ``W_ij = W2(p_i, p_j)`` of the Gaussians and its metric defects: ``max |W - W^T|``, ``max_i
+    W2^2(p_i, p_i)`` (W2 itself is the square root of a round-off residual there, ~1e-16 -> ~1e-8, so the
+    squared distance is tested) and ``max_ijk (W_ik - W_ij - W_jk)`` (triangle inequality)."""
+    from ..divergences import gaussian_w2, gaussian_w2_squared
+
+    W = torch.tensor([[float(gaussian_w2(p, q)) for q in gauss] for p in gauss], dtype=F64)
+    return {
+        "W": W,
+        "asymmetry": max_abs(W, W.T),
+        "self": max(float(gaussian_w2_squared(p, p)) for p in gauss),
+        "triangle": float((W.unsqueeze(1) - W.unsqueeze(2) - W.T.unsqueeze(0)).max()),
+    }
+
+
+def _w2_reference_errors(gauss: list[Gaussian], W: torch.Tensor) -> tuple[float, float]:
+    """``max_{i != j}`` of ``|W2^2 - scipy sqrtm reference|`` and ``|W2 - POT's Bures-Wasserstein distance|``."""
     import ot
 
-    from ..divergences import (
-        empirical_w2_squared,
-        gaussian_kl,
-        gaussian_w2,
-        gaussian_w2_squared,
-        gelbrich_w2_squared,
-        gmm_kl_monte_carlo,
-        gmm_kl_upper_bound,
-        gmm_mw2_squared,
-    )
+    from ..divergences import gaussian_w2_squared
 
-    gen = rng(401)
-    k = 6
-    gauss = [Gaussian(torch.randn(3, generator=gen, dtype=F64), _random_spd(3, gen)) for _ in range(k)]
-    W = torch.tensor([[float(gaussian_w2(p, q)) for q in gauss] for p in gauss], dtype=F64)
-    err_sym = max_abs(W, W.T)
-    # W2(p, p) is the square root of a round-off residual (~1e-16 -> ~1e-8): test the squared distance
-    err_self = max(float(gaussian_w2_squared(p, p)) for p in gauss)
-    tri_violation = float((W.unsqueeze(1) - W.unsqueeze(2) - W.T.unsqueeze(0)).max())  # W_ik - W_ij - W_jk
     err_sqrtm = err_pot = 0.0
-    kl_min = math.inf
     for i, p in enumerate(gauss):
         for j, q in enumerate(gauss):
             if i == j:
@@ -450,32 +364,64 @@ def check_fnd4(quick: bool) -> ClaimResult:
                 )
             )
             err_pot = max(err_pot, abs(float(W[i, j]) - pot))
-            kl_min = min(kl_min, float(gaussian_kl(p, q)))
-    near_zero = _kl_near_zero(gauss, gaussian_kl)
-    # GMM pairs: HO upper bound >= MC KL - 3 SE; Gelbrich <= MW2^2; empirical OT between them
+    return err_sqrtm, err_pot
+
+
+def _min_pairwise_kl(gauss: list[Gaussian]) -> float:
+    """``min_{i != j} KL(p_i || p_j)`` (>= 0 for a sane KL)."""
+    from ..divergences import gaussian_kl
+
+    return min(float(gaussian_kl(p, q)) for i, p in enumerate(gauss) for j, q in enumerate(gauss) if i != j)
+
+
+def _empirical_w2_between_bounds(f, g, gel: float, mw2: float, n_ot: int, reps: int, gen) -> tuple[float, ...]:
+    """Empirical OT W2^2 between ``n_ot`` draws of the mixtures ``f`` and ``g``, over ``reps`` replicates:
+    ``(emp - gel + 3 spread, mw2 + 3 spread - emp, emp, spread)``; the first two are >= 0 when the empirical
+    value is within 3 replicate spreads of the bounds Gelbrich <= W2^2 <= MW2^2."""
+    from ..divergences import empirical_w2_squared
+
+    vals = torch.stack(
+        [empirical_w2_squared(f.sample(n_ot, generator=gen), g.sample(n_ot, generator=gen)) for _ in range(reps)]
+    )
+    emp, spread = float(vals.mean()), float(vals.std())
+    return emp - gel + 3.0 * spread, mw2 + 3.0 * spread - emp, emp, spread
+
+
+def _gmm_bound_margins(quick: bool, gen: torch.Generator) -> dict:
+    """Four random GMM pairs: min over trials of (Hershey-Olsen bound - (MC KL - 3 SE)) and of (MW2^2 -
+    Gelbrich), and for the first two the empirical W2^2 against those bounds (all margins >= 0 when sane)."""
+    from ..divergences import gelbrich_w2_squared, gmm_kl_monte_carlo, gmm_kl_upper_bound, gmm_mw2_squared
+
     n_kl = 5000 if quick else 20_000
     n_ot, reps = (400, 4) if quick else (1500, 5)
-    ho_margin = math.inf  # min over trials of (bound - (MC - 3 SE))
-    order_margin = math.inf  # min over trials of (MW2^2 - Gelbrich)
-    emp_low = emp_high = math.inf
-    emp_report = []
+    out = {"ho": math.inf, "order": math.inf, "emp_low": math.inf, "emp_high": math.inf, "report": []}
     for trial in range(4):
         f, g = _random_gmm(3, 2, gen), _random_gmm(2, 2, gen)
         mc = gmm_kl_monte_carlo(f, g, n_kl, generator=gen)
-        ho_margin = min(ho_margin, float(gmm_kl_upper_bound(f, g)) - (mc.value - 3.0 * mc.stderr))
+        out["ho"] = min(out["ho"], float(gmm_kl_upper_bound(f, g)) - (mc.value - 3.0 * mc.stderr))
         gel, mw2 = float(gelbrich_w2_squared(f, g)), float(gmm_mw2_squared(f, g))
-        order_margin = min(order_margin, mw2 - gel)
+        out["order"] = min(out["order"], mw2 - gel)
         if trial < 2:
-            vals = torch.stack(
-                [
-                    empirical_w2_squared(f.sample(n_ot, generator=gen), g.sample(n_ot, generator=gen))
-                    for _ in range(reps)
-                ]
-            )
-            emp, spread = float(vals.mean()), float(vals.std())
-            emp_low = min(emp_low, emp - gel + 3.0 * spread)  # >= 0: not below the lower bound
-            emp_high = min(emp_high, mw2 + 3.0 * spread - emp)  # >= 0: not above the upper bound
-            emp_report.append([gel, emp, spread, mw2])
+            low, high, emp, spread = _empirical_w2_between_bounds(f, g, gel, mw2, n_ot, reps, gen)
+            out["emp_low"], out["emp_high"] = min(out["emp_low"], low), min(out["emp_high"], high)
+            out["report"].append([gel, emp, spread, mw2])
+    return out
+
+
+def check_fnd4(quick: bool) -> ClaimResult:
+    """FND-4: the divergences are sane (Bures vs references, metric axioms, KL >= 0, the bounds' ordering)."""
+    from ..divergences import gaussian_kl
+
+    gen = rng(401)
+    gauss = [Gaussian(torch.randn(3, generator=gen, dtype=F64), _random_spd(3, gen)) for _ in range(6)]
+    axioms = _w2_metric_axioms(gauss)
+    err_sym, err_self, tri_violation = axioms["asymmetry"], axioms["self"], axioms["triangle"]
+    err_sqrtm, err_pot = _w2_reference_errors(gauss, axioms["W"])
+    kl_min = _min_pairwise_kl(gauss)
+    near_zero = _kl_near_zero(gauss, gaussian_kl)
+    gmm = _gmm_bound_margins(quick, gen)
+    ho_margin, order_margin, emp_low, emp_high = gmm["ho"], gmm["order"], gmm["emp_low"], gmm["emp_high"]
+    emp_report = gmm["report"]
     passed = (
         err_sqrtm <= 1e-10
         and err_pot <= 1e-10
@@ -667,14 +613,12 @@ def check_fnd7(quick: bool) -> ClaimResult:
         # per measurement
         law = sampler_laws.sampler_law(prob, method, y=y, steps=steps, **kn).law
         x = solve(prob, y, method, n_samples=n, generator=gen, steps=steps, **kn)
-        zm = float(mean_z_scores(x, law.mean, law.cov).abs().max())
-        zc = float(cov_z_scores(x, law.mean, law.cov).abs().max())
+        zm, zc = max_z_scores(x, law.mean, law.cov)
         # jointly over Y: one measurement per particle
         res = sampler_laws.sampler_law(prob, method, y=None, steps=steps, **kn)
         xs, ys = prob.sample_joint(n, generator=gen)
         xj = solve(prob, ys, method, generator=gen, steps=steps, **kn)
-        zmj = float(mean_z_scores(xj, res.law.mean, res.law.cov).abs().max())
-        zcj = float(cov_z_scores(xj, res.law.mean, res.law.cov).abs().max())
+        zmj, zcj = max_z_scores(xj, res.law.mean, res.law.cov)
         sq = (xs - xj).square().sum(-1)
         zmse = abs(float(sq.mean()) - float(res.mse)) / float(sq.std() / math.sqrt(n))
         rows[name] = [round(v, 2) for v in (zm, zc, zmj, zcj, zmse)]

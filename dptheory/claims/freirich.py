@@ -22,7 +22,7 @@ from ..estimate import Estimate
 from ..mmse_law_1d import mmse_w2_squared_1d
 from ..reference_problems import b1, g2, g2post
 from ..solver import solve
-from .foundations import F64, agrees_with_quote, rng, single_threaded
+from ._util import F64, agrees_with_quote, rng, single_threaded
 from .result import ClaimResult
 
 __all__ = ["CHECKS", "quantile_w2_squared_to_samples"]
@@ -247,15 +247,11 @@ def _joint_point_mc(prior, x_star: torch.Tensor, x_hat: torch.Tensor, d_star: fl
     }
 
 
-def check_bmf4(quick: bool) -> ClaimResult:
-    """BMF-4: VSRD's lam and MAP-RPS's t0 both leave the joint curve except at the MMSE end (Gaussian exact;
-    GMM by Monte Carlo)."""
-    from ..denoisers import ConditionalExactDenoiser
+def _traversal_joint_gaps_gaussian() -> tuple[dict, dict]:
+    """Exact joint-curve gaps ``(gap, P)`` on G2 of VSRD (lam in 0, .25, .5, .75, 1; exact start) and of MAP-RPS
+    (t0 in 0, 20, 100, 300; x_MAP = mu(Y), the affine map ``gain y + m - gain A m``), keyed by lam and t0."""
     from ..sampler_laws import sampler_law
-    from ..samplers import posterior as posterior_sampler
-    from ..schedules import linear_schedule
 
-    sched = linear_schedule()
     prob, _ = g2()
     curve = optimal_dp_curve(prob)
 
@@ -270,6 +266,48 @@ def check_bmf4(quick: bool) -> ClaimResult:
     upd = prob._update
     x_map = (upd.gain[0], prob.prior.mean - upd.gain[0] @ (prob.A @ prob.prior.mean))  # MAP = MMSE = mu(Y)
     mrps_gaps = {t0: joint_gap(sampler_law(prob, "map-rps", t0=t0, x_map=x_map)) for t0 in (0, 20, 100, 300)}
+    return vsrd_gaps, mrps_gaps
+
+
+def _map_rps_output_gmm(gprob, y: torch.Tensor, x_map: torch.Tensor, t0: int, gen: torch.Generator):
+    """MAP-RPS on a GMM problem: ``x_MAP`` re-noised to level ``t0`` and denoised by the exact conditional
+    posterior sampler (``x_MAP`` itself at ``t0 = 0``)."""
+    from ..denoisers import ConditionalExactDenoiser
+    from ..samplers import posterior as posterior_sampler
+    from ..schedules import linear_schedule
+
+    if t0 == 0:
+        return x_map
+    sched = linear_schedule()
+    ab = float(sched.alpha_bar(t0))
+    x_t0 = math.sqrt(ab) * x_map + math.sqrt(1 - ab) * torch.randn(x_map.shape, generator=gen, dtype=F64)
+    return posterior_sampler(ConditionalExactDenoiser(gprob, y), x_t0, sched, t_start=t0, generator=gen)
+
+
+def _traversal_joint_points_gmm(n: int) -> tuple[dict, object, float]:
+    """Monte Carlo joint (D, P) points (:func:`_joint_point_mc`) on B1 (sigma = 0.5) of VSRD (lam = 0, .5, 1)
+    and MAP-RPS (t0 = 0, 100, 1000) over ``n`` (X, Y) pairs; with the Monte Carlo D* and the exact W."""
+    gprob, _ = b1(sigma_y=0.5)
+    gen = rng(1401)
+    d_star = gprob.mmse_error(4 * n, generator=gen)
+    w = math.sqrt(float(mmse_w2_squared_1d(gprob)))  # exact (quantile formula)
+    _, y = gprob.sample_joint(n, generator=gen)
+    x_star = gprob.mmse(y)
+    gmm = {}
+    for lam in (0.0, 0.5, 1.0):
+        x_hat = solve(gprob, y, "vsrd", lam=lam, generator=gen)
+        gmm[f"vsrd lam={lam:g}"] = _joint_point_mc(gprob.prior, x_star, x_hat, d_star.value, w)
+    x_map_g = gprob.map(y)
+    for t0 in (0, 100, 1000):
+        x_hat = _map_rps_output_gmm(gprob, y, x_map_g, t0, gen)
+        gmm[f"map-rps t0={t0}"] = _joint_point_mc(gprob.prior, x_star, x_hat, d_star.value, w)
+    return gmm, d_star, w
+
+
+def check_bmf4(quick: bool) -> ClaimResult:
+    """BMF-4: VSRD's lam and MAP-RPS's t0 both leave the joint curve except at the MMSE end (Gaussian exact;
+    GMM by Monte Carlo)."""
+    vsrd_gaps, mrps_gaps = _traversal_joint_gaps_gaussian()
     quotes_vsrd = all(
         agrees_with_quote(vsrd_gaps[lam][0], q)
         for lam, q in ((0.25, "0.021"), (0.5, "0.041"), (0.75, "0.061"), (1.0, "0.081"))
@@ -281,29 +319,8 @@ def check_bmf4(quick: bool) -> ClaimResult:
         quotes_vsrd and quotes_mrps and abs(mrps_gaps[0][0]) <= 1e-12 and abs(vsrd_gaps[0.0][0]) <= 1e-5
     )
     # GMM (B1, sigma = 0.5) by Monte Carlo: the same samplers over (X, Y) pairs
-    gprob, _ = b1(sigma_y=0.5)
     n = 2000 if quick else 10_000
-    gen = rng(1401)
-    d_star = gprob.mmse_error(4 * n, generator=gen)
-    w = math.sqrt(float(mmse_w2_squared_1d(gprob)))  # exact (quantile formula)
-    _, y = gprob.sample_joint(n, generator=gen)
-    x_star = gprob.mmse(y)
-    gmm = {}
-    for lam in (0.0, 0.5, 1.0):
-        x_hat = solve(gprob, y, "vsrd", lam=lam, generator=gen)
-        gmm[f"vsrd lam={lam:g}"] = _joint_point_mc(gprob.prior, x_star, x_hat, d_star.value, w)
-    x_map_g = gprob.map(y)
-    den = ConditionalExactDenoiser(gprob, y)
-    for t0 in (0, 100, 1000):
-        if t0 == 0:
-            x_hat = x_map_g
-        else:
-            ab = float(sched.alpha_bar(t0))
-            x_t0 = math.sqrt(ab) * x_map_g + math.sqrt(1 - ab) * torch.randn(
-                x_map_g.shape, generator=gen, dtype=F64
-            )
-            x_hat = posterior_sampler(den, x_t0, sched, t_start=t0, generator=gen)
-        gmm[f"map-rps t0={t0}"] = _joint_point_mc(gprob.prior, x_star, x_hat, d_star.value, w)
+    gmm, d_star, w = _traversal_joint_points_gmm(n)
     gmm_ok = all(v["gap_lower"] > 3.0 * v["gap_lower_se"] for v in gmm.values())
     passed = gauss_ok and gmm_ok
     return ClaimResult(

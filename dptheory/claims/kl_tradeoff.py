@@ -24,7 +24,7 @@ from ..gaussian import Gaussian
 from ..reference_problems import g2post, iso
 from ..sampler_laws import map_rps_stage2_law
 from ..schedules import linear_schedule
-from .foundations import single_threaded
+from ._util import single_threaded
 from .result import ClaimResult
 
 __all__ = ["CHECKS", "brute_force_kl_dp", "kl_eigs"]

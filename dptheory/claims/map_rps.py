@@ -31,7 +31,7 @@ from ..sampler_laws import map_rps_stage1_fixed_point, map_rps_stage2_law, sampl
 from ..samplers import OFFICIAL_PRIOR_WEIGHTS, bayes_prior_weight, map_rps, map_rps_stage1
 from ..schedules import linear_schedule
 from ..solver import solve
-from .foundations import F64, agrees_with_quote, gmm_cdf_1d, half_unit, max_abs, rng, single_threaded, t64
+from ._util import F64, agrees_with_quote, gmm_cdf_1d, half_unit, max_abs, rng, single_threaded, t64
 from .result import ClaimResult
 
 __all__ = ["CHECKS"]

@@ -23,7 +23,7 @@ from ..divergences import gaussian_w2
 from ..reference_problems import b1, g2, g2post
 from ..sampler_laws import map_rps_stage1_fixed_point, map_rps_stage2_law
 from ..schedules import linear_schedule
-from .foundations import F64, single_threaded, t64
+from ._util import F64, single_threaded, t64
 from .result import ClaimResult
 
 __all__ = ["CHECKS", "SechProblem", "stage2_w2_exact"]
@@ -92,11 +92,10 @@ def _min_curvature_b1(sigma_y: float, y: float) -> float:
     return float(-h.max())
 
 
-def check_mrps10(quick: bool) -> ClaimResult:
-    """MRPS-10: Theorem 3.2 evaluated on strongly log-concave non-Gaussian posteriors; B1 is outside it."""
-    # 1-D: per-y and averaged over Y ~ p(y) (quadrature over a y grid)
-    one = SechProblem([[1.0]], 0.5)
-    ny = 61 if quick else 241
+def _map_mmse_1d(one: SechProblem, ny: int) -> dict:
+    """The 1-D sech problem on a grid of ``ny`` measurements y in [-6, 6]: per y, ``|MAP - MMSE|`` and
+    ``E[|X - MAP|^2 | y] - tr Cov = |MAP - MMSE|^2``; their averages over ``Y ~ p(y)`` (trapezoid in y, with
+    ``p(y)`` itself by quadrature over x in [-14, 14]) and the quadrature mass of ``p(y)``."""
     ys = torch.linspace(-6.0, 6.0, ny, dtype=F64)
     dist, excess, py = [], [], []
     xs = torch.linspace(-14, 14, 2801, dtype=F64)
@@ -111,32 +110,50 @@ def check_mrps10(quick: bool) -> ClaimResult:
         py.append(float(torch.trapezoid(prior_pdf * lik, xs)))
     py_t, dist_t = t64(py), t64(dist)
     mass = float(torch.trapezoid(py_t, ys))
-    e_dist = float(torch.trapezoid(py_t * dist_t, ys)) / mass
-    e_excess = float(torch.trapezoid(py_t * t64(excess), ys)) / mass
-    bound1 = math.sqrt(1 / one.mu)
-    # 2-D: a grid of measurements
-    two = SechProblem([[1.0, 0.5], [0.3, 1.0]], 0.5)
-    vals = (-3.0, 0.0, 1.5, 3.0) if quick else (-4.0, -3.0, -1.5, 0.0, 1.5, 3.0, 4.0)
-    n2 = 161 if quick else 321
+    return {
+        "max_dist": max(dist),
+        "e_dist": float(torch.trapezoid(py_t * dist_t, ys)) / mass,
+        "e_excess": float(torch.trapezoid(py_t * t64(excess), ys)) / mass,
+        "mass": mass,
+    }
+
+
+def _map_mmse_2d(two: SechProblem, vals: tuple[float, ...], n_grid: int) -> dict:
+    """The 2-D sech problem on the measurement grid ``vals x vals``: max over y of ``||MAP - MMSE||``, of
+    ``E[||X - MAP||^2 | y] - tr Cov`` and of the gradient residual at the Newton MAP (tensor trapezoid rule
+    with ``n_grid`` points per axis over +-12 posterior sds)."""
     dist2, excess2, resid = [], [], 0.0
     for a in vals:
         for b in vals:
             y = t64([a, b])
             x_map = two.map(y)
             resid = max(resid, float(two.gradient(x_map, y).abs().max()))
-            mean, to_map, tr = two.moments(y, x_map, n2, 12.0)
+            mean, to_map, tr = two.moments(y, x_map, n_grid, 12.0)
             dist2.append(float((mean - x_map).norm()))
             excess2.append(to_map - tr)
+    return {"max_dist": max(dist2), "max_excess": max(excess2), "resid": resid}
+
+
+def check_mrps10(quick: bool) -> ClaimResult:
+    """MRPS-10: Theorem 3.2 evaluated on strongly log-concave non-Gaussian posteriors; B1 is outside it."""
+    # 1-D: per-y and averaged over Y ~ p(y) (quadrature over a y grid)
+    one = SechProblem([[1.0]], 0.5)
+    one_d = _map_mmse_1d(one, 61 if quick else 241)
+    bound1 = math.sqrt(1 / one.mu)
+    # 2-D: a grid of measurements
+    two = SechProblem([[1.0, 0.5], [0.3, 1.0]], 0.5)
+    vals = (-3.0, 0.0, 1.5, 3.0) if quick else (-4.0, -3.0, -1.5, 0.0, 1.5, 3.0, 4.0)
+    two_d = _map_mmse_2d(two, vals, 161 if quick else 321)
     bound2 = math.sqrt(2 / two.mu)
     # the mixture B1 (0.5 N(+-1, .05), A = 1): the smallest curvature of -log p(x | y)
     curv = {f"sigma={s:g},y={y:g}": _min_curvature_b1(s, y) for s, y in ((0.5, 0.0), (0.5, -0.6), (0.1, -0.6))}
     analytic = 1 / 0.5**2 + 1 / 0.05 - 1 / 0.05**2  # 1/sigma^2 + 1/v - delta^2/v^2 at the midpoint x = 0
     passed = (
-        max(dist) <= bound1
-        and e_excess <= 1 / one.mu
-        and max(dist2) <= bound2
-        and max(excess2) <= 2 / two.mu
-        and resid <= 1e-10
+        one_d["max_dist"] <= bound1
+        and one_d["e_excess"] <= 1 / one.mu
+        and two_d["max_dist"] <= bound2
+        and two_d["max_excess"] <= 2 / two.mu
+        and two_d["resid"] <= 1e-10
         and all(v < 0 for v in curv.values())
         and abs(curv["sigma=0.5,y=0"] - analytic) <= 1e-6 * abs(analytic)
     )
@@ -146,18 +163,18 @@ def check_mrps10(quick: bool) -> ClaimResult:
         statement="Theorem 3.2: if the posterior is mu-strongly log-concave, E||X_MAP - X_MMSE|| <= sqrt(n/mu) and "
         "E||X - X_MAP||^2 <= D* + n/mu, so the MAP is a cheap stand-in for the MMSE.",
         measured={
-            "1-D sech prior, sigma=.5 (mu=4): max_y |MAP-MMSE|": max(dist),
-            "1-D: E_Y |MAP-MMSE|": e_dist,
+            "1-D sech prior, sigma=.5 (mu=4): max_y |MAP-MMSE|": one_d["max_dist"],
+            "1-D: E_Y |MAP-MMSE|": one_d["e_dist"],
             "1-D: bound sqrt(1/mu)": bound1,
-            "1-D: E||X-MAP||^2 - D*": e_excess,
+            "1-D: E||X-MAP||^2 - D*": one_d["e_excess"],
             "1-D: bound 1/mu": 1 / one.mu,
-            "1-D: quadrature mass of p(y)": mass,
+            "1-D: quadrature mass of p(y)": one_d["mass"],
             "2-D sech prior, A=[[1,.5],[.3,1]], sigma=.5: mu": two.mu,
-            "2-D: max_y ||MAP-MMSE||": max(dist2),
+            "2-D: max_y ||MAP-MMSE||": two_d["max_dist"],
             "2-D: bound sqrt(2/mu)": bound2,
-            "2-D: max_y E[||X-MAP||^2|y] - tr Cov": max(excess2),
+            "2-D: max_y E[||X-MAP||^2|y] - tr Cov": two_d["max_excess"],
             "2-D: bound 2/mu": 2 / two.mu,
-            "2-D: max |grad| at the MAP": resid,
+            "2-D: max |grad| at the MAP": two_d["resid"],
             "B1 min_x -d2 log p(x|y) (negative: not log-concave)": curv,
             "B1 analytic at x=0, sigma=.5, y=0": analytic,
         },

@@ -22,7 +22,7 @@ from ..reference_problems import b1, g2
 from ..samplers.red_diff import red_diff_effective_precision, red_diff_fixed_point
 from ..schedules import linear_schedule
 from ..solver import solve
-from .foundations import F64, agrees_with_quote, max_abs, rng, single_threaded, t64
+from ._util import F64, agrees_with_quote, max_abs, rng, single_threaded, t64
 from .result import ClaimResult
 
 __all__ = ["CHECKS"]
@@ -30,16 +30,13 @@ __all__ = ["CHECKS"]
 LAM = 0.25  # the official grad_term_weight
 
 
-def check_red1(quick: bool) -> ClaimResult:
-    """RED-1: E[eps_hat - eps] = sqrt(ab (1 - ab)) S_t^{-1} (mu - m) (MC); the t ~ U fixed point is the
-    posterior mean under N(m, P_eff^{-1}), P_eff = lam mean_t (1 - ab_t) S_t^{-1}, and it is not the MAP."""
-    sched = linear_schedule()
-    prob, y = g2()
+def _regulariser_mean_z(prob, den: ExactDenoiser, sched, n: int) -> float:
+    """Max |z| over coordinates and t in (20, 300, 700) of the Monte Carlo mean of ``eps_hat(x_t) - eps``,
+    ``x_t = sqrt(ab) mu + sqrt(1 - ab) eps`` with ``mu = (0.9, -0.4)`` and ``n`` draws per level, against its
+    exact value ``sqrt(ab (1 - ab)) S_t^{-1} (mu - m)``, ``S_t = ab S + (1 - ab) I``."""
     m, S = prob.prior.mean, prob.prior.cov
-    den = ExactDenoiser(prob.prior)
     eye = torch.eye(2, dtype=F64)
     mu = t64([0.9, -0.4])
-    n = 20_000 if quick else 200_000
     gen = rng(6101)
     worst_z = 0.0
     for t in (20, 300, 700):
@@ -50,24 +47,47 @@ def check_red1(quick: bool) -> ClaimResult:
         target = math.sqrt(ab * (1 - ab)) * torch.linalg.solve(S_t, mu - m)
         z = (direction.mean(0) - target) / (direction.std(0) / math.sqrt(n))
         worst_z = max(worst_z, float(z.abs().max()))
-    # the fixed point for t ~ U{1..T}: zero of A^T (A mu - y)/s^2 + mean_t lam_t E[eps_hat - eps]
-    fp = red_diff_fixed_point(prob, y, LAM, sched)
-    abs_ = sched.alpha_bars[1:]
-    P_eff = LAM * torch.stack([(1 - ab) * torch.linalg.inv(ab * S + (1 - ab) * eye) for ab in abs_]).mean(0)
-    err_peff = max_abs(P_eff, red_diff_effective_precision(prob.prior, LAM, sched))
-    weaker = LinearInverseProblem(Gaussian(m, torch.linalg.inv(P_eff)), prob.A, prob.sigma_y).mmse(y)
-    err_fp = max_abs(fp, weaker)
-    # expected gradient at fp from the denoiser itself (eps_hat is affine: E_eps[eps_hat(x_t) - eps] = eps_hat
-    # at the mean x_t = sqrt(ab) mu)
+    return worst_z
+
+
+def _effective_precision_direct(S: torch.Tensor, sched) -> torch.Tensor:
+    """``P_eff = lam mean_{t=1..T} (1 - ab_t) (ab_t S + (1 - ab_t) I)^{-1}``, written out independently of
+    :func:`red_diff_effective_precision`."""
+    eye = torch.eye(S.shape[0], dtype=F64)
+    per_level = [(1 - ab) * torch.linalg.inv(ab * S + (1 - ab) * eye) for ab in sched.alpha_bars[1:]]
+    return LAM * torch.stack(per_level).mean(0)
+
+
+def _expected_gradient(prob, y: torch.Tensor, den: ExactDenoiser, mu: torch.Tensor, sched) -> torch.Tensor:
+    """RED-Diff's expected gradient ``A^T (A mu - y)/s^2 + mean_t lam sqrt((1-ab)/ab) E_eps[eps_hat - eps]`` at
+    ``mu``; eps_hat is affine, so ``E_eps[eps_hat(x_t) - eps]`` is eps_hat at the mean ``x_t = sqrt(ab) mu``."""
     reg = torch.stack(
         [
             LAM
             * math.sqrt((1 - float(ab)) / float(ab))
-            * den.eps((math.sqrt(float(ab)) * fp)[None], float(ab))[0]
-            for ab in abs_
+            * den.eps((math.sqrt(float(ab)) * mu)[None], float(ab))[0]
+            for ab in sched.alpha_bars[1:]
         ]
     ).mean(0)
-    grad = prob.A.T @ (prob.A @ fp - y) / prob.sigma_y**2 + reg
+    return prob.A.T @ (prob.A @ mu - y) / prob.sigma_y**2 + reg
+
+
+def check_red1(quick: bool) -> ClaimResult:
+    """RED-1: E[eps_hat - eps] = sqrt(ab (1 - ab)) S_t^{-1} (mu - m) (MC); the t ~ U fixed point is the
+    posterior mean under N(m, P_eff^{-1}), P_eff = lam mean_t (1 - ab_t) S_t^{-1}, and it is not the MAP."""
+    sched = linear_schedule()
+    prob, y = g2()
+    m, S = prob.prior.mean, prob.prior.cov
+    den = ExactDenoiser(prob.prior)
+    n = 20_000 if quick else 200_000
+    worst_z = _regulariser_mean_z(prob, den, sched, n)
+    # the fixed point for t ~ U{1..T}: zero of A^T (A mu - y)/s^2 + mean_t lam_t E[eps_hat - eps]
+    fp = red_diff_fixed_point(prob, y, LAM, sched)
+    P_eff = _effective_precision_direct(S, sched)
+    err_peff = max_abs(P_eff, red_diff_effective_precision(prob.prior, LAM, sched))
+    weaker = LinearInverseProblem(Gaussian(m, torch.linalg.inv(P_eff)), prob.A, prob.sigma_y).mmse(y)
+    err_fp = max_abs(fp, weaker)
+    grad = _expected_gradient(prob, y, den, fp, sched)
     map_ = prob.map(y)
     eig_peff = [float(v) for v in torch.linalg.eigvalsh(P_eff)]
     eig_sinv = [float(v) for v in torch.linalg.eigvalsh(torch.linalg.inv(S))]
@@ -175,9 +195,41 @@ def _sgd_stationary_mean(problem, y, *, steps: int, lr: float, n: int, seeds, av
     return runs.mean(0), runs.std(0) / math.sqrt(len(seeds)), len(seeds)
 
 
+def _g2_sgd_vs_fixed_point(sched, R: int, n: int, steps: int, last: int, lr: float) -> dict:
+    """G2 in the theory's setting (t ~ U, plain SGD): the time average over the last ``last`` of ``steps``
+    iterations of ``R`` independent runs, its SE, and its exact expectation.
+
+    Every step is affine in mu with expected matrix ``H = A^T A / s^2 + P_eff``, so ``E[mu_k] = fp + (I - lr
+    H)^k (mu_0 - fp)`` EXACTLY: the expectation is the fixed point plus the known decaying transient."""
+    prob, y = g2()
+    fp = red_diff_fixed_point(prob, y, LAM, sched)
+    avg, se, _ = _sgd_stationary_mean(
+        prob, y, steps=steps, lr=lr, n=n, seeds=range(6201, 6201 + R), average_last=last
+    )
+    H = prob.A.T @ prob.A / prob.sigma_y**2 + red_diff_effective_precision(prob.prior, LAM, sched)
+    step = torch.eye(2, dtype=F64) - lr * H
+    mu0 = prob.operator.pinv(y)
+    powers = [torch.linalg.matrix_power(step, k + 1) for k in range(steps - last, steps)]
+    expected = fp + torch.stack([P @ (mu0 - fp) for P in powers]).mean(0)
+    return {"fp": fp, "avg": avg, "se": se, "expected": expected}
+
+
+def _b1_zero_vs_sgd(sched, R: int, n: int, steps: int, last: int) -> dict:
+    """B1 (sigma = .5, y = -.6): the zero of the expected gradient (Gauss-Hermite quadrature, brentq to 1e-9)
+    and the SGD (t ~ U, lr 0.005) time average over ``R`` runs with its SE."""
+    from scipy.optimize import brentq
+
+    gprob, gy = b1(sigma_y=0.5, y=-0.6)
+    G = _reddiff_expected_gradient_1d(gprob.prior, float(gy[0]), gprob.sigma_y, LAM, sched)
+    root = brentq(G, -1.5, 0.5, xtol=1e-9)
+    g_avg, g_se, _ = _sgd_stationary_mean(
+        gprob, gy, steps=steps, lr=0.005, n=n, seeds=range(6301, 6301 + R), average_last=last
+    )
+    return {"problem": gprob, "y": gy, "root": root, "avg": float(g_avg[0]), "se": float(g_se[0])}
+
+
 def check_red2(quick: bool) -> ClaimResult:
     """RED-2: where RED-Diff converges vs problem.map(y): Gaussian (G2) and GMM (B1)."""
-    from scipy.optimize import brentq
     from scipy.stats import t as student_t
 
     sched = linear_schedule()
@@ -190,33 +242,17 @@ def check_red2(quick: bool) -> ClaimResult:
     t_crit = float(student_t.ppf(1 - 1e-4 / 2, R - 1))  # two-sided, 1e-4 false alarms per coordinate
     prob, y = g2()
     map_g = prob.map(y)
-    fp = red_diff_fixed_point(prob, y, LAM, sched)
-    # the theory's setting (t ~ U, plain SGD): every step is affine in mu with expected matrix
-    # H = A^T A / s^2 + P_eff, so E[mu_k] = fp + (I - lr H)^k (mu_0 - fp) EXACTLY; the time average over the
-    # last 400 of 600 (full: 500 of 800) iterations is compared with its exact expectation (fp plus the
-    # known decaying transient)
     steps, last, lr = (600, 400, 0.05) if quick else (800, 500, 0.05)
-    avg, se, _ = _sgd_stationary_mean(
-        prob, y, steps=steps, lr=lr, n=n, seeds=range(6201, 6201 + R), average_last=last
-    )
-    H = prob.A.T @ prob.A / prob.sigma_y**2 + red_diff_effective_precision(prob.prior, LAM, sched)
-    step = torch.eye(2, dtype=F64) - lr * H
-    mu0 = prob.operator.pinv(y)
-    powers = [torch.linalg.matrix_power(step, k + 1) for k in range(steps - last, steps)]
-    expected = fp + torch.stack([P @ (mu0 - fp) for P in powers]).mean(0)
+    g2_run = _g2_sgd_vs_fixed_point(sched, R, n, steps, last, lr)
+    fp, avg, se, expected = g2_run["fp"], g2_run["avg"], g2_run["se"], g2_run["expected"]
     z_fp = float(((avg - expected) / se).abs().max())
     # the official setting (descending t, Adam lr 0.1)
     n_off = 32 if quick else 512
     x_off = solve(prob, y, "red-diff", n_samples=n_off, generator=rng(6202))
     off_rms = float((x_off - map_g).square().sum(-1).mean().sqrt())
     # GMM: B1 (sigma = .5, y = -.6) -- the zero of the expected gradient (quadrature) vs the SGD time average
-    gprob, gy = b1(sigma_y=0.5, y=-0.6)
-    G = _reddiff_expected_gradient_1d(gprob.prior, float(gy[0]), gprob.sigma_y, LAM, sched)
-    root = brentq(G, -1.5, 0.5, xtol=1e-9)
-    g_avg, g_se, _ = _sgd_stationary_mean(
-        gprob, gy, steps=steps, lr=0.005, n=n, seeds=range(6301, 6301 + R), average_last=last
-    )
-    g_avg, g_se = float(g_avg[0]), float(g_se[0])
+    b1_run = _b1_zero_vs_sgd(sched, R, n, steps, last)
+    gprob, gy, root, g_avg, g_se = b1_run["problem"], b1_run["y"], b1_run["root"], b1_run["avg"], b1_run["se"]
     xg_off = solve(gprob, gy, "red-diff", n_samples=n_off, generator=rng(6204))[:, 0]
     map_b1, mmse_b1 = float(gprob.map(gy)[0]), float(gprob.mmse(gy)[0])
     passed = (

@@ -26,7 +26,7 @@ from ..samplers.vml_map import vml_map
 from ..schedules import linear_schedule
 from ..solver import solve
 from ..vml_loss import vml, vml_s, vml_s_gradient
-from .foundations import F64, rng, single_threaded, t64
+from ._util import F64, rng, single_threaded, t64
 from .result import ClaimResult
 
 __all__ = ["CHECKS"]
@@ -141,6 +141,58 @@ def _odd_part(denoiser):
     return lambda x, ab: 0.5 * (denoiser(x, ab) - denoiser(-x, ab))
 
 
+def _random_starts_at_650(den, sched, steps, n: int, gen: torch.Generator, kw: dict) -> float:
+    """``max |x_t|`` at t = 650 (or the first grid level below it) of VML-MAP from ``n`` random starts."""
+    at_650 = []
+
+    def record(i, t, x_s, x0_hat):
+        if t == 650 or (not at_650 and t < 650):
+            at_650.append(float(x_s.abs().max()))
+
+    vml_map(den, torch.randn(n, 1, generator=gen, dtype=F64), sched, steps=steps, callback=record, **kw)
+    return at_650[0]
+
+
+def _bifurcation_level(prob, y0: torch.Tensor, sched, grid: list) -> int:
+    """``t_bif``: going up from the last level of ``grid``, the highest level before the first where the second
+    difference (step 1e-4) of ``VML_S`` at x = 0 is positive (VML_S is concave at 0 from there down)."""
+    h = 1e-4
+    t_bif = None
+    for t in reversed(grid[:-1]):  # from the last level up
+        ab = float(sched.alpha_bar(t))
+        v = vml_s(prob, y0, t64([[-h], [0.0], [h]]), ab)
+        if float(v[0] - 2 * v[1] + v[2]) > 0:
+            break
+        t_bif = t
+    if t_bif is None:
+        raise RuntimeError("VML_S is convex at 0 at every level: no bifurcation on this grid")
+    return t_bif
+
+
+def _linearised_gain(den, sched, t_bif: int, sub_steps: int, kw: dict) -> float:
+    """The output of VML-MAP from 1 at ``t_bif`` with the denoiser linearised at 0, ``D'(0) x``: the gain of an
+    offset from the symmetric branch."""
+
+    def slope(ab):
+        x = torch.zeros(1, 1, dtype=F64, requires_grad=True)
+        (g,) = torch.autograd.grad(den(x, ab).sum(), x)
+        return float(g)
+
+    linear = lambda x, ab: slope(ab) * x
+    ones = torch.ones(1, 1, dtype=F64)
+    return float(vml_map(linear, ones, sched, t_start=t_bif, steps=sub_steps, **kw).abs()[0, 0])
+
+
+def _near_symmetric_errors(prob, den, sched, steps, n: int, gen: torch.Generator, kw: dict) -> float:
+    """``max |x - MAP|`` of VML-MAP from ``n`` random starts at the nearly symmetric measurements y = +-1e-6."""
+    err_near = 0.0
+    for yy in (1e-6, -1e-6):
+        gy = t64([yy])
+        out = vml_map(den, torch.randn(n, 1, generator=gen, dtype=F64), sched, steps=steps, **dict(kw, y=gy))
+        err_near = max(err_near, float((out - prob.map(gy)).abs().max()))
+    return err_near
+
+
 def _symmetric_measurement(tol_mode: float, steps, n: int, gen: torch.Generator) -> dict:
     """VML-MAP on B1 at y = 0 (two equally likely modes +-0.8333), measured without help from round-off.
 
@@ -166,52 +218,24 @@ def _symmetric_measurement(tol_mode: float, steps, n: int, gen: torch.Generator)
     den = ExactDenoiser(prob.prior)
     kw = dict(operator=prob.operator, y=y0, sigma_y=prob.sigma_y, A_norm_squared=1.0)
     grid = sched.timesteps(steps)
-    ones = torch.ones(1, 1, dtype=F64)
     # (1) the branch, exactly
     branch = float(vml_map(_odd_part(den), torch.zeros(1, 1, dtype=F64), sched, steps=steps, **kw).abs().max())
     post = prob.posterior(y0)
     curv_at_0 = float(torch.autograd.functional.hessian(lambda x: post.log_prob(x), torch.zeros(1, dtype=F64)))
     mode = float(prob.map(y0).abs()[0])
     # (2) random starts are on the branch by t = 650
-    at_650 = []
-
-    def record(i, t, x_s, x0_hat):
-        if t == 650 or (not at_650 and t < 650):
-            at_650.append(float(x_s.abs().max()))
-
-    vml_map(den, torch.randn(n, 1, generator=gen, dtype=F64), sched, steps=steps, callback=record, **kw)
+    at_650 = _random_starts_at_650(den, sched, steps, n, gen, kw)
     # (3) where the branch turns unstable, and the linearised gain from there
-    h = 1e-4
-    t_bif = None
-    for t in reversed(grid[:-1]):  # from the last level up
-        ab = float(sched.alpha_bar(t))
-        v = vml_s(prob, y0, t64([[-h], [0.0], [h]]), ab)
-        if float(v[0] - 2 * v[1] + v[2]) > 0:
-            break
-        t_bif = t
-    if t_bif is None:
-        raise RuntimeError("VML_S is convex at 0 at every level: no bifurcation on this grid")
-    sub = grid.index(t_bif)
-    sub_steps = len(grid) - 1 - sub
-
-    def slope(ab):
-        x = torch.zeros(1, 1, dtype=F64, requires_grad=True)
-        (g,) = torch.autograd.grad(den(x, ab).sum(), x)
-        return float(g)
-
-    linear = lambda x, ab: slope(ab) * x
-    gain = float(vml_map(linear, ones, sched, t_start=t_bif, steps=sub_steps, **kw).abs()[0, 0])
+    t_bif = _bifurcation_level(prob, y0, sched, grid)
+    sub_steps = len(grid) - 1 - grid.index(t_bif)
+    gain = _linearised_gain(den, sched, t_bif, sub_steps, kw)
     # (4) perturbed starts below t_bif, and nearly symmetric measurements
     side = torch.tensor([[1e-6], [-1e-6]], dtype=F64)
     off = vml_map(den, side, sched, t_start=t_bif, steps=sub_steps, **kw)[:, 0]
     err_off = max(abs(float(off[0]) - mode), abs(float(off[1]) + mode))
-    err_near = 0.0
-    for yy in (1e-6, -1e-6):
-        gy = t64([yy])
-        out = vml_map(den, torch.randn(n, 1, generator=gen, dtype=F64), sched, steps=steps, **dict(kw, y=gy))
-        err_near = max(err_near, float((out - prob.map(gy)).abs().max()))
+    err_near = _near_symmetric_errors(prob, den, sched, steps, n, gen, kw)
     passed = (
-        branch == 0.0 and curv_at_0 > 0 and at_650[0] <= 1e-8 and err_off <= tol_mode and err_near <= tol_mode
+        branch == 0.0 and curv_at_0 > 0 and at_650 <= 1e-8 and err_off <= tol_mode and err_near <= tol_mode
     )
     return {
         "passed": passed,
@@ -219,13 +243,49 @@ def _symmetric_measurement(tol_mode: float, steps, n: int, gen: torch.Generator)
             "B1 y=0 modes +-": mode,
             "B1 y=0 branch output (odd denoiser, x_T = 0)": branch,
             "B1 y=0 d2/dx2 log p(x|y) at 0 (> 0: minimum)": curv_at_0,
-            "B1 y=0 random starts max|x_t| at t=650": at_650[0],
+            "B1 y=0 random starts max|x_t| at t=650": at_650,
             "B1 y=0 t_bif (VML_S concave at 0 below)": t_bif,
             "B1 y=0 linearised gain from t_bif": gain,
             "B1 y=0 branch +-1e-6 at t_bif: outputs": [float(v) for v in off],
             "B1 y=0 branch +-1e-6 at t_bif: max|x - mode|": err_off,
             "B1 y=+-1e-6 max|x - MAP|": err_near,
         },
+    }
+
+
+def _b1_modes(n: int, gen: torch.Generator, steps) -> tuple[dict, float]:
+    """VML-MAP on B1 at (sigma, y) = (.5, -.6) and (.8, -.2): per case ``[mean output, MAP, MMSE, max|x - MAP|]``,
+    and the largest ``max|x - MAP|``."""
+    rows = {}
+    worst_map = 0.0
+    for sigma, yy in ((0.5, -0.6), (0.8, -0.2)):
+        gprob, gy = b1(sigma_y=sigma, y=yy)
+        xg = solve(gprob, gy, "vml-map", n_samples=n, generator=gen, steps=steps)
+        e = float((xg - gprob.map(gy)).abs().max())
+        worst_map = max(worst_map, e)
+        rows[f"B1 sigma={sigma:g} y={yy:g}"] = [
+            float(xg.mean()),
+            float(gprob.map(gy)[0]),
+            float(gprob.mmse(gy)[0]),
+            e,
+        ]
+    return rows, worst_map
+
+
+def _gmm2_stationary_points(n: int, gen: torch.Generator, steps, tol_mode: float) -> dict:
+    """VML-MAP on the 2-D GMM posterior (A = [1, .5], sigma = .3, y = .4): ``max |grad log p(x|y)|`` at the
+    outputs, whether all are local maxima (Hessian negative definite), their distances to the global MAP and
+    the fraction within ``tol_mode`` of it."""
+    g2prob = LinearInverseProblem(gmm2(), [[1.0, 0.5]], 0.3)
+    g2y = t64([0.4])
+    x2 = solve(g2prob, g2y, "vml-map", n_samples=n, generator=gen, steps=steps)
+    grad, hess = _posterior_grad_hess(g2prob, x2, g2y)
+    dist_map = (x2 - g2prob.map(g2y)).norm(dim=-1)
+    return {
+        "max_grad": float(grad.abs().max()),
+        "local_max": bool((torch.linalg.eigvalsh(hess).amax(-1) < 0).all()),
+        "dist_map": dist_map,
+        "at_map": float((dist_map <= tol_mode).double().mean()),
     }
 
 
@@ -244,29 +304,10 @@ def check_vml2(quick: bool) -> ClaimResult:
     prob, y = g2()
     x = solve(prob, y, "vml-map", n_samples=n, generator=gen, steps=steps)
     err_gauss = float((x - prob.map(y)).abs().max())
-    rows = {}
-    worst_map = 0.0
-    for sigma, yy in ((0.5, -0.6), (0.8, -0.2)):
-        gprob, gy = b1(sigma_y=sigma, y=yy)
-        xg = solve(gprob, gy, "vml-map", n_samples=n, generator=gen, steps=steps)
-        e = float((xg - gprob.map(gy)).abs().max())
-        worst_map = max(worst_map, e)
-        rows[f"B1 sigma={sigma:g} y={yy:g}"] = [
-            float(xg.mean()),
-            float(gprob.map(gy)[0]),
-            float(gprob.mmse(gy)[0]),
-            e,
-        ]
+    rows, worst_map = _b1_modes(n, gen, steps)
     sym = _symmetric_measurement(tol_mode, steps, n, gen)
-    # a 2-D GMM posterior (A = [1, .5]): stationary points that are local maxima, and how many reach the MAP
-    g2prob = LinearInverseProblem(gmm2(), [[1.0, 0.5]], 0.3)
-    g2y = t64([0.4])
-    x2 = solve(g2prob, g2y, "vml-map", n_samples=n, generator=gen, steps=steps)
-    grad, hess = _posterior_grad_hess(g2prob, x2, g2y)
-    max_grad = float(grad.abs().max())
-    local_max = bool((torch.linalg.eigvalsh(hess).amax(-1) < 0).all())
-    dist_map = (x2 - g2prob.map(g2y)).norm(dim=-1)
-    at_map = float((dist_map <= tol_mode).double().mean())
+    gmm2_run = _gmm2_stationary_points(n, gen, steps, tol_mode)
+    max_grad, local_max, dist_map, at_map = (gmm2_run[k] for k in ("max_grad", "local_max", "dist_map", "at_map"))
     passed = (
         err_gauss <= 1e-4
         and worst_map <= tol_mode

@@ -27,7 +27,7 @@ from ..reference_problems import b1, g2, g2post, iso
 from ..sampler_laws import sampler_law, vsrd_end_law
 from ..samplers import vsrd
 from ..schedules import linear_schedule
-from .foundations import F64, max_abs, rng, single_threaded
+from ._util import F64, max_abs, rng, single_threaded
 from .result import ClaimResult
 
 __all__ = ["CHECKS"]

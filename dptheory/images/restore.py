@@ -503,27 +503,28 @@ def _run(args) -> int:
                         n_threads, tile, overlap, photo_unet)
 
 
-def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, size, paths, t_begin, device,
-             net_dtype, n_threads, tile, overlap, photo_unet) -> int:
-    import torch
-
-    from .devices import peak_memory_mib
-    from .metrics import psnr, ssim
-    from .problem import ImageInverseProblem, solve_image
+def _tiled_if_needed(denoiser, shape, tile, overlap, photo_unet: bool):
+    """The photo UNet wrapped in a :class:`~dptheory.images.tiling.TiledDenoiser` when the image ``shape (C, H,
+    W)`` calls for tiles (``auto_tile``); returns ``(denoiser, tiling)`` with ``tiling = dict(tile, overlap)`` or
+    None."""
+    if not photo_unet:
+        return denoiser, None
     from .tiling import auto_tile
 
-    shape = tuple(x.shape[1:])
-    fitted = args.backbone in FITTED_BACKBONES
-    if denoiser is None:
-        denoiser, schedule, described = _load_backbone(args, size, device)
-    tiling = None
-    if photo_unet:
-        tile, overlap = auto_tile(shape[1], shape[2], tile, overlap)
-        if tile:
-            from .tiling import TiledDenoiser
+    tile, overlap = auto_tile(shape[1], shape[2], tile, overlap)
+    if not tile:
+        return denoiser, None
+    from .tiling import TiledDenoiser
 
-            denoiser, tiling = TiledDenoiser(denoiser, tile, overlap), dict(tile=tile, overlap=overlap)
-    latent = getattr(denoiser, "latent", False)
+    return TiledDenoiser(denoiser, tile, overlap), dict(tile=tile, overlap=overlap)
+
+
+def _check_backbone_fits(args, denoiser, x, size, latent: bool) -> None:
+    """One call of the denoiser (through the VAE for a latent backbone) on a zero image of ``x``'s shape; a
+    RestoreError naming ``--size`` when it raises or returns another shape."""
+    import torch
+
+    shape = tuple(x.shape[1:])
     try:
         if latent:
             with torch.no_grad():
@@ -535,6 +536,66 @@ def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, siz
     if tuple(probe.shape) != (1, *shape):
         raise RestoreError(f"--size {size} does not fit backbone {args.backbone!r} (output {tuple(probe.shape)})")
 
+
+def _solve(args, problem, y, solver_method: str, denoiser, schedule, gen, latent: bool, knobs: dict):
+    """The restoration: :func:`solve_latent` for a latent backbone, :func:`solve_image` otherwise; a solver's
+    ValueError/TypeError becomes a RestoreError."""
+    from .problem import solve_image
+
+    try:
+        if latent:
+            from .latent_solve import solve_latent
+
+            return solve_latent(problem, y, solver_method, denoiser, schedule=schedule, generator=gen,
+                                progress=not args.no_progress, **knobs)
+        return solve_image(problem, y, solver_method, denoiser, schedule=schedule, generator=gen,
+                           progress=not args.no_progress, **knobs)
+    except (ValueError, TypeError) as err:
+        raise RestoreError(str(err)) from err
+
+
+def _quality(x_hat, x) -> dict:
+    """``psnr`` and ``ssim`` of ``x_hat (1, C, H, W)`` against the truth ``x``."""
+    from .metrics import psnr, ssim
+
+    return dict(psnr=float(psnr(x_hat, x)[0]), ssim=_ssim(ssim, x_hat, x))
+
+
+def _print_summary(args, report: dict, shape, described: str, device, n_threads: int, tiling, sol, seconds: float,
+                   bicubic, solver_method: str, knobs: dict, paths: dict) -> None:
+    """The human-readable summary of a restoration (without ``--json``)."""
+    where = f"{device}, {n_threads} thread{'s' * (n_threads > 1)}" + (
+        f", tiles {tiling['tile']} px / overlap {tiling['overlap']}" if tiling else "")
+    print(f"{args.task} on {args.image} ({shape[1]}x{shape[2]} px), {args.method} with the {described} ({where})")
+    print(f"  PSNR {report['psnr']:.2f} dB  SSIM {_fmt(report['ssim'])}   "
+          f"(A^+ y baseline: PSNR {report['psnr_baseline']:.2f} dB  SSIM {_fmt(report['ssim_baseline'])})")
+    if bicubic is not None:
+        print(f"  (bicubic upsampling of y: PSNR {report['psnr_bicubic']:.2f} dB  SSIM "
+              f"{_fmt(report['ssim_bicubic'])})")
+    print(f"  NFE {sol.nfe}  wall {seconds:.1f} s (solve {sol.seconds:.1f} s)  peak RSS "
+          f"{report['peak_memory_mib']['rss']:.0f} MiB")
+    if solver_method != args.method:
+        print(f"  note: with a network, {args.method} runs as {solver_method}(lam={knobs['lam']:g}) "
+              "(unsquared-norm DPS guidance)" + ("; lam < 1 leaves the network's training distribution "
+                                                 "(grey images)" if knobs["lam"] < 1 else ""))
+    print(f"  wrote {paths['measurement']}, {paths['restoration']}, {paths['side_by_side']}, {paths['json']}")
+
+
+def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, size, paths, t_begin, device,
+             net_dtype, n_threads, tile, overlap, photo_unet) -> int:
+    import torch
+
+    from .devices import peak_memory_mib
+    from .problem import ImageInverseProblem
+
+    shape = tuple(x.shape[1:])
+    fitted = args.backbone in FITTED_BACKBONES
+    if denoiser is None:
+        denoiser, schedule, described = _load_backbone(args, size, device)
+    denoiser, tiling = _tiled_if_needed(denoiser, shape, tile, overlap, photo_unet)
+    latent = getattr(denoiser, "latent", False)
+    _check_backbone_fits(args, denoiser, x, size, latent)
+
     network = not (fitted or callable(getattr(getattr(denoiser, "denoiser", denoiser), "condition", None)))
     solver_method = _network_method(args, network)
     problem = ImageInverseProblem(operator, sigma_y)
@@ -545,17 +606,7 @@ def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, siz
     knobs = _knobs(args)
     if args.zeta is not None:
         knobs["zeta"] = args.zeta
-    try:
-        if latent:
-            from .latent_solve import solve_latent
-
-            sol = solve_latent(problem, y, solver_method, denoiser, schedule=schedule, generator=gen,
-                               progress=not args.no_progress, **knobs)
-        else:
-            sol = solve_image(problem, y, solver_method, denoiser, schedule=schedule, generator=gen,
-                              progress=not args.no_progress, **knobs)
-    except (ValueError, TypeError) as err:
-        raise RestoreError(str(err)) from err
+    sol = _solve(args, problem, y, solver_method, denoiser, schedule, gen, latent, knobs)
     if not bool(torch.isfinite(sol.x).all()):
         print("dptheory restore: the restoration is not finite (diverged); try fewer guidance or more steps",
               file=sys.stderr)
@@ -563,6 +614,7 @@ def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, siz
     seconds = time.perf_counter() - t_begin
     x_hat = sol.x[:1].to(device="cpu", dtype=x.dtype)
     meas = _measurement_image(problem, y.cpu(), x, x_pinv).to(x.dtype)
+    baseline = _quality(x_pinv, x)
     report = dict(
         task=args.task, image=args.image, crop=args.crop, size=size, backbone=described, method=args.method,
         sigma_y=sigma_y, seed=args.seed, knobs=knobs, sampler=solver_method, exact_conditional=sol.exact_conditional,
@@ -570,14 +622,14 @@ def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, siz
         threads=n_threads, tiling=tiling, peak_memory_mib=peak_memory_mib(device),
         peak_memory_source="resource.getrusage(RUSAGE_SELF).ru_maxrss (process peak RSS)"
                            + ("; torch.cuda.max_memory_allocated" if device.type == "cuda" else ""),
-        psnr=float(psnr(x_hat, x)[0]), ssim=_ssim(ssim, x_hat, x),
-        psnr_baseline=float(psnr(x_pinv, x)[0]), ssim_baseline=_ssim(ssim, x_pinv, x),
+        **_quality(x_hat, x), psnr_baseline=baseline["psnr"], ssim_baseline=baseline["ssim"],
         nfe=sol.nfe, seconds=seconds, solve_seconds=sol.seconds,
         files={k: str(v) for k, v in paths.items()},
     )
     bicubic = _bicubic_baseline(y.cpu().to(x.dtype), x)
     if bicubic is not None:  # super-resolution: the classical baseline next to A^+ y
-        report.update(psnr_bicubic=float(psnr(bicubic, x)[0]), ssim_bicubic=_ssim(ssim, bicubic, x))
+        classical = _quality(bicubic, x)
+        report.update(psnr_bicubic=classical["psnr"], ssim_bicubic=classical["ssim"])
     meas_label = "measurement y" if tuple(y.shape) == tuple(x.shape) else "measurement (A^+ y)"
     try:
         _write_all({paths["measurement"]: meas[0], paths["restoration"]: x_hat[0],
@@ -589,20 +641,7 @@ def _restore(args, x, operator, sigma_y, gen, denoiser, schedule, described, siz
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        where = f"{device}, {n_threads} thread{'s' * (n_threads > 1)}" + (
-            f", tiles {tiling['tile']} px / overlap {tiling['overlap']}" if tiling else "")
-        print(f"{args.task} on {args.image} ({shape[1]}x{shape[2]} px), {args.method} with the {described} ({where})")
-        print(f"  PSNR {report['psnr']:.2f} dB  SSIM {_fmt(report['ssim'])}   "
-              f"(A^+ y baseline: PSNR {report['psnr_baseline']:.2f} dB  SSIM {_fmt(report['ssim_baseline'])})")
-        if bicubic is not None:
-            print(f"  (bicubic upsampling of y: PSNR {report['psnr_bicubic']:.2f} dB  SSIM "
-                  f"{_fmt(report['ssim_bicubic'])})")
-        print(f"  NFE {sol.nfe}  wall {seconds:.1f} s (solve {sol.seconds:.1f} s)  peak RSS "
-              f"{report['peak_memory_mib']['rss']:.0f} MiB")
-        if solver_method != args.method:
-            print(f"  note: with a network, {args.method} runs as {solver_method}(lam={knobs['lam']:g}) "
-                  "(unsquared-norm DPS guidance)" + ("; lam < 1 leaves the network's training distribution "
-                                                     "(grey images)" if knobs["lam"] < 1 else ""))
-        print(f"  wrote {paths['measurement']}, {paths['restoration']}, {paths['side_by_side']}, {paths['json']}")
+        _print_summary(args, report, shape, described, device, n_threads, tiling, sol, seconds, bicubic,
+                       solver_method, knobs, paths)
     return 0
 

@@ -84,7 +84,7 @@ def _per_particle(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 BB_CAP = 1e4
-"""The Barzilai-Borwein step is clipped to ``[eta_t, BB_CAP eta_t]`` (docs/theory §8.3; why a cap: paper_notes/vml_map.md)."""
+"""The Barzilai-Borwein step is clipped to ``[eta_t, BB_CAP eta_t]`` (docs/theory §8.3; why: paper_notes/vml_map.md)."""
 
 
 def _bb_step(x_old, x_new, g_old, g_new, eta_floor):
