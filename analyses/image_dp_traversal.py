@@ -144,68 +144,56 @@ def _solve(problem, y, method, den, value, cfg, gen, n_samples=1):
     return solve_image(problem, y, method, den, n_samples=n_samples, generator=gen, **knobs)
 
 
-def run_task(task: str, prior, x_show, cfg: dict, gen) -> dict:
-    op = make_operator(task)
-    lin = SpectralLinearProblem(prior, op, SIGMA_Y)
-    problem = ImageInverseProblem(op, SIGMA_Y)
-    den = SpectralDenoiser(prior)
-    n, d = cfg["n"], prior.dim
-    joint_curve = DPCurve(lin.mmse_error() / d, math.sqrt(lin.mmse_w2_squared() / d), "joint", note="exact (spectral)")
-    pm_curve = DPCurve(lin.mmse_error() / d, math.sqrt(lin.mmse_error() / d), "per-measurement",
-                       note="exact (spectral)")
-    y_show = lin.measure(x_show, generator=gen)
-    post = lin.posterior(y_show)
-    mu_y = post.mean
-    # floors of the W2 estimator: the same estimate on exact target draws of the same size (3 replicates)
+def _w2_floors(lin, post, mu_y, n: int, gen) -> dict:
+    """Floors of the W2 estimator: the same estimate on exact target draws of the same size (3 replicates)."""
     floor_j, floor_y = [], []
     for _ in range(3):
         x, yj = lin.sample_joint(n, generator=gen)
         floor_j.append(w2_estimate(lin.posterior(yj).sample(n, generator=gen), ref=x, boot=0, gen=gen)["value"])
         draws = post.sample(n, generator=gen)
         floor_y.append(w2_estimate(draws, mean=mu_y, power=post.power, boot=0, gen=gen)["value"])
-    floors = {"joint": Estimate.from_samples(torch.tensor(floor_j), dtype=None).as_pair(),
-              "per_measurement": Estimate.from_samples(torch.tensor(floor_y), dtype=None).as_pair()}
-    ref = prior.sample(n, generator=gen)  # held-out prior draws for the SWD
-    swd_floor = float(_swd(prior.sample(n, generator=gen), ref))
-    gen_ref = torch.Generator().manual_seed(SEED + 1)  # separate stream: the numbers above and below stay put
-    swd_ref = torch.tensor([_swd(prior.sample(n, generator=gen_ref), ref) for _ in range(SWD_REPLICATES)])
+    return {"joint": Estimate.from_samples(torch.tensor(floor_j), dtype=None).as_pair(),
+            "per_measurement": Estimate.from_samples(torch.tensor(floor_y), dtype=None).as_pair()}
 
-    sweeps = {"map-rps": cfg["t0s"], "vsrd": cfg["lams"], "dps": cfg["zetas"], "posterior": [cfg["steps"]]}
-    out = {"methods": {}, "images": {}}
-    for method, values in sweeps.items():
-        rows = []
-        for v in values:
-            x, yj = lin.sample_joint(n, generator=gen)
-            sj = _solve(problem, yj, method, den, v, cfg, gen)
-            err = (sj.x - x).square().flatten(1).mean(1)
-            Dj, Dj_se = Estimate.from_samples(err, dtype=None).as_pair()
-            Pj = w2_estimate(sj.x, ref=x, boot=cfg["boot"], gen=gen)
-            sy = _solve(problem, y_show, method, den, v, cfg, gen, n_samples=n)
-            dev = (sy.x - mu_y).square().flatten(1).mean(1)
-            Dy, Dy_se = Estimate.from_samples(dev, dtype=None).as_pair()
-            Dy += lin.mmse_error() / d
-            Py = w2_estimate(sy.x, mean=mu_y, power=post.power, boot=cfg["boot"], gen=gen)
-            row = {KNOB[method]: v,
-                   "joint": {"distortion": Dj, "distortion_stderr": Dj_se, "perception": Pj["value"],
-                             "perception_stderr": Pj["stderr"]},
-                   "per_measurement": {"distortion": Dy, "distortion_stderr": Dy_se, "perception": Py["value"],
-                                       "perception_stderr": Py["stderr"]},
-                   "psnr_db": Estimate.from_samples(psnr(sj.x, x), dtype=None).as_pair(),
-                   "swd": _swd(sj.x, ref),
-                   "nfe": sj.nfe, "seconds_joint": sj.seconds, "seconds_per_measurement": sy.seconds}
-            for form, curve in (("joint", joint_curve), ("per_measurement", pm_curve)):
-                p = row[form]
-                fl = floors[form][0]
-                p_deb = math.sqrt(max(p["perception"] ** 2 - fl**2, 0.0))
-                p["perception_debiased"] = p_deb
-                p["gap"] = p["distortion"] - float(curve.distortion(torch.tensor(p["perception"])))
-                p["gap_debiased"] = p["distortion"] - float(curve.distortion(torch.tensor(p_deb)))
-            rows.append(row)
-            if method in ("map-rps", "posterior"):
-                out["images"][f"{method} {KNOB[method]}={v}"] = sy.x[0]
-        out["methods"][method] = rows
 
-    # the optimal estimators at the P of MAP-RPS's middle t0 (joint and per-measurement forms)
+def _measure_point(method, v, lin, problem, den, y_show, post, ref, cfg, gen):
+    """One knob value: the joint point (fresh (x, y) pairs) and the per-measurement point (``n`` draws for
+    ``y_show``), per pixel; returns ``(row, per-measurement draws)``."""
+    d, mu_y = lin.prior.dim, post.mean
+    x, yj = lin.sample_joint(cfg["n"], generator=gen)
+    sj = _solve(problem, yj, method, den, v, cfg, gen)
+    err = (sj.x - x).square().flatten(1).mean(1)
+    Dj, Dj_se = Estimate.from_samples(err, dtype=None).as_pair()
+    Pj = w2_estimate(sj.x, ref=x, boot=cfg["boot"], gen=gen)
+    sy = _solve(problem, y_show, method, den, v, cfg, gen, n_samples=cfg["n"])
+    dev = (sy.x - mu_y).square().flatten(1).mean(1)
+    Dy, Dy_se = Estimate.from_samples(dev, dtype=None).as_pair()
+    Dy += lin.mmse_error() / d
+    Py = w2_estimate(sy.x, mean=mu_y, power=post.power, boot=cfg["boot"], gen=gen)
+    row = {KNOB[method]: v,
+           "joint": {"distortion": Dj, "distortion_stderr": Dj_se, "perception": Pj["value"],
+                     "perception_stderr": Pj["stderr"]},
+           "per_measurement": {"distortion": Dy, "distortion_stderr": Dy_se, "perception": Py["value"],
+                               "perception_stderr": Py["stderr"]},
+           "psnr_db": Estimate.from_samples(psnr(sj.x, x), dtype=None).as_pair(),
+           "swd": _swd(sj.x, ref),
+           "nfe": sj.nfe, "seconds_joint": sj.seconds, "seconds_per_measurement": sy.seconds}
+    return row, sy.x
+
+
+def _add_gaps(row: dict, curves: dict, floors: dict) -> None:
+    """The gap to each curve, raw and with the estimator's floor removed in quadrature."""
+    for form, curve in curves.items():
+        p = row[form]
+        p_deb = math.sqrt(max(p["perception"] ** 2 - floors[form][0] ** 2, 0.0))
+        p["perception_debiased"] = p_deb
+        p["gap"] = p["distortion"] - float(curve.distortion(torch.tensor(p["perception"])))
+        p["gap_debiased"] = p["distortion"] - float(curve.distortion(torch.tensor(p_deb)))
+
+
+def _optimal_at_map_rps(out: dict, lin, pm_curve, y_show, cfg, gen) -> None:
+    """The optimal estimators at the P of MAP-RPS's middle t0 (joint and per-measurement forms)."""
+    d = lin.prior.dim
     t_mid = cfg["t0s"][len(cfg["t0s"]) // 2]
     mid = next(r for r in out["methods"]["map-rps"] if r["t0"] == t_mid)
     Pj = mid["joint"]["perception_debiased"] * math.sqrt(d)
@@ -221,18 +209,59 @@ def run_task(task: str, prior, x_show, cfg: dict, gen) -> dict:
     }
     out["images"]["joint-optimal"] = opt_j(y_show, generator=gen)[0]
     out["images"]["per-measurement optimal"] = lin.shrunk_posterior_samples(y_show, Py, 1, generator=gen)[0]
-    out["images"]["x"] = x_show[0]
-    out["images"]["y"] = y_show[0]
 
+
+def _posterior_check(out: dict, lin, floors: dict) -> dict:
+    """Posterior sampling must land at (2 D*, ~floor) in both forms."""
     pt = out["methods"]["posterior"][0]["per_measurement"]
-    two_d = 2 * lin.mmse_error() / d
-    out["posterior_check"] = {
+    two_d = 2 * lin.mmse_error() / lin.prior.dim
+    return {
         "D_y": pt["distortion"], "D_y_stderr": pt["distortion_stderr"], "2D*_y": two_d,
         "z": (pt["distortion"] - two_d) / pt["distortion_stderr"],
         "P_y": pt["perception"], "P_y_stderr": pt["perception_stderr"], "P_floor": floors["per_measurement"][0],
         "D_joint": out["methods"]["posterior"][0]["joint"]["distortion"],
         "D_joint_stderr": out["methods"]["posterior"][0]["joint"]["distortion_stderr"], "2D*_joint": two_d,
     }
+
+
+def run_task(task: str, prior, x_show, cfg: dict, gen) -> dict:
+    from tqdm.auto import tqdm
+
+    op = make_operator(task)
+    lin = SpectralLinearProblem(prior, op, SIGMA_Y)
+    problem = ImageInverseProblem(op, SIGMA_Y)
+    den = SpectralDenoiser(prior)
+    n, d = cfg["n"], prior.dim
+    joint_curve = DPCurve(lin.mmse_error() / d, math.sqrt(lin.mmse_w2_squared() / d), "joint", note="exact (spectral)")
+    pm_curve = DPCurve(lin.mmse_error() / d, math.sqrt(lin.mmse_error() / d), "per-measurement",
+                       note="exact (spectral)")
+    y_show = lin.measure(x_show, generator=gen)
+    post = lin.posterior(y_show)
+    floors = _w2_floors(lin, post, post.mean, n, gen)
+    ref = prior.sample(n, generator=gen)  # held-out prior draws for the SWD
+    swd_floor = float(_swd(prior.sample(n, generator=gen), ref))
+    gen_ref = torch.Generator().manual_seed(SEED + 1)  # separate stream: the numbers above and below stay put
+    swd_ref = torch.tensor([_swd(prior.sample(n, generator=gen_ref), ref) for _ in range(SWD_REPLICATES)])
+
+    sweeps = {"map-rps": cfg["t0s"], "vsrd": cfg["lams"], "dps": cfg["zetas"], "posterior": [cfg["steps"]]}
+    out = {"methods": {}, "images": {}}
+    curves = {"joint": joint_curve, "per_measurement": pm_curve}
+    bar = tqdm(total=sum(map(len, sweeps.values())), desc=f"{NAME} {task}: knob values", leave=False)
+    for method, values in sweeps.items():
+        rows = []
+        for v in values:
+            row, x_y = _measure_point(method, v, lin, problem, den, y_show, post, ref, cfg, gen)
+            _add_gaps(row, curves, floors)
+            rows.append(row)
+            if method in ("map-rps", "posterior"):
+                out["images"][f"{method} {KNOB[method]}={v}"] = x_y[0]
+            bar.update()
+        out["methods"][method] = rows
+    bar.close()
+    _optimal_at_map_rps(out, lin, pm_curve, y_show, cfg, gen)
+    out["images"]["x"] = x_show[0]
+    out["images"]["y"] = y_show[0]
+    out["posterior_check"] = _posterior_check(out, lin, floors)
     out.update(curve_joint={"D_star": joint_curve.mmse_error, "W": joint_curve.w},
                curve_per_measurement={"D_star": pm_curve.mmse_error, "W": pm_curve.w},
                w2_floor={k: {"value": v[0], "stderr": v[1]} for k, v in floors.items()}, swd_floor=swd_floor,

@@ -10,7 +10,6 @@
 - FND-6: DDPM ancestral sampling with beta_tilde is off by O(1/T) (docs/theory §3.3).
 - FND-7: the exact-law recursions (docs/theory §4) match Monte Carlo runs of the sampler code.
 
-This module also holds the small helpers the other claim modules share (seeded generators, error measures).
 """
 
 from __future__ import annotations
