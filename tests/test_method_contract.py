@@ -12,6 +12,7 @@ import pkgutil
 
 import pytest
 import torch
+from test_image_solvers import FAST_KNOBS
 
 import dptheory as dpt
 import dptheory.samplers as samplers_pkg
@@ -24,20 +25,7 @@ from dptheory.traversal import nfe
 
 STAGES = {"map_rps_stage1"}  # sampler-shaped functions that are a stage of a method, not a method
 
-FAST = {  # cheap knobs per method
-    "posterior": dict(steps=4),
-    "ddpm": dict(steps=4),
-    "ddim": dict(steps=4),
-    "dps": dict(steps=4, zeta=0.5),
-    "vsrd": dict(steps=4, lam=0.5),
-    "map-rps": dict(t0=3, iters=3),
-    "red-diff": dict(steps=4),
-    "vml-map": dict(steps=3, inner_steps=1, final_steps=2),
-    "ddrm": dict(steps=4),
-    "diffpir": dict(steps=4),
-    "pigdm": dict(steps=4),
-    "daps": dict(steps=3, ode_steps=2, langevin_steps=2),
-}
+FAST = FAST_KNOBS  # cheap knobs per method, shared with the image-solver tests
 BAD = {  # one out-of-range knob per method
     "posterior": ("steps", 0),
     "ddpm": ("variance", "huge"),
