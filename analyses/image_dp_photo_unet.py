@@ -251,10 +251,13 @@ def _plane(ax, res: dict, methods=tuple(STYLE), zoom: bool = False):
         rows = res["methods"][method]
         ps = [r["psnr_db"][0] for r in rows]
         sw = [r["swd"]["value"] for r in rows]
+        peer = method not in ("map-rps", "vsrd")
+        if peer:  # one point per peer: its budget goes into the legend instead of a label in every panel
+            label = f"{label} ({SYMBOL[method]}={rows[0][KNOB[method]]:g}, {rows[0]['nfe']} NFE)"
         ax.errorbar(ps, sw, xerr=[r["psnr_db"][1] for r in rows], yerr=[r["swd"]["stderr"] for r in rows],
                     color=color, marker=marker, markersize=5, capsize=2, linewidth=1.2, label=label)
         for i, (r, px, s) in enumerate(zip(rows, ps, sw, strict=True)):
-            if zoom or method != "map-rps" or i in (0, len(rows) - 1):  # row 2: MAP-RPS's ends only
+            if zoom or (not peer and (method != "map-rps" or i in (0, len(rows) - 1))):  # row 2: MAP-RPS's ends
                 points.append((ax, px, s, f"{SYMBOL[method]}={r[KNOB[method]]:g} ({r['nfe']} NFE)", color))
     ax.errorbar([bx], [by], xerr=[b["psnr_db"][1]], yerr=[b["swd"]["stderr"]], color="0.3", marker="x",
                 markersize=6, linestyle="none", label="$A^+y$ baseline")
@@ -306,7 +309,7 @@ def plot(d: dict):
             ax.set_title(_label(key) if r == 0 else "", fontsize=7.5, fontweight="normal")
             if i == 0:
                 ax.text(-0.08, 0.5, task, transform=ax.transAxes, rotation=90, ha="right", va="center", fontsize=8)
-    fig.legend(handles, labels, loc="outside upper center", ncol=5, fontsize=8.5,
+    fig.legend(handles, labels, loc="outside upper center", ncol=4 if len(tasks) > 2 else 2, fontsize=8.5,
                title=f"trained photo UNet, {d['n']} held-out 32x32 crops (astronaut, coffee), $\\sigma_y$={SIGMA_Y}; "
                      "+-1 SE",
                title_fontsize=8.5)
@@ -331,3 +334,7 @@ def _params(data: dict, quick: bool) -> dict:
 def main(argv=None) -> int:
     return plotting.run_analysis(__doc__, argv, name=NAME, claims=CLAIMS, seed=SEED, compute=compute, plot=plot,
                                  params=_params, sidecar_data=_strip_images)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -133,10 +133,23 @@ def _label_values(ax, method: str, values, D, P) -> list:
             for v, x, y in zip(values, D, P, strict=True) if v in LABELLED[method]]
 
 
+X_RANGE = (0.85, 2.5)
+"""The D axis spans ``X_RANGE * D*`` (posterior sampling sits at 2 D*): points further right are listed in a box,
+so that one far point (DAPS with few Langevin steps, say) does not squeeze the rest into a corner."""
+
+
+def _off_panel_note(ax, off: list) -> None:
+    if off:
+        lines = [f"{STYLE[m][2].split(' over ')[0].split(' (')[0]} {v}: ({x:.2f}, {y:.2f})" for m, v, x, y in off]
+        ax.text(0.98, 0.97, "off the panel (D, P):\n" + "\n".join(lines), transform=ax.transAxes, ha="right",
+                va="top", fontsize=6.5, color="0.3", bbox=dict(boxstyle="round", fc="white", ec="0.7", alpha=0.9))
+
+
 def _panel(ax, sweeps: dict, form: str, floor=None) -> list:
     key = "per_measurement" if form == "per-measurement" else "joint"
     curve = dpt.DPCurve(**sweeps["vsrd"][f"curve_{key}"])
-    p_top, labels = 0.0, []
+    x_lo, x_hi = X_RANGE[0] * curve.mmse_error, X_RANGE[1] * curve.mmse_error
+    p_top, labels, off = 0.0, [], []
     for method, (color, marker, label) in STYLE.items():
         tr = sweeps[method]
         pts = tr[key]
@@ -146,10 +159,13 @@ def _panel(ax, sweeps: dict, form: str, floor=None) -> list:
         size = 13 if marker == "*" else 5
         ax.errorbar(D, P, xerr=[p["distortion_stderr"] for p in pts] if mc else None,
                     yerr=[p["perception_stderr"] for p in pts] if mc else None, color=color, marker=marker,
-                    markersize=size, linewidth=1.2, capsize=2, label=label + (" ($\\pm$1 SE)" if mc else ""),
-                    zorder=3, clip_on=False)
-        p_top = max(p_top, max(v + e for v, e in zip(P, [p["perception_stderr"] for p in pts], strict=True)))
-        labels += _label_values(ax, method, tr["values"], D, P)
+                    markersize=size, linewidth=1.2, capsize=2, label=label,
+                    zorder=3, clip_on=True)
+        inside = [i for i, x in enumerate(D) if x <= x_hi]
+        off += [(method, f"{tr['knob']}={tr['values'][i]}", D[i], P[i]) for i in range(len(D)) if i not in inside]
+        p_top = max([p_top] + [P[i] + pts[i]["perception_stderr"] for i in inside])
+        labels += _label_values(ax, method, [tr["values"][i] for i in inside], [D[i] for i in inside],
+                                [P[i] for i in inside])
     plotting.draw_dp_curve(ax, curve, p_max=1.1 * max(p_top, curve.w),
                            label=f"optimal {form} curve" + ("" if curve.exact else " (MC)"))
     if floor is not None:
@@ -157,8 +173,9 @@ def _panel(ax, sweeps: dict, form: str, floor=None) -> list:
                    label="floor of the sample W2")
     target = "$p(x\\mid y)$" if form == "per-measurement" else "$p_X$"
     x_label = "MSE $E[\\|X-\\hat X\\|^2\\mid y]$" if form == "per-measurement" else "MSE $E\\|X-\\hat X\\|^2$"
-    ax.set(xlabel=x_label + " (a.u.$^2$)", ylabel=f"W2 to {target} (a.u.)", ylim=(0, None))
-    ax.legend(loc="upper right", fontsize=7.5)
+    ax.set(xlabel=x_label + " (a.u.$^2$)", ylabel=f"W2 to {target} (a.u.)", xlim=(x_lo, x_hi),
+           ylim=(0, 1.08 * max(p_top, 0.6 * curve.w)))
+    _off_panel_note(ax, off)
     return labels
 
 
@@ -173,6 +190,12 @@ def plot(d: dict):
             labels += _panel(axes[r, k], d[name], form, floor)
             given = y_fixed if form == "per-measurement" else "$y \\sim p(y)$"
             axes[r, k].set_title(f"({'abcd'[2 * r + k]}) {what}: {form}, {given}", fontsize=10.5)
+    handles: dict = {}
+    for ax in (axes[0, 0], axes[0, 1], axes[1, 0]):  # methods and the exact curves, the MC curve, the floor
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(lab, h)
+    fig.legend(list(handles.values()), list(handles), loc="outside upper center", ncol=5, fontsize=8,
+               title="error bars: $\\pm$1 SE (Monte Carlo row); labels: knob values", title_fontsize=8)
     plotting.place_labels(fig, labels, fontsize=7)
     return fig
 

@@ -113,3 +113,7 @@ def _params(data: dict, quick: bool) -> dict:
 def main(argv=None) -> int:
     return plotting.run_analysis(__doc__, argv, name=NAME, claims=CLAIMS, seed=SEED, compute=compute, plot=plot,
                                  params=_params)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
