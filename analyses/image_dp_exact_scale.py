@@ -23,6 +23,7 @@ import resource
 import time
 
 import torch
+from matplotlib.ticker import MaxNLocator
 
 from dptheory import plotting
 from dptheory.claims.image_scale import HELD_OUT, LAMS, SEED, T0S, fit_photo_prior, held_out_crop, scale_study
@@ -105,6 +106,7 @@ def _plane(ax, res: dict, form: str) -> None:
     ax.plot(post["distortion"], post["perception"], "*", ms=10, color=plotting.COLORS["posterior"],
             label="posterior sampling")
     ax.set_xlabel("MSE per pixel")
+    ax.xaxis.set_major_locator(MaxNLocator(5))  # small MSEs have long tick labels
     ax.set_ylabel("W2 per $\\sqrt{\\mathrm{pixel}}$")
 
 
@@ -135,6 +137,7 @@ def _mc_panel(ax, mc: dict) -> None:
         ax.errorbar(r["D_y_mc"], r["P_y_exact"], xerr=r["D_y_mc_stderr"], fmt="x", color=color,
                     label=f"{lab}: MC z = {r['z']:+.1f}")
     ax.set_xlabel("MSE per pixel")
+    ax.xaxis.set_major_locator(MaxNLocator(5))  # small MSEs have long tick labels
     ax.set_ylabel("W2 per $\\sqrt{\\mathrm{pixel}}$ (exact)")
     ax.legend(fontsize=7, loc="upper right")
 
@@ -184,6 +187,7 @@ def _kl_panel(ax, by_size: dict) -> None:
     ax.set_yscale("log")
     ax.set_ylim(1e-8, None)
     ax.set_xlabel("MSE per pixel")
+    ax.xaxis.set_major_locator(MaxNLocator(5))  # small MSEs have long tick labels
     ax.set_ylabel("KL per pixel (nats)")
     ax.legend(fontsize=7, title="t0 = 0 is a point mass (KL = inf); lam = 0 keeps an O(abar_T) spread",
               title_fontsize=6.5)
