@@ -53,6 +53,8 @@ try:
 except ModuleNotFoundError:  # run from a checkout without an install
     sys.path.insert(0, str(ROOT))
     import dptheory as dpt
+from _machine import simd_flags  # noqa: E402  (benchmarks/ is the script's own folder)
+
 _mixture = importlib.import_module("dptheory.mixture")  # the module whose _CHUNK_ELEMENTS the fast path uses
 
 try:
@@ -184,6 +186,7 @@ def machine_info(threads: int) -> dict:
         "scipy": scipy.__version__,
         "torch_blas": "mkl" if torch.backends.mkl.is_available() else "other",
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_flags": simd_flags(),
     }
     if threadpool_info is not None:
         info["numpy_blas"] = [
@@ -202,6 +205,7 @@ def main(argv=None) -> int:
     parser.add_argument("--ref-repeats", type=int, default=None, help="timed rounds for the reference (3)")
     parser.add_argument("--seed", type=int, default=20261124)
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
+    parser.add_argument("--threads", type=int, default=None, help="torch and BLAS threads (default: all cores)")
     args = parser.parse_args(argv)
 
     n = args.n or (5_000 if args.quick else 100_000)
@@ -212,7 +216,7 @@ def main(argv=None) -> int:
         "gmm_denoiser_quick.json" if args.quick else "gmm_denoiser.json"
     )
 
-    threads = available_cores()
+    threads = args.threads or available_cores()
     torch.set_num_threads(threads)
     if threadpool_limits is not None:
         threadpool_limits(limits=threads, user_api="blas")

@@ -43,6 +43,7 @@ import math
 import os
 import platform
 import pstats
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -55,6 +56,8 @@ from scipy.special import logsumexp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from _machine import cpu_model, simd_flags  # noqa: E402  (benchmarks/ is the script's own folder)
 
 import dptheory as dpt  # noqa: E402
 from dptheory.samplers import posterior  # noqa: E402
@@ -278,6 +281,8 @@ def main(argv=None) -> dict:
             "scipy": scipy.__version__,
             "cpu_count": os.cpu_count(),
             "machine": platform.machine(),
+            "cpu": cpu_model(),
+            "cpu_flags": simd_flags(),
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),
         },  # fmt: skip
@@ -286,6 +291,8 @@ def main(argv=None) -> dict:
             "reference_wall": min(t_ref),
             "ours_cpu": min(cpu_ours),
             "reference_cpu": min(cpu_ref),
+            "median_ours_wall": statistics.median(t_ours),
+            "median_reference_wall": statistics.median(t_ref),
             "all_ours_wall": t_ours,
             "all_reference_wall": t_ref,
             "ours_per_step_ms": 1e3 * min(t_ours) / (len(grid) - 1),
