@@ -100,6 +100,8 @@ def knobs_for(method: str, budget: int, task: str, paper: bool) -> dict:
         return dict(t0=t0, iters=budget - t0, t1=PHOTO_UNET_MAP_T1)
     if method == "vml-map":
         return dict(steps=max(budget // 2, 1), inner_steps=1, final_steps=0)
+    if method == "daps" and paper:  # DAPS-1K: the sampler's defaults, 200 levels x 5 ODE calls
+        return {}
     knobs: dict = dict(steps=budget)
     if method in COND_METHODS:
         knobs["posterior_denoiser"] = "pigdm"
