@@ -84,9 +84,10 @@ def sha256_file(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def run_identity(threads: int) -> dict:
+def run_identity(threads: int, out: Path | None = None) -> dict:
     """What identifies a ``reproduce`` run: a run id (UTC start time + random suffix), dptheory's and torch's
-    versions, the git commit of the checkout (``None`` outside git; ``dirty`` when tracked files differ), Python,
+    versions, the git commit of the checkout (``None`` outside git; ``dirty`` when tracked files other than the
+    run's own outputs under ``out`` differ), Python,
     the machine (platform, CPU count), the torch threads and the 1-minute load average at the start."""
     import os
     import platform
@@ -108,7 +109,14 @@ def run_identity(threads: int) -> dict:
             return None
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
+    # the code's state, not the outputs: files under ``out`` (figures/ by default) are this run's own products
+    exclude = []
+    if out is not None:
+        try:
+            exclude = [f":(exclude){Path(out).resolve().relative_to(root.resolve()).as_posix()}"]
+        except ValueError:  # out lies outside the checkout
+            exclude = []
+    status = git("status", "--porcelain", "--untracked-files=no", "--", ".", *exclude)
     return {
         "run_id": f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}",
         "version": dptheory.__version__,
@@ -265,7 +273,7 @@ def _run_all(args, scripts, out: Path, record: dict, start: float, flag: _Interr
     from ._atomic import write_text
 
     record.update({"only": sorted(s.stem for s in scripts) if getattr(args, "only", None) else None,
-                   **run_identity(args.threads)})
+                   **run_identity(args.threads, out)})
     bar = _progress(scripts, "analyses")
     for script in bar:
         bar.set_postfix_str(script.stem)
