@@ -46,7 +46,10 @@ class LinearOperator(Protocol):
     - ``singular_values(shape)`` (``has_singular_values``): float64 singular values of ``A`` on inputs of
       ``shape``. For a dense matrix the ``min(m, d)`` values of the thin SVD, in descending order; for an image
       operator the diagonal of ``A`` in its own basis (pixels, DFT frequencies, transform coefficients), zeros
-      included, shaped like one input or one measurement.
+      included, shaped like one input or one measurement;
+    - ``transfer_function(h, w, *, dtype, device, onesided=False)`` (``has_transfer_function``): for a circular
+      convolution, ``H`` with ``A x = F^-1(H F(x))`` per channel (``F`` the 2-D DFT; the ``rfft2`` half when
+      ``onesided``); such an operator also sets ``tol``, the relative cutoff below which ``|H|`` counts as 0.
 
     Always available: ``matrix(shape, *, dtype=torch.float64, device=None)``, the dense ``(m, d)`` matrix on
     flattened inputs and measurements. The default applies ``A`` to the ``d x d`` identity (tiny sizes only).
@@ -61,6 +64,8 @@ class LinearOperator(Protocol):
 
     has_pinv: bool = False
     has_singular_values: bool = False
+    has_transfer_function: bool = False
+    tol: float = 0.0
 
     def A(self, x: torch.Tensor) -> torch.Tensor:
         """``A x``."""
@@ -77,6 +82,11 @@ class LinearOperator(Protocol):
     def singular_values(self, shape, /) -> torch.Tensor:
         """The singular values on inputs of ``shape`` (only when ``has_singular_values``)."""
         raise NotImplementedError(f"{type(self).__name__} has no singular_values(shape) (has_singular_values is "
+                                  "False)")
+
+    def transfer_function(self, h: int, w: int, *, dtype=torch.float64, device=None, onesided: bool = False):
+        """The DFT transfer function of a circular convolution (only when ``has_transfer_function``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no transfer_function (has_transfer_function is "
                                   "False)")
 
     def matrix(self, shape, /, *, dtype=torch.float64, device=None) -> torch.Tensor:

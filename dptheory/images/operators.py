@@ -366,6 +366,8 @@ class Blur(ImageOperator):
     deepinv ``BlurFFT``.
     """
 
+    has_transfer_function = True
+
     def __init__(self, kernel, boundary: str = "circular", *, tol: float = 1e-6):
         if boundary not in ("circular", "periodic"):
             raise ValueError(f"boundary must be 'circular' (periodic), got {boundary!r}")

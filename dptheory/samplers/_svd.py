@@ -32,11 +32,11 @@ class Spectrum:
     def __init__(self, operator, like: torch.Tensor):
         self.operator = operator
         self.dtype, self.device = like.dtype, like.device
-        if callable(getattr(operator, "transfer_function", None)) and like.ndim >= 3:
+        if operator.has_transfer_function and like.ndim >= 3:
             h, w = like.shape[-2:]
             H = operator.transfer_function(h, w, dtype=like.dtype, device=like.device, onesided=True)
             mag = H.abs()
-            tol = float(getattr(operator, "tol", 0.0))
+            tol = float(operator.tol)
             self.s = torch.where(mag > tol * mag.max(), mag, torch.zeros_like(mag))
             self.kind, self.hw = "fft", (h, w)
         elif like.ndim == 2:
