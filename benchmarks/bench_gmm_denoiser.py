@@ -206,6 +206,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=20261124)
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/...)")
     parser.add_argument("--threads", type=int, default=None, help="torch and BLAS threads (default: all cores)")
+    parser.add_argument("--chunk-elements", type=int, default=None,
+                        help="override dptheory.mixture._CHUNK_ELEMENTS (points per chunk = this / (K d))")
     args = parser.parse_args(argv)
 
     n = args.n or (5_000 if args.quick else 100_000)
@@ -216,6 +218,8 @@ def main(argv=None) -> int:
         "gmm_denoiser_quick.json" if args.quick else "gmm_denoiser.json"
     )
 
+    if args.chunk_elements:
+        _mixture._CHUNK_ELEMENTS = args.chunk_elements
     threads = args.threads or available_cores()
     torch.set_num_threads(threads)
     if threadpool_limits is not None:

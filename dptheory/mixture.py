@@ -27,7 +27,7 @@ from .linalg import SymmetricEig, check_covariance, sym_eig
 
 __all__ = ["GaussianMixture"]
 
-_CHUNK_ELEMENTS = 1 << 21  # points per chunk = this / (K d): U is a reused ~16 MB float64 buffer
+_CHUNK_ELEMENTS = 1 << 19  # points per chunk = this / (K d): U is a reused ~4 MB float64 buffer (L2-sized)
 _QUADRATIC_FEATURES_MAX_DIM = 8  # exact draws by quadratic features (d^2 + d + 1 columns) up to this dimension
 
 
