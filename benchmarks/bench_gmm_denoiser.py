@@ -63,7 +63,7 @@ except ModuleNotFoundError:  # optional: without it numpy's BLAS keeps its own d
     threadpool_info = threadpool_limits = None
 
 TARGET_SPEEDUP = 8.0  # reference / ours, at least
-TARGET_FLOOR_RATIO = 2.0  # ours / floor, at most
+TARGET_FLOOR_RATIO = 1.3  # ours / floor, at most
 REL_TOL = 1e-8  # agreement with the reference, relative to the largest output entry
 
 
@@ -120,15 +120,15 @@ def gemm_chunked(n: int, K: int, d: int, chunk: int):
     g = torch.Generator().manual_seed(1)
     x = torch.randn(n, d, generator=g, dtype=f64)
     V = torch.randn(d, K * d, generator=g, dtype=f64)
-    B = torch.randn(K * d, 2 * d, generator=g, dtype=f64)
+    B_t = torch.randn(2 * d, K * d, generator=g, dtype=f64)
     U = torch.empty(chunk, K * d, dtype=f64)
-    out = torch.empty(n, 2 * d, dtype=f64)
+    out_t = torch.empty(2 * d, chunk, dtype=f64)
 
-    def run():
+    def run():  # the back-projection transposed, as the fast path runs it: (2 d, K d) @ (K d, m)
         for start in range(0, n, chunk):
-            stop = min(start + chunk, n)
-            torch.mm(x[start:stop], V, out=U[: stop - start])
-            torch.mm(U[: stop - start], B, out=out[start:stop])
+            m = min(start + chunk, n) - start
+            torch.mm(x[start : start + m], V, out=U[:m])
+            torch.mm(B_t, U[:m].t(), out=out_t[:, :m])
 
     return run, 6.0 * n * K * d * d
 
