@@ -68,6 +68,7 @@ SEED = 20261125
 SIGMA_Y = 0.05
 SIZE = 32
 TEST_SCALES = (64, 96, 128, 192)
+ALL_TASKS = ("sr4", "inpaint-random", "blur-gauss", "cs")  # task k draws from generator SEED + 101 k
 WEIGHTS = None  # None: the committed weights (tests may point this elsewhere)
 
 CONFIG = {
@@ -212,19 +213,31 @@ def run_task(task: str, x: torch.Tensor, den, schedule, cfg: dict, gen, bar=None
     return out
 
 
-def compute(quick: bool) -> dict:
+def parts(quick: bool) -> list:
+    """The tasks, computed independently (each with its own generator), so ``dptheory reproduce --jobs`` runs
+    them in parallel."""
+    return list(CONFIG[quick]["tasks"])
+
+
+def compute_part(quick: bool, task: str) -> dict:
+    """One task's sweeps: the same held-out crops for every task, a generator seeded from the task."""
+    from tqdm.auto import tqdm
+
     cfg = CONFIG[quick]
     den, schedule = load_photo_unet(WEIGHTS)
     x = held_out_crops(cfg["n"], SEED)
-    gen = torch.Generator().manual_seed(SEED)
-    from tqdm.auto import tqdm
+    gen = torch.Generator().manual_seed(SEED + 101 * ALL_TASKS.index(task))
+    with tqdm(total=1 + len(cfg["lams"]), desc=f"{NAME} {task}", unit="sweep", leave=False) as bar:
+        return run_task(task, x, den, schedule, cfg, gen, bar)
 
-    with tqdm(total=len(cfg["tasks"]) * (1 + len(cfg["lams"])), desc=NAME, unit="sweep", leave=False) as bar:
-        tasks = {}
-        for t in cfg["tasks"]:
-            bar.set_postfix(task=t)
-            tasks[t] = run_task(t, x, den, schedule, cfg, gen, bar)
-    return {"n": cfg["n"], "tasks": tasks}
+
+def combine(quick: bool, results: dict) -> dict:
+    """The figure's data from ``{task: compute_part(quick, task)}``, in the order of :func:`parts`."""
+    return {"n": CONFIG[quick]["n"], "tasks": {t: results[t] for t in parts(quick)}}
+
+
+def compute(quick: bool) -> dict:
+    return combine(quick, {t: compute_part(quick, t) for t in parts(quick)})
 
 
 # ---------------------------------------------------------------------------------------------- plot
@@ -331,9 +344,9 @@ def _params(data: dict, quick: bool) -> dict:
             "threads": torch.get_num_threads()}
 
 
-def main(argv=None) -> int:
+def main(argv=None, *, data=None, seconds: float = 0.0) -> int:
     return plotting.run_analysis(__doc__, argv, name=NAME, claims=CLAIMS, seed=SEED, compute=compute, plot=plot,
-                                 params=_params, sidecar_data=_strip_images)
+                                 params=_params, sidecar_data=_strip_images, data=data, seconds=seconds)
 
 
 if __name__ == "__main__":

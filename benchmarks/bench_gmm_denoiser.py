@@ -65,6 +65,11 @@ except ModuleNotFoundError:  # optional: without it numpy's BLAS keeps its own d
 TARGET_SPEEDUP = 8.0  # reference / ours, at least
 TARGET_FLOOR_RATIO = 1.3  # ours / floor, at most
 REL_TOL = 1e-8  # agreement with the reference, relative to the largest output entry
+AVX2_ENV = {  # the code paths an AVX2-only x86 CPU takes, forced on a CPU that also has AVX-512
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",  # MKL's dispatch (torch's GEMMs)
+    "ATEN_CPU_CAPABILITY": "avx2",  # torch's vectorised elementwise kernels
+    "OPENBLAS_CORETYPE": "Haswell",  # numpy's OpenBLAS (the reference)
+}
 
 
 def available_cores() -> int:
@@ -187,6 +192,7 @@ def machine_info(threads: int) -> dict:
         "torch_blas": "mkl" if torch.backends.mkl.is_available() else "other",
         "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_flags": simd_flags(),
+        "isa_env": {k: os.environ.get(k) for k in AVX2_ENV},  # set: an AVX2-only CPU emulated (--emulate-avx2)
     }
     if threadpool_info is not None:
         info["numpy_blas"] = [
@@ -208,15 +214,21 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch and BLAS threads (default: all cores)")
     parser.add_argument("--chunk-elements", type=int, default=None,
                         help="override dptheory.mixture._CHUNK_ELEMENTS (points per chunk = this / (K d))")
+    parser.add_argument("--emulate-avx2", action="store_true",
+                        help="run as on an AVX2-only CPU: re-execute with MKL, ATen and OpenBLAS limited to AVX2 "
+                        "kernels (AVX2_ENV; they must be set before torch loads); default JSON gmm_denoiser_avx2.json")
     args = parser.parse_args(argv)
+    if args.emulate_avx2 and any(os.environ.get(k) != v for k, v in AVX2_ENV.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **AVX2_ENV})
+    if args.emulate_avx2 and torch.backends.cpu.get_cpu_capability() != "AVX2":
+        raise SystemExit(f"--emulate-avx2: torch reports {torch.backends.cpu.get_cpu_capability()}, not AVX2")
 
     n = args.n or (5_000 if args.quick else 100_000)
     repeats = args.repeats or (3 if args.quick else 9)
     ref_repeats = min(repeats, args.ref_repeats or (1 if args.quick else 3))
     K, d, alpha_bar = 16, 64, 0.5
-    out_path = args.out or ROOT / "benchmarks" / "results" / (
-        "gmm_denoiser_quick.json" if args.quick else "gmm_denoiser.json"
-    )
+    stem = "gmm_denoiser_quick" if args.quick else "gmm_denoiser_avx2" if args.emulate_avx2 else "gmm_denoiser"
+    out_path = args.out or ROOT / "benchmarks" / "results" / f"{stem}.json"
 
     if args.chunk_elements:
         _mixture._CHUNK_ELEMENTS = args.chunk_elements

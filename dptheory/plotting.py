@@ -300,16 +300,20 @@ def save_figure(fig, name: str, out, *, title: str, claims, params: dict, seed, 
     return paths
 
 
-def run_analysis(doc: str, argv, *, name: str, claims, seed, compute, plot, params, sidecar_data=None) -> int:
+def run_analysis(doc: str, argv, *, name: str, claims, seed, compute, plot, params, sidecar_data=None,
+                 data=None, seconds: float = 0.0) -> int:
     """The ``main`` of every analysis script: parse ``--quick``/``--out``, ``data = compute(quick)``, draw
     ``plot(data)`` in the shared style and write the figure with its sidecar (:func:`save_figure`).
 
     ``params(data, quick)`` gives the sidecar's parameters; ``sidecar_data(data)`` (default: ``data`` itself) the
-    plotted numbers stored in it. Returns 0 (the process exit code).
+    plotted numbers stored in it. ``data`` given: it is drawn as is (computed elsewhere, e.g. in parts by
+    ``dptheory reproduce --jobs``, which took ``seconds``). Returns 0 (the process exit code).
     """
     args = parse_args(doc, argv)
     timer = Timer()
-    data = compute(args.quick)
+    timer.start -= seconds
+    if data is None:
+        data = compute(args.quick)
     with style():
         fig = plot(data)
         save_figure(fig, name, args.out, title=doc.splitlines()[0], claims=claims, params=params(data, args.quick),

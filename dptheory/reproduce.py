@@ -17,8 +17,10 @@ figures. ``--resume`` skips a figure whose PNG, PDF and sidecar exist, with the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import os
 import signal
 import sys
 import time
@@ -26,7 +28,7 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "analyses_dir", "find_analyses", "run_analysis"]
+__all__ = ["main", "build_parser", "analyses_dir", "find_analyses", "load_analysis", "run_analysis", "default_jobs"]
 
 
 def analyses_dir() -> Path:
@@ -53,25 +55,34 @@ def find_analyses(folder: Path | None = None) -> list[Path]:
     return scripts
 
 
-def run_analysis(script: Path, *, quick: bool, out: Path) -> float:
-    """Import ``script`` as a module and call its ``main([--quick] --out out)``; returns the wall time (s).
-
-    Raises whatever the script raises, and ``RuntimeError`` if its ``main`` returns a non-zero status.
-    """
+@contextlib.contextmanager
+def load_analysis(script: Path):
+    """Import ``script`` as a module, registered in ``sys.modules`` while the ``with`` block runs (dataclasses and
+    pickling need it)."""
     name = f"dptheory_analysis_{script.stem}"
     spec = importlib.util.spec_from_file_location(name, script)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot load {script}")
     module = importlib.util.module_from_spec(spec)
-    start = time.perf_counter()
-    sys.modules[name] = module  # dataclasses and pickling need the module registered while it runs
+    sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-        if not callable(getattr(module, "main", None)):
-            raise AttributeError(f"{script.name} has no main(argv) function")
-        status = module.main([*(["--quick"] if quick else []), "--out", str(out)])
+        yield module
     finally:
         sys.modules.pop(name, None)
+
+
+def run_analysis(script: Path, *, quick: bool, out: Path, **main_kwargs) -> float:
+    """Import ``script`` as a module and call its ``main([--quick] --out out, **main_kwargs)``; returns the wall
+    time (s).
+
+    Raises whatever the script raises, and ``RuntimeError`` if its ``main`` returns a non-zero status.
+    """
+    start = time.perf_counter()
+    with load_analysis(script) as module:
+        if not callable(getattr(module, "main", None)):
+            raise AttributeError(f"{script.name} has no main(argv) function")
+        status = module.main([*(["--quick"] if quick else []), "--out", str(out)], **main_kwargs)
     if status:
         raise RuntimeError(f"{script.name}: main() returned {status}")
     return time.perf_counter() - start
@@ -144,9 +155,21 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip figures whose .png, .pdf and .json sidecar exist from the same version and --quick "
                         "setting (e.g. after an interrupted run)")
     parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads during the run (default 1: every problem here is tiny, and "
+                        help="torch intra-op threads of each job (default 1: every problem here is tiny, and "
                         "extra threads only add synchronisation; 2 threads made a loaded 2-core machine ~6x slower)")
+    parser.add_argument("--jobs", type=int, default=None,
+                        help="figures (and parts of the slowest figure, and the claims report) run at once in "
+                        "separate processes, longest first (default: the usable CPU cores, here "
+                        f"{default_jobs()}; 1 runs everything in this process, one after the other)")
     return parser
+
+
+def default_jobs() -> int:
+    """The CPU cores this process may use (``os.sched_getaffinity`` where it exists, else ``os.cpu_count()``)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _progress(items, desc: str):
@@ -161,6 +184,11 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     if not 1 <= args.threads <= 4096:
         print(f"dptheory reproduce: --threads must be an integer in [1, 4096], got {args.threads}", file=sys.stderr)
+        return 2
+    if args.jobs is None:
+        args.jobs = default_jobs()
+    if not 1 <= args.jobs <= 1024:
+        print(f"dptheory reproduce: --jobs must be an integer in [1, 1024], got {args.jobs}", file=sys.stderr)
         return 2
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
@@ -218,7 +246,7 @@ class _InterruptFlag:
             raise KeyboardInterrupt
 
 
-def _write_record(out: Path, record: dict) -> None:
+def write_record(out: Path, record: dict) -> None:
     from ._atomic import write_text
 
     write_text(out / "reproduce.json", json.dumps(record, indent=1) + "\n")
@@ -240,21 +268,27 @@ def _reproduce(args) -> int:
             return 2
         scripts = [s for s in scripts if s.stem in wanted]
     out = args.out
+    # the longest units go first in the pool: times from the last run into ``out``, else the committed run's
+    previous = _previous_seconds(out) or _previous_seconds(analyses_dir().parent / "figures")
     try:
         out.mkdir(parents=True, exist_ok=True)
-        record = {"status": "running", "quick": args.quick, "out": str(out), "threads": args.threads,
+        record = {"status": "running", "quick": args.quick, "out": str(out), "threads": args.threads, "jobs": args.jobs,
                   "resume": bool(getattr(args, "resume", False)), "completed": [], "analyses": {}, "claims": None}
-        _write_record(out, record)  # replaces an old record at once: a re-run never shows the old "ok"
+        write_record(out, record)  # replaces an old record at once: a re-run never shows the old "ok"
     except OSError as err:
         print(f"dptheory reproduce: cannot write to --out {out}: {err}", file=sys.stderr)
         return 2
     with _InterruptFlag() as flag:
         try:
+            if args.jobs > 1:
+                from ._reproduce_pool import run_all_in_pool
+
+                return run_all_in_pool(args, scripts, out, record, start, flag, previous)
             return _run_all(args, scripts, out, record, start, flag)
         except KeyboardInterrupt:
             record["status"] = "interrupted"
             record["seconds"] = time.perf_counter() - start
-            _write_record(out, record)
+            write_record(out, record)
             print(f"\ndptheory reproduce: interrupted; {len(record['completed'])}/{len(scripts)} figures completed "
                   f"(recorded in {out / 'reproduce.json'}; rerun with --resume to skip them)", file=sys.stderr)
             return 130
@@ -263,69 +297,87 @@ def _reproduce(args) -> int:
             record["error"] = f"{type(err).__name__}: {err}"
             record["seconds"] = time.perf_counter() - start
             try:
-                _write_record(out, record)
+                write_record(out, record)
             except OSError:
                 pass
             raise
 
 
 def _run_all(args, scripts, out: Path, record: dict, start: float, flag: _InterruptFlag) -> int:
-    from ._atomic import write_text
-
-    record.update({"only": sorted(s.stem for s in scripts) if getattr(args, "only", None) else None,
-                   **run_identity(args.threads, out)})
+    record.update(_identity(args, scripts, out))
     bar = _progress(scripts, "analyses")
     for script in bar:
         bar.set_postfix_str(script.stem)
         if getattr(args, "resume", False) and _resumable(out, script.stem, args.quick):
-            record["analyses"][script.stem] = {"ok": True, "resumed": True, "seconds": 0.0,
-                                               "files": [str(out / f"{script.stem}.{e}") for e in ("png", "pdf",
-                                                                                                    "json")]}
-            record["completed"].append(script.stem)
-            _write_record(out, record)
+            resumed(record, out, script.stem)
+            write_record(out, record)
             continue
         try:
             seconds = run_analysis(script, quick=args.quick, out=out)
-            files = [str(out / f"{script.stem}.{ext}") for ext in ("png", "pdf", "json")]
-            record["analyses"][script.stem] = {"ok": True, "seconds": seconds,
-                                               "files": [f for f in files if Path(f).exists()],
-                                               "sha256": {Path(f).name: sha256_file(f) for f in files
-                                                          if Path(f).exists()}}
-            record["completed"].append(script.stem)
+            record_figure(record, out, script.stem, seconds)
         except Exception as err:  # noqa: BLE001 - report and go on with the other figures
             record["analyses"][script.stem] = {"ok": False, "error": f"{type(err).__name__}: {err}"}
             bar.write(f"FAILED {script.stem}:\n{traceback.format_exc()}")
         flag.check()  # an interrupt swallowed inside the analysis still stops the run
-        _write_record(out, record)
+        write_record(out, record)
     analyses_seconds = time.perf_counter() - start
-
-    results = []
     if not args.no_claims:
         from .claims import run_claims
-        from .claims.report import to_json, to_markdown
 
         t_claims = time.perf_counter()
         results = run_claims(quick=args.quick, progress=True)
         flag.check()
-        write_text(out / "claims.md", to_markdown(results) + "\n")
-        write_text(out / "claims.json", to_json(results) + "\n")
-        record["claims"] = {
-            "seconds": time.perf_counter() - t_claims,
-            "passed": sum(r.passed for r in results), "total": len(results),
-            "verdicts": dict(Counter(r.verdict for r in results)),
-            "failed": [r.id for r in results if not r.passed],
-            "sha256": {name: sha256_file(out / name) for name in ("claims.md", "claims.json")},
-        }
+        record_claims(record, out, results, time.perf_counter() - t_claims)
+    return finish(args, scripts, out, record, start, analyses_seconds)
+
+
+def _identity(args, scripts, out: Path) -> dict:
+    return {"only": sorted(s.stem for s in scripts) if getattr(args, "only", None) else None,
+            **run_identity(args.threads, out)}
+
+
+def resumed(record: dict, out: Path, stem: str) -> None:
+    """Record figure ``stem`` as skipped by ``--resume``."""
+    record["analyses"][stem] = {"ok": True, "resumed": True, "seconds": 0.0,
+                                "files": [str(out / f"{stem}.{e}") for e in ("png", "pdf", "json")]}
+    record["completed"].append(stem)
+
+
+def record_figure(record: dict, out: Path, stem: str, seconds: float, **extra) -> None:
+    """Record figure ``stem`` as written, with the SHA-256 of its files."""
+    files = [str(out / f"{stem}.{ext}") for ext in ("png", "pdf", "json")]
+    record["analyses"][stem] = {"ok": True, "seconds": seconds, **extra,
+                                "files": [f for f in files if Path(f).exists()],
+                                "sha256": {Path(f).name: sha256_file(f) for f in files if Path(f).exists()}}
+    record["completed"].append(stem)
+
+
+def record_claims(record: dict, out: Path, results, seconds: float) -> None:
+    """Write ``claims.md`` and ``claims.json`` and record their summary."""
+    from ._atomic import write_text
+    from .claims.report import to_json, to_markdown
+
+    write_text(out / "claims.md", to_markdown(results) + "\n")
+    write_text(out / "claims.json", to_json(results) + "\n")
+    record["claims"] = {
+        "seconds": seconds,
+        "passed": sum(r.passed for r in results), "total": len(results),
+        "verdicts": dict(Counter(r.verdict for r in results)),
+        "failed": [r.id for r in results if not r.passed],
+        "sha256": {name: sha256_file(out / name) for name in ("claims.md", "claims.json")},
+    }
+
+
+def finish(args, scripts, out: Path, record: dict, start: float, analyses_seconds: float) -> int:
+    """Close the record (status, times, load) and print the summary; the exit status."""
     record["analyses_seconds"] = analyses_seconds
     record["seconds"] = time.perf_counter() - start
-    import os
-
     record["machine"]["load_1min_end"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     ok = [k for k, v in record["analyses"].items() if v["ok"]]
     bad = [k for k, v in record["analyses"].items() if not v["ok"]]
     claims_ok = record["claims"] is None or not record["claims"]["failed"]
     record["status"] = "ok" if not bad and claims_ok else "failed"
-    _write_record(out, record)
+    write_record(out, record)
 
     print()
     print(f"figures: {len(ok)}/{len(scripts)} analyses written to {out}/ ({analyses_seconds:.0f} s)")
@@ -341,9 +393,25 @@ def _run_all(args, scripts, out: Path, record: dict, start: float, flag: _Interr
               f"({c['seconds']:.0f} s; {out}/claims.md, {out}/claims.json)")
         if c["failed"]:
             print(f"  checks not met: {', '.join(c['failed'])}")
-    print(f"wall time: {record['seconds']:.0f} s ({'quick' if args.quick else 'full'} run)")
+    jobs = f", {args.jobs} jobs" if getattr(args, "jobs", 1) > 1 else ""
+    print(f"wall time: {record['seconds']:.0f} s ({'quick' if args.quick else 'full'} run{jobs})")
     return 0 if not bad and claims_ok else 1
 
+
+def _previous_seconds(out: Path) -> dict:
+    """Seconds per figure, per figure part and for the claims in the last ``reproduce.json`` under ``out`` (the
+    pool runs the longest units first); ``{}`` without one."""
+    try:
+        old = json.loads((Path(out) / "reproduce.json").read_text())
+        times = {k: float(v["seconds"]) for k, v in old["analyses"].items() if v.get("ok") and not v.get("resumed")}
+        for k, v in old["analyses"].items():
+            for part, sec in (v.get("parts") or {}).items():
+                times[f"{k}[{part}]"] = float(sec)
+        if old.get("claims"):
+            times["claims"] = float(old["claims"]["seconds"])
+        return times
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
 
 if __name__ == "__main__":  # pragma: no cover
     raise SystemExit(main())

@@ -482,7 +482,7 @@ def test_reproduce_interrupt_is_recorded_and_resumable(second, tmp_path, monkeyp
     out.mkdir()
     (out / "reproduce.json").write_text(json.dumps({"status": "ok"}))  # an old successful record
     before = signal.getsignal(signal.SIGINT)
-    rc = reproduce.main(["--quick", "--no-claims", "--out", str(out)])
+    rc = reproduce.main(["--quick", "--no-claims", "--jobs", "1", "--out", str(out)])
     assert signal.getsignal(signal.SIGINT) is before  # the handler is restored
     rec = json.loads((out / "reproduce.json").read_text())
     assert rc == 130 and rec["status"] == "interrupted"
@@ -496,13 +496,13 @@ def test_reproduce_interrupt_is_recorded_and_resumable(second, tmp_path, monkeyp
     else:
         (tmp_path / "analyses" / "b_second.py").write_text(_SCRIPT_INTERRUPT)
         monkeypatch.setenv("HOSTILE_OK", "1")
-    rc = reproduce.main(["--quick", "--no-claims", "--resume", "--out", str(out)])
+    rc = reproduce.main(["--quick", "--no-claims", "--jobs", "1", "--resume", "--out", str(out)])
     rec = json.loads((out / "reproduce.json").read_text())
     assert rc == 0 and rec["status"] == "ok" and rec["completed"] == ["a_first", "b_second", "c_third"]
     assert rec["analyses"]["a_first"].get("resumed") and not rec["analyses"]["c_third"].get("resumed")
     assert (out / "a_first.json").stat().st_mtime_ns == a_mtime  # skipped, not rewritten
     # a different --quick setting does not match the sidecars: everything runs again
-    rc = reproduce.main(["--no-claims", "--resume", "--only", "a_first", "--out", str(out)])
+    rc = reproduce.main(["--no-claims", "--jobs", "1", "--resume", "--only", "a_first", "--out", str(out)])
     rec = json.loads((out / "reproduce.json").read_text())
     assert rc == 0 and rec["completed"] == ["a_first"] and not rec["analyses"]["a_first"].get("resumed")
 
@@ -510,7 +510,7 @@ def test_reproduce_interrupt_is_recorded_and_resumable(second, tmp_path, monkeyp
 def test_reproduce_failure_recorded(tmp_path, monkeypatch, capsys):
     reproduce = _scripts(tmp_path, monkeypatch, "def main(argv=None):\n    raise OSError(28, 'No space left')\n")
     out = tmp_path / "figs"
-    rc = reproduce.main(["--quick", "--no-claims", "--out", str(out)])
+    rc = reproduce.main(["--quick", "--no-claims", "--jobs", "1", "--out", str(out)])
     rec = json.loads((out / "reproduce.json").read_text())
     assert rc == 1 and rec["status"] == "failed" and rec["completed"] == ["a_first", "c_third"]
     assert "No space left" in rec["analyses"]["b_second"]["error"]

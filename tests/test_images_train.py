@@ -127,6 +127,34 @@ def test_v_loss_oracles():
         diffusion_loss(oracle, x0, sched, torch.Generator(), steps, prediction="x0")
 
 
+@pytest.mark.parametrize("prediction", ["eps", "v"])
+def test_truncated_snr_weight_is_max_snr_1_on_the_x0_error(prediction):
+    """Oracle: the x0 error of the network's output, ``x0_hat = (x_t - sqrt(1 - ab) eps_hat) / sqrt(ab)`` (eps) or
+    ``sqrt(ab) x_t - sqrt(1 - ab) v_hat`` (v), weighted by ``max(SNR, 1)`` per sample (Salimans and Ho 2022), on
+    the SAME draws; the simple loss weighs it by ``SNR`` (eps) or ``1 + SNR`` (v)."""
+    sched = linear_schedule(1000)
+    x0 = torch.rand(16, 3, 4, 4, dtype=torch.float64) * 2 - 1
+    steps = torch.arange(0, 1000, 63)[:16]
+    ab = sched.alpha_bar(steps + 1).to(torch.float64).view(-1, 1, 1, 1)
+    snr = ab / (1 - ab)
+    net = lambda x, t: 0.7 * x + 0.1 * torch.sin(3 * x)  # noqa: E731 - an arbitrary fixed "network"
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    out = net(x_t, steps)
+    if prediction == "eps":
+        x0_hat = (x_t - (1 - ab).sqrt() * out) / ab.sqrt()
+    else:
+        x0_hat = ab.sqrt() * x_t - (1 - ab).sqrt() * out
+    err = (x0_hat - x0).square().flatten(1).mean(1).view(-1, 1, 1, 1)
+    for weight, w in (("truncated-snr", snr.clamp(min=1)), ("simple", snr if prediction == "eps" else 1 + snr)):
+        loss = diffusion_loss(net, x0, sched, torch.Generator().manual_seed(0), steps, prediction, weight)
+        assert float(loss) == pytest.approx(float((w * err).mean()), rel=1e-10)  # float64: round-off only
+    with pytest.raises(ValueError, match="loss_weight"):
+        diffusion_loss(net, x0, sched, torch.Generator(), steps, prediction, "snr")
+    with pytest.raises(ValueError, match="loss_weight"):
+        TrainConfig(loss_weight="min-snr")
+
+
 def test_network_denoiser_turns_the_exact_v_into_the_posterior_mean():
     """For ``x0 ~ N(0, s^2 I)`` the exact predictions are linear in ``x_t``: ``E[x0 | x_t] = sqrt(ab) s^2 x_t / d``
     and ``E[v | x_t] = sqrt(ab (1 - ab)) (1 - s^2) x_t / d`` with ``d = ab s^2 + 1 - ab`` (Gaussian conditioning).
@@ -257,9 +285,14 @@ def test_committed_weights_match_their_log():
     x_val, steps_val, state = _eval_batch(cfg)
     g = torch.Generator()
     g.set_state(state)
+    pred, weight = log["config"].get("prediction", "eps"), log["config"].get("loss_weight", "simple")
+    zero_state = g.get_state()
     with torch.no_grad():
-        val = float(diffusion_loss(model, x_val, sched, g, steps_val, log["config"].get("prediction", "eps")))
+        val = float(diffusion_loss(model, x_val, sched, g, steps_val, pred, weight))
     assert val == pytest.approx(log["val_loss"][-1][1], rel=1e-4)  # float32 sums in another thread layout
-    # and it is a real denoiser: far below the initial loss of ~1, and the loss fell over training
-    assert val < 0.1 and log["val_loss"][-1][1] < log["val_loss"][0][1]
+    # and it is a real denoiser: far below the loss of the zero network on the same draws (the loss at a zero
+    # initialisation), and the loss fell over training
+    g.set_state(zero_state)
+    zero = float(diffusion_loss(lambda x, t: torch.zeros_like(x), x_val, sched, g, steps_val, pred, weight))
+    assert val < 0.5 * zero and log["val_loss"][-1][1] < log["val_loss"][0][1]
     assert math.isfinite(log["seconds"]) and json.dumps(log)

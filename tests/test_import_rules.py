@@ -19,7 +19,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "dptheory"
-CLI_FILES = ("cli.py", "_argparse.py", "_help.py", "reproduce.py", "sweep.py", "__main__.py")
+CLI_FILES = ("cli.py", "_argparse.py", "reproduce.py", "_reproduce_pool.py", "sweep.py", "__main__.py")
 CLI_MODULES = tuple(f"dptheory.{f[:-3]}" for f in CLI_FILES if f != "__main__.py")
 OUTSIDE_FOLDERS = ("analyses", "benchmarks", "tests", "notebooks")
 

@@ -38,6 +38,7 @@ __all__ = [
     "training_photos",
     "TrainConfig",
     "PhotoCrops",
+    "LOSS_WEIGHTS",
     "diffusion_loss",
     "ema_update",
     "learning_rate",
@@ -105,6 +106,7 @@ class TrainConfig:
     size: int = 32
     T: int = 1000
     prediction: str = "v"
+    loss_weight: str = "simple"
     init: str | None = None
     held_out: tuple = HELD_OUT
     scales: tuple = SCALES
@@ -124,6 +126,8 @@ class TrainConfig:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
         if self.prediction not in ("v", "eps"):
             raise ValueError(f"prediction must be 'v' or 'eps', got {self.prediction!r}")
+        if self.loss_weight not in LOSS_WEIGHTS:
+            raise ValueError(f"loss_weight must be one of {LOSS_WEIGHTS}, got {self.loss_weight!r}")
         if self.warmup < 0 or self.grad_clip <= 0:
             raise ValueError(f"need warmup >= 0 and grad_clip > 0, got {self.warmup}, {self.grad_clip}")
 
@@ -171,16 +175,27 @@ class PhotoCrops:
         return out
 
 
+LOSS_WEIGHTS: tuple = ("simple", "truncated-snr")
+"""Loss weightings of :func:`diffusion_loss`, as the weight on the squared ``x0`` error at ``SNR = abar / (1 -
+abar)``: ``"simple"`` is the unweighted loss of the target (``SNR`` for eps, ``1 + SNR`` for v);
+``"truncated-snr"`` is ``max(SNR, 1)`` (Salimans and Ho 2022, Sec. 4): eps's weight at low noise, v's at high."""
+
+
 def diffusion_loss(model, x0: torch.Tensor, schedule: VPSchedule, generator: torch.Generator, steps=None,
-                   prediction: str = "eps"):
-    """The diffusion loss ``mean || target - net(x_i, i) ||^2``, a scalar: ``target = eps`` (the simple DDPM
-    loss, Ho et al. 2020, Alg. 1) or ``target = v = sqrt(abar) eps - sqrt(1 - abar) x0`` (Salimans and Ho 2022).
+                   prediction: str = "eps", loss_weight: str = "simple"):
+    """The diffusion loss ``mean_n w_n || target - net(x_i, i) ||^2 / (c h w)``, a scalar: ``target = eps`` (the
+    simple DDPM loss, Ho et al. 2020, Alg. 1) or ``target = v = sqrt(abar) eps - sqrt(1 - abar) x0`` (Salimans
+    and Ho 2022). ``||v - v_theta||^2 = (1 + SNR) ||x0 - x0_theta||^2`` and ``||eps - eps_theta||^2 = SNR ||x0 -
+    x0_theta||^2``, so ``loss_weight="truncated-snr"`` takes ``w_n = max(SNR, 1) / (1 + SNR)`` (v) or
+    ``max(SNR, 1) / SNR`` (eps); ``"simple"`` takes ``w_n = 1`` (:data:`LOSS_WEIGHTS`).
 
     ``x0 (n, c, h, w)``; ``steps`` (``(n,)`` long, 0-based) defaults to uniform draws from ``generator``;
     ``x_i = sqrt(abar) x0 + sqrt(1 - abar) eps`` with ``abar = schedule.alpha_bar(i + 1)``.
     """
     if prediction not in ("eps", "v"):
         raise ValueError(f"prediction must be 'eps' or 'v', got {prediction!r}")
+    if loss_weight not in LOSS_WEIGHTS:
+        raise ValueError(f"loss_weight must be one of {LOSS_WEIGHTS}, got {loss_weight!r}")
     n = x0.shape[0]
     if steps is None:
         steps = torch.randint(schedule.T, (n,), generator=generator)
@@ -188,7 +203,12 @@ def diffusion_loss(model, x0: torch.Tensor, schedule: VPSchedule, generator: tor
     eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
     x_t = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
     target = eps if prediction == "eps" else abar.sqrt() * eps - (1 - abar).sqrt() * x0
-    return (model(x_t, steps) - target).pow(2).mean()
+    sq = (model(x_t, steps) - target).pow(2)
+    if loss_weight == "simple":
+        return sq.mean()
+    snr = abar / (1 - abar)
+    w = snr.clamp(min=1) / (1 + snr if prediction == "v" else snr)
+    return (w * sq).mean()
 
 
 def learning_rate(step: int, cfg: TrainConfig) -> float:
@@ -254,7 +274,7 @@ def train(cfg: TrainConfig | None = None, *, progress: bool = True, photos=None)
         g = torch.Generator()
         g.set_state(noise_state)
         with torch.no_grad():
-            return float(diffusion_loss(ema, x_val, schedule, g, steps_val, cfg.prediction))
+            return float(diffusion_loss(ema, x_val, schedule, g, steps_val, cfg.prediction, cfg.loss_weight))
 
     log = dict(config=asdict(cfg), photos=list(photos), n_params=sum(p.numel() for p in model.parameters()),
                train_loss=[], val_loss=[], threads=torch.get_num_threads(), torch=torch.__version__,
@@ -265,7 +285,8 @@ def train(cfg: TrainConfig | None = None, *, progress: bool = True, photos=None)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, cfg)
-        loss = diffusion_loss(model, data.sample(cfg.batch, gen), schedule, gen, prediction=cfg.prediction)
+        loss = diffusion_loss(model, data.sample(cfg.batch, gen), schedule, gen, prediction=cfg.prediction,
+                              loss_weight=cfg.loss_weight)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {float(loss)} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -322,6 +343,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=d.seed, help=f"seed of weights, crops and noise (default {d.seed})")
     p.add_argument("--prediction", choices=("v", "eps"), default=d.prediction,
                    help=f"network target (default {d.prediction}; eps made the previous weights)")
+    p.add_argument("--loss-weight", choices=LOSS_WEIGHTS, default=d.loss_weight,
+                   help=f"weight of each timestep's loss (default {d.loss_weight}; truncated-snr: max(SNR, 1) on the "
+                   "x0 error, Salimans and Ho 2022)")
     p.add_argument("--photos", choices=("all", "bundled"), default="all",
                    help="training photos: all = TRAIN_PHOTOS (every bundled photo of scikit-image, scikit-learn and "
                    "matplotlib; default), bundled = dptheory.images.data.bundled_photos() (the 9 photos of the eps "
@@ -344,7 +368,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, prediction=args.prediction,
-                      size=args.size, warmup=args.warmup, init=args.init, ema_decay=args.ema_decay)  # convolutional
+                      loss_weight=args.loss_weight, size=args.size, warmup=args.warmup, init=args.init,
+                      ema_decay=args.ema_decay)  # any size: the UNet is convolutional
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     photos = None

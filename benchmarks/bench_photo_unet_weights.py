@@ -1,0 +1,130 @@
+"""Compare two sets of photo-UNet weights on the SAME draws: held-out denoising MSE and restoration PSNR.
+
+    python benchmarks/bench_photo_unet_weights.py --weights committed --out /tmp/old.json
+    python benchmarks/bench_photo_unet_weights.py --weights new/photo_unet32.pt --out /tmp/new.json
+    python benchmarks/bench_photo_unet_weights.py --compare /tmp/old.json /tmp/new.json \\
+        --out benchmarks/results/photo_unet_weights.json
+
+(1) Held-out denoising MSE per pixel of ``E[x0 | x_t]`` at the steps of ``analyses/photo_unet_training.py``, with
+its crops and its noise (the same ``x_t`` for every weight file). (2) Restoration on the crops, operators and
+noise of ``analyses/image_dp_photo_unet.py`` (its four tasks, sigma_y = 0.05): MAP-RPS's MAP (t0 = 0, stage 1 of
+``iters`` steps at t1 = ``PHOTO_UNET_MAP_T1``), MAP-RPS at t0 = 100 from that MAP, and DPS (``lam = 1``, 100
+steps), each method from a generator seeded by (task, method), so two weight files see the same draws. Per-crop
+PSNRs are stored, so ``--compare`` gives PAIRED differences (new - old) with their standard errors.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def _analysis(name: str):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", ROOT / "analyses" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def denoising(weights) -> dict:
+    from dptheory.images.backbones import load_photo_unet
+    from dptheory.images.train import HELD_OUT, SCALES, PhotoCrops, denoising_mse
+
+    tr = _analysis("photo_unet_training")
+    den, schedule = load_photo_unet(weights)
+    n = tr.CONFIG[False]["n"]
+    x0 = PhotoCrops(HELD_OUT, 32, SCALES).sample(n, torch.Generator().manual_seed(tr.SEED + 1))
+    mse = denoising_mse({"network": den}, x0, schedule, tr.STEPS, torch.Generator().manual_seed(tr.SEED + 2),
+                        progress=True)
+    return {"steps": tr.STEPS, "mse": mse["network"], "n": n}
+
+
+def restoration(weights, iters: int, n: int) -> dict:
+    from tqdm.auto import tqdm
+
+    from dptheory.images.backbones import load_photo_unet
+    from dptheory.images.backbones.photo_unet import PHOTO_UNET_MAP_T1
+    from dptheory.images.metrics import psnr
+    from dptheory.images.operators import make_task
+    from dptheory.images.problem import ImageInverseProblem, solve_image
+
+    pu = _analysis("image_dp_photo_unet")
+    den, schedule = load_photo_unet(weights)
+    x = pu.held_out_crops(n, pu.SEED)
+    out = {}
+    for k, task in enumerate(tqdm(pu.ALL_TASKS, desc="tasks")):
+        gen = torch.Generator().manual_seed(pu.SEED + 101 * k)
+        op, _ = make_task(task, tuple(x.shape[1:]), gen)
+        problem = ImageInverseProblem(op, pu.SIGMA_Y)
+        y = problem.measure(x, gen)
+        row = {"A^+ y": psnr(problem.pinv(y), x).tolist()}
+        cfg = {"t0s": [0, 100], "iters": iters}
+        sweep = pu.map_rps_sweep(problem, y, den, schedule, cfg, torch.Generator().manual_seed(1000 + k))
+        row["map (t0=0)"] = psnr(sweep[0].x, x).tolist()
+        row["map-rps t0=100"] = psnr(sweep[100].x, x).tolist()
+        sol = solve_image(problem, y, "dps", den, schedule=schedule, generator=torch.Generator().manual_seed(2000 + k),
+                          lam=1.0, steps=100)
+        row["dps"] = psnr(sol.x, x).tolist()
+        out[task] = row
+    return {"tasks": out, "n": n, "iters": iters, "t1": PHOTO_UNET_MAP_T1}
+
+
+def _mean_se(v) -> tuple[float, float]:
+    t = torch.tensor(v, dtype=torch.float64)
+    return float(t.mean()), float(t.std() / math.sqrt(len(t))) if len(t) > 1 else 0.0
+
+
+def compare(old: dict, new: dict) -> dict:
+    """Paired differences new - old of the per-crop PSNRs, and the ratio new / old of the denoising MSEs."""
+    rows = {}
+    for task, methods in new["restoration"]["tasks"].items():
+        for method, v in methods.items():
+            o = old["restoration"]["tasks"][task][method]
+            diff = [a - b for a, b in zip(v, o, strict=True)]
+            rows[f"{task} {method}"] = {"old": _mean_se(o), "new": _mean_se(v), "new_minus_old": _mean_se(diff)}
+    mse = [{"step": a[0], "old": a[1:], "new": b[1:], "ratio": b[1] / a[1]}
+           for a, b in zip(old["denoising"]["mse"], new["denoising"]["mse"], strict=True)]
+    return {"old": old["weights"], "new": new["weights"], "psnr_db": rows, "denoising_mse": mse}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--weights", help="a photo_unet32.pt (its .json log beside it), or 'committed'")
+    p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="two JSONs of this script")
+    p.add_argument("--iters", type=int, default=150, help="MAP stage-1 steps (default 150, as the figure)")
+    p.add_argument("--n", type=int, default=16, help="held-out crops for the restoration (default 16, as the figure)")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", type=Path, required=True)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.compare:
+        res = compare(*(json.loads(Path(f).read_text()) for f in args.compare))
+        for k, r in res["psnr_db"].items():
+            print(f"{k:<34} old {r['old'][0]:6.2f}  new {r['new'][0]:6.2f}  new - old {r['new_minus_old'][0]:+.2f} "
+                  f"+- {r['new_minus_old'][1]:.2f} dB")
+        for r in res["denoising_mse"]:
+            print(f"step {r['step']:>4}: old {r['old'][0]:.4g}  new {r['new'][0]:.4g}  ratio {r['ratio']:.3f}")
+    else:
+        weights = None if args.weights in (None, "committed") else args.weights
+        t0 = time.perf_counter()
+        res = {"weights": str(weights or "committed"), "denoising": denoising(weights),
+               "restoration": restoration(weights, args.iters, args.n), "threads": args.threads}
+        res["seconds"] = time.perf_counter() - t0
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
