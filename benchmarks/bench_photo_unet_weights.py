@@ -49,7 +49,7 @@ def denoising(weights) -> dict:
     return {"steps": tr.STEPS, "mse": mse["network"], "n": n}
 
 
-def restoration(weights, iters: int, n: int) -> dict:
+def restoration(weights, iters: int, n: int, t1=None, map_only: bool = False) -> dict:
     from tqdm.auto import tqdm
 
     from dptheory.images.backbones import load_photo_unet
@@ -59,6 +59,8 @@ def restoration(weights, iters: int, n: int) -> dict:
     from dptheory.images.problem import ImageInverseProblem, solve_image
 
     pu = _analysis("image_dp_photo_unet")
+    if t1 is not None:  # the stage-1 noise index the figure's MAP-RPS reads (its module global)
+        pu.PHOTO_UNET_MAP_T1 = t1
     den, schedule = load_photo_unet(weights)
     x = pu.held_out_crops(n, pu.SEED)
     out = {}
@@ -68,15 +70,17 @@ def restoration(weights, iters: int, n: int) -> dict:
         problem = ImageInverseProblem(op, pu.SIGMA_Y)
         y = problem.measure(x, gen)
         row = {"A^+ y": psnr(problem.pinv(y), x).tolist()}
-        cfg = {"t0s": [0, 100], "iters": iters}
+        cfg = {"t0s": [0] if map_only else [0, 100], "iters": iters}
         sweep = pu.map_rps_sweep(problem, y, den, schedule, cfg, torch.Generator().manual_seed(1000 + k))
         row["map (t0=0)"] = psnr(sweep[0].x, x).tolist()
-        row["map-rps t0=100"] = psnr(sweep[100].x, x).tolist()
-        sol = solve_image(problem, y, "dps", den, schedule=schedule, generator=torch.Generator().manual_seed(2000 + k),
-                          lam=1.0, steps=100)
-        row["dps"] = psnr(sol.x, x).tolist()
+        if not map_only:
+            row["map-rps t0=100"] = psnr(sweep[100].x, x).tolist()
+            sol = solve_image(problem, y, "dps", den, schedule=schedule,
+                              generator=torch.Generator().manual_seed(2000 + k), lam=1.0, steps=100)
+            row["dps"] = psnr(sol.x, x).tolist()
         out[task] = row
-    return {"tasks": out, "n": n, "iters": iters, "t1": PHOTO_UNET_MAP_T1}
+    return {"tasks": out, "n": n, "iters": iters, "t1": pu.PHOTO_UNET_MAP_T1 if t1 is None else t1,
+            "default_t1": PHOTO_UNET_MAP_T1}
 
 
 def _mean_se(v) -> tuple[float, float]:
@@ -89,11 +93,14 @@ def compare(old: dict, new: dict) -> dict:
     rows = {}
     for task, methods in new["restoration"]["tasks"].items():
         for method, v in methods.items():
+            if method not in old["restoration"]["tasks"][task]:
+                continue
             o = old["restoration"]["tasks"][task][method]
             diff = [a - b for a, b in zip(v, o, strict=True)]
             rows[f"{task} {method}"] = {"old": _mean_se(o), "new": _mean_se(v), "new_minus_old": _mean_se(diff)}
     mse = [{"step": a[0], "old": a[1:], "new": b[1:], "ratio": b[1] / a[1]}
-           for a, b in zip(old["denoising"]["mse"], new["denoising"]["mse"], strict=True)]
+           for a, b in zip(old["denoising"]["mse"], new["denoising"]["mse"], strict=True)] \
+        if old.get("denoising") and new.get("denoising") else []
     return {"old": old["weights"], "new": new["weights"], "psnr_db": rows, "denoising_mse": mse}
 
 
@@ -103,6 +110,9 @@ def main(argv=None) -> int:
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="two JSONs of this script")
     p.add_argument("--iters", type=int, default=150, help="MAP stage-1 steps (default 150, as the figure)")
     p.add_argument("--n", type=int, default=16, help="held-out crops for the restoration (default 16, as the figure)")
+    p.add_argument("--t1", type=int, default=None, help="MAP stage-1 noise index (default PHOTO_UNET_MAP_T1)")
+    p.add_argument("--map-only", action="store_true", help="restoration: the MAP (t0 = 0) only")
+    p.add_argument("--no-denoising", action="store_true", help="skip the denoising MSE")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args(argv)
@@ -117,8 +127,10 @@ def main(argv=None) -> int:
     else:
         weights = None if args.weights in (None, "committed") else args.weights
         t0 = time.perf_counter()
-        res = {"weights": str(weights or "committed"), "denoising": denoising(weights),
-               "restoration": restoration(weights, args.iters, args.n), "threads": args.threads}
+        res = {"weights": str(weights or "committed"),
+               "denoising": None if args.no_denoising else denoising(weights),
+               "restoration": restoration(weights, args.iters, args.n, args.t1, args.map_only),
+               "threads": args.threads}
         res["seconds"] = time.perf_counter() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1) + "\n")

@@ -40,19 +40,31 @@ def _restore(args, threads: str, out: Path) -> dict:
             "load_avg_before": load}
 
 
+def _settle(below: float, limit: float = 300.0) -> float:
+    """Wait until the 1-minute load average is below ``below`` (at most ``limit`` s); the seconds waited."""
+    start = time.perf_counter()
+    while below > 0 and os.getloadavg()[0] >= below and time.perf_counter() - start < limit:
+        time.sleep(5.0)
+    return time.perf_counter() - start
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=2, help="rounds (default 2)")
     p.add_argument("--threads", nargs="+", default=["auto", "2"], help="--threads settings (default auto 2)")
     p.add_argument("--crop", default="192,192,64,64", help="restore box (default a 64 px box of the astronaut)")
     p.add_argument("--steps", type=int, default=100, help="MAP-RPS stage-1 iterations (default 100)")
+    p.add_argument("--settle", type=float, default=0.0, metavar="LOAD",
+                   help="before each quiet run, wait (up to 5 min) until the 1-minute load average is below LOAD, "
+                   "so that --threads auto, which reads it, sees the machine quiet (default 0: do not wait)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "restore_load.json"))
     args = p.parse_args(argv)
     tmp = Path("/tmp") / f"bench_restore_load_{os.getpid()}"
     runs: dict = {th: {"quiet": [], "busy": []} for th in args.threads}
     for r in range(args.repeat):
         for th in args.threads:
-            runs[th]["quiet"].append(_restore(args, th, tmp))
+            waited = _settle(args.settle)
+            runs[th]["quiet"].append({**_restore(args, th, tmp), "settle_wait_s": waited})
             spin = subprocess.Popen([sys.executable, "-c", SPIN])
             try:
                 time.sleep(2.0)
@@ -69,6 +81,7 @@ def main(argv=None) -> int:
         summary[th] = {"quiet_solve_s": q, "busy_solve_s": b, "ratio": b / q,
                        "threads_used": sorted({x["threads"] for x in d["quiet"] + d["busy"]})}
     record = {"command": f"dptheory restore --task sr4 --crop {args.crop} --steps {args.steps} --threads T",
+              "settle_below_load": args.settle,
               "cpus": os.cpu_count(), "repeat": args.repeat, "summary": summary, "runs": runs,
               "note": "solve_s is the solve's wall time (restore.json solve_seconds); wall_s includes start-up"}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

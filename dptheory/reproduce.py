@@ -1,17 +1,17 @@
 """``dptheory reproduce [--quick] [--out DIR]``: every figure of ``analyses/`` and the claims report, in one run.
 
 The analyses live in ``analyses/`` next to the package (a source checkout, ``pip install -e .``); each exposes
-``main(argv) -> int`` and runs IN-PROCESS (importlib, ``--out DIR`` and ``--quick``), so heavy imports happen once; a
-failing script is reported and the others still run. Then :func:`dptheory.claims.run_claims` writes
-``<out>/claims.md`` and ``claims.json``, and ``<out>/reproduce.json`` records what ran, the time of each step, the
-claim summary and the run's identity (:func:`run_identity`: run id, version, git commit, machine, threads, load
-and the SHA-256 of every file written, so a test can check that the committed figures come from one run).
+``main(argv) -> int``. ``--jobs 1`` runs them in this process one after the other; more (default: the usable cores)
+run figures, figure parts and the claims in worker processes, longest first (:mod:`dptheory._reproduce_pool`).
+A failing script is reported and the others still run. :func:`dptheory.claims.run_claims` writes ``<out>/claims.md``
+and ``claims.json``; ``<out>/reproduce.json`` records what ran, the time of each step, the claim summary and the
+run's identity (:func:`run_identity`: run id, version, git commit, machine, threads, load and the SHA-256 of every
+file written, so a test can check that the committed figures come from one run).
 
 Exit status: 0 when every analysis ran and every claim met the toolkit's expectation, 1 otherwise, 2 without
 ``analyses/`` or with an invalid option, 130 after Ctrl-C (also when a library swallowed the ``KeyboardInterrupt``).
-Every file is written atomically (:mod:`dptheory._atomic`); ``reproduce.json`` is written at the start (``"status":
-"running"``) and after every figure, and ends ``"ok"``, ``"failed"`` or ``"interrupted"`` with the completed
-figures. ``--resume`` skips a figure whose PNG, PDF and sidecar exist, with the same version and ``--quick``.
+Files are written atomically; ``reproduce.json`` at the start (``"status": "running"``), after every figure, and at
+the end (``"ok"``, ``"failed"`` or ``"interrupted"``). ``--resume`` skips figures already written by this version.
 """
 
 from __future__ import annotations
@@ -147,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = ArgumentParser(prog="dptheory reproduce", description=plain(__doc__.splitlines()[0]))
     parser.add_argument("--quick", action="store_true",
-                        help="smaller grids and samples for the figures and the claims (~2 min instead of ~27)")
+                        help="smaller grids and samples for the figures and the claims (~2 min instead of ~13 on 2 "
+                        "cores)")
     parser.add_argument("--out", default=Path("figures"), type=Path, help="output directory (default: figures/)")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these analyses (script names)")
     parser.add_argument("--no-claims", action="store_true", help="skip the claims report")

@@ -7,7 +7,8 @@ that waits at a barrier for a core held by another process stalls the whole call
 
 - work below :data:`SINGLE_THREAD_PIXELS` pixels per call (batch x height x width) runs on one thread;
 - larger work uses the cores that are free now: the usable cores minus the other runnable tasks (the larger of
-  the 1-minute load average and the instantaneous count of running tasks in ``/proc/loadavg``), at least 1;
+  the 1-minute load average and the instantaneous count of running tasks in ``/proc/loadavg`` less this
+  process's own), at least 1;
 - an explicit request always wins.
 
 :func:`torch_threads` sets the count for a block and restores the caller's setting afterwards.
@@ -33,10 +34,27 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def _own_running_threads() -> int:
+    """This process's threads that are runnable now (state ``R`` in ``/proc/self/task/*/stat``), at least 1: its
+    OpenMP workers spin for a while after a parallel region, and they are not other work."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:  # pragma: no cover - not Linux
+        return 1
+    running = 0
+    for tid in tasks:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                running += f.read().rsplit(")", 1)[1].split()[0] == "R"
+        except (OSError, IndexError):  # the thread ended meanwhile
+            pass
+    return max(1, running)
+
+
 def busy_cores() -> int:
-    """Cores other processes keep busy now: ``max(round(loadavg_1min), running - 1)``, where ``running`` is the
-    instantaneous count of runnable tasks in ``/proc/loadavg`` (this process included, hence ``- 1``); 0 where
-    the OS does not say."""
+    """Cores other processes keep busy now: ``max(round(loadavg_1min), running - own)``, where ``running`` is the
+    instantaneous count of runnable tasks in ``/proc/loadavg`` and ``own`` this process's runnable threads
+    (:func:`_own_running_threads`); 0 where the OS does not say."""
     try:
         load1 = os.getloadavg()[0]
     except (AttributeError, OSError):  # pragma: no cover - not Unix
@@ -47,7 +65,7 @@ def busy_cores() -> int:
             running = int(f.read().split()[3].split("/")[0])
     except (OSError, ValueError, IndexError):  # pragma: no cover - not Linux
         pass
-    return max(round(load1), running - 1, 0)
+    return max(round(load1), running - _own_running_threads(), 0)
 
 
 def choose_threads(pixels: int, requested: int | str | None = None) -> int:

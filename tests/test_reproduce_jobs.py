@@ -128,3 +128,28 @@ def test_default_jobs_is_the_usable_cores():
 
     expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     assert reproduce.default_jobs() == expected >= 1
+
+
+def test_the_longest_units_go_first(scripts, tmp_path):
+    """The pool's queue is ordered by the last run's seconds (a part without its own time: its figure's time over
+    the parts), so the slowest work starts first and the run ends when the cores run out of work together."""
+    import argparse
+
+    from dptheory import _reproduce_pool
+
+    out = tmp_path / "out"
+    out.mkdir()
+    old = {"analyses": {"a_plain": {"ok": True, "seconds": 1.0}, "b_split": {"ok": True, "seconds": 30.0},
+                        "c_plain": {"ok": True, "seconds": 12.0}}, "claims": {"seconds": 5.0}}
+    (out / "reproduce.json").write_text(json.dumps(old))
+    previous = reproduce._previous_seconds(out)
+    assert previous == {"a_plain": 1.0, "b_split": 30.0, "c_plain": 12.0, "claims": 5.0}
+    args = argparse.Namespace(quick=True, resume=False, no_claims=False)
+    record = {"analyses": {}, "completed": []}
+    units, parts = _reproduce_pool._plan(args, reproduce.find_analyses(), out, record, previous)
+    assert parts == {"b_split": ["x", "y", "z"]}
+    assert [u.label for u in units] == ["c_plain", "b_split[x]", "b_split[y]", "b_split[z]", "claims", "a_plain"]
+    old["analyses"]["b_split"]["parts"] = {"x": 20.0, "y": 2.0, "z": 0.5}  # measured per part: used as is
+    (out / "reproduce.json").write_text(json.dumps(old))
+    units, _ = _reproduce_pool._plan(args, reproduce.find_analyses(), out, record, reproduce._previous_seconds(out))
+    assert [u.label for u in units] == ["b_split[x]", "c_plain", "claims", "b_split[y]", "a_plain", "b_split[z]"]

@@ -123,3 +123,45 @@ def test_torch_threads_restores_the_setting():
     with pytest.raises(ValueError, match="threads"):
         with torch_threads(0):
             pass
+
+
+def test_own_spinning_threads_are_not_other_work(monkeypatch):
+    """A thread of this process that keeps running (as OpenMP workers spin after a parallel region) is counted
+    among this process's runnable threads, not as a busy core of another process."""
+    import threading
+    import time
+
+    from dptheory import threads as th
+
+    if not __import__("os").path.isdir("/proc/self/task"):
+        pytest.skip("needs Linux /proc")
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    worker = threading.Thread(target=spin, daemon=True)
+    worker.start()
+    try:
+        time.sleep(0.05)
+        own = [th._own_running_threads() for _ in range(20)]
+    finally:
+        stop.set()
+        worker.join()
+    assert max(own) >= 2  # this thread (reading /proc) and the spinning one: seen running at least once
+    monkeypatch.setattr(th.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(th, "_own_running_threads", lambda: 3)
+    real_open = open
+
+    def fake_open(path, *a, **k):
+        if path == "/proc/loadavg":
+            import io
+
+            return io.StringIO("0.00 0.00 0.00 3/200 12345\n")
+        return real_open(path, *a, **k)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    assert th.busy_cores() == 0  # three runnable tasks, all of them ours
+    monkeypatch.setattr(th, "_own_running_threads", lambda: 1)
+    assert th.busy_cores() == 2
