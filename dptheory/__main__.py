@@ -1,5 +1,5 @@
 """``python -m dptheory ...`` is the same as the ``dptheory`` console script."""
 
-from .cli import main
+from .cli import console_main
 
-raise SystemExit(main())
+raise SystemExit(console_main())

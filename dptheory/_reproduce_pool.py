@@ -38,10 +38,14 @@ class Unit(NamedTuple):
 
 
 def init_worker(threads: int) -> None:
-    """Pool initializer: ignore SIGINT (the parent stops the pool) and set torch's intra-op threads."""
+    """Pool initializer: ignore SIGINT (the parent stops the pool), keep freed memory in the process
+    (:mod:`dptheory._malloc`) and set torch's intra-op threads."""
     import torch
 
+    from ._malloc import keep_freed_memory
+
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()
     torch.set_num_threads(threads)
 
 
@@ -160,7 +164,7 @@ def run_all_in_pool(args, scripts, out: Path, record: dict, start: float, flag, 
 
     from tqdm.auto import tqdm
 
-    from .reproduce import _identity, finish, record_claims, write_record
+    from .reproduce import _identity, finish, record_claims, record_figure, write_record
 
     record.update(_identity(args, scripts, out))
     units, parts = _plan(args, scripts, out, record, previous)
@@ -196,8 +200,6 @@ def run_all_in_pool(args, scripts, out: Path, record: dict, start: float, flag, 
                 stem = Path(unit.script).stem
                 if unit.kind == "figure":
                     if result["ok"]:
-                        from .reproduce import record_figure
-
                         record_figure(record, out, stem, result["seconds"])
                     else:
                         record["analyses"][stem] = {"ok": False, "error": result["error"]}

@@ -261,5 +261,14 @@ def main(argv=None) -> int:
     raise AssertionError(args.command)  # pragma: no cover
 
 
+def console_main() -> int:
+    """The ``dptheory`` console script and ``python -m dptheory``: :func:`main` with freed memory kept in the
+    process (:func:`dptheory._malloc.keep_freed_memory`)."""
+    from ._malloc import keep_freed_memory
+
+    keep_freed_memory()
+    return main()
+
+
 if __name__ == "__main__":  # pragma: no cover
-    raise SystemExit(main())
+    raise SystemExit(console_main())
