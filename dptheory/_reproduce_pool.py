@@ -144,15 +144,15 @@ def _plan(args, scripts, out: Path, record: dict, previous: dict) -> tuple[list,
 
 
 def _draw(args, script: Path, out: Path, record: dict, results: dict, split: list) -> None:
-    """Combine the parts of a split figure in this process and draw it (its ``main`` with the data)."""
-    from .reproduce import load_analysis, record_figure, run_analysis
+    """Combine the parts of a split figure in this process and draw it (:func:`~dptheory.reproduce.run_analysis`
+    with the parts' data)."""
+    from .reproduce import record_figure, run_analysis
 
     seconds = {p: results[p]["seconds"] for p in split}
-    start = time.perf_counter()
-    with load_analysis(script) as module:
-        data = module.combine(args.quick, {p: results[p]["data"] for p in split})
-    run_analysis(script, quick=args.quick, out=out, data=data, seconds=sum(seconds.values()))
-    record_figure(record, out, script.stem, sum(seconds.values()) + time.perf_counter() - start, parts=seconds)
+    total = sum(seconds.values())
+    drawn = run_analysis(script, quick=args.quick, out=out, parts={p: results[p]["data"] for p in split},
+                         seconds=total)
+    record_figure(record, out, script.stem, total + drawn, parts=seconds)
 
 
 def run_all_in_pool(args, scripts, out: Path, record: dict, start: float, flag, previous: dict) -> int:

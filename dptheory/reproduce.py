@@ -28,7 +28,9 @@ import traceback
 from collections import Counter
 from pathlib import Path
 
-__all__ = ["main", "build_parser", "analyses_dir", "find_analyses", "load_analysis", "run_analysis", "default_jobs"]
+from .threads import usable_cores
+
+__all__ = ["main", "build_parser", "analyses_dir", "find_analyses", "load_analysis", "run_analysis"]
 
 
 def analyses_dir() -> Path:
@@ -72,17 +74,22 @@ def load_analysis(script: Path):
         sys.modules.pop(name, None)
 
 
-def run_analysis(script: Path, *, quick: bool, out: Path, **main_kwargs) -> float:
-    """Import ``script`` as a module and call its ``main([--quick] --out out, **main_kwargs)``; returns the wall
-    time (s).
+def run_analysis(script: Path, *, quick: bool, out: Path, parts: dict | None = None, seconds: float = 0.0) -> float:
+    """Import ``script`` as a module and call its ``main([--quick] --out out)``; returns the wall time (s).
 
+    ``parts`` (``{part: compute_part(quick, part)}``, computed elsewhere, e.g. by the ``--jobs`` pool, in
+    ``seconds``): the figure is drawn from ``combine(quick, parts)`` instead of being computed.
     Raises whatever the script raises, and ``RuntimeError`` if its ``main`` returns a non-zero status.
     """
     start = time.perf_counter()
     with load_analysis(script) as module:
         if not callable(getattr(module, "main", None)):
             raise AttributeError(f"{script.name} has no main(argv) function")
-        status = module.main([*(["--quick"] if quick else []), "--out", str(out)], **main_kwargs)
+        argv = [*(["--quick"] if quick else []), "--out", str(out)]
+        if parts is None:
+            status = module.main(argv)
+        else:
+            status = module.main(argv, data=module.combine(quick, parts), seconds=seconds)
     if status:
         raise RuntimeError(f"{script.name}: main() returned {status}")
     return time.perf_counter() - start
@@ -161,16 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--jobs", type=int, default=None,
                         help="figures (and parts of the slowest figure, and the claims report) run at once in "
                         "separate processes, longest first (default: the usable CPU cores, here "
-                        f"{default_jobs()}; 1 runs everything in this process, one after the other)")
+                        f"{usable_cores()}; 1 runs everything in this process, one after the other)")
     return parser
-
-
-def default_jobs() -> int:
-    """The CPU cores this process may use (``os.sched_getaffinity`` where it exists, else ``os.cpu_count()``)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not on Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _progress(items, desc: str):
@@ -187,7 +186,7 @@ def main(argv=None) -> int:
         print(f"dptheory reproduce: --threads must be an integer in [1, 4096], got {args.threads}", file=sys.stderr)
         return 2
     if args.jobs is None:
-        args.jobs = default_jobs()
+        args.jobs = usable_cores()
     if not 1 <= args.jobs <= 1024:
         print(f"dptheory reproduce: --jobs must be an integer in [1, 1024], got {args.jobs}", file=sys.stderr)
         return 2

@@ -38,3 +38,21 @@ def quick_claim():
         return _QUICK_CLAIMS[cid]
 
     return get
+
+
+@pytest.fixture
+def analyses_folder(tmp_path, monkeypatch):
+    """``write({stem: source})`` puts analysis scripts in ``tmp_path / "analyses"`` and returns that folder;
+    ``dptheory reproduce`` runs them instead of the repository's ``analyses/`` (``find_analyses`` patched)."""
+    from dptheory import reproduce
+
+    folder = tmp_path / "analyses"
+    monkeypatch.setattr(reproduce, "find_analyses", lambda folder_=None: sorted(folder.glob("*.py")))
+
+    def write(sources: dict):
+        folder.mkdir(exist_ok=True)
+        for stem, source in sources.items():
+            (folder / f"{stem}.py").write_text(source)
+        return folder
+
+    return write

@@ -463,21 +463,17 @@ def main(argv=None):
 '''
 
 
-def _scripts(tmp_path, monkeypatch, second):
+def _scripts(analyses_folder, second):
     from dptheory import reproduce
 
-    folder = tmp_path / "analyses"
-    folder.mkdir()
-    (folder / "a_first.py").write_text(_SCRIPT_OK.format(name="a_first"))
-    (folder / "b_second.py").write_text(second)
-    (folder / "c_third.py").write_text(_SCRIPT_OK.format(name="c_third"))
-    monkeypatch.setattr(reproduce, "find_analyses", lambda folder_=None: sorted(folder.glob("*.py")))
+    analyses_folder({"a_first": _SCRIPT_OK.format(name="a_first"), "b_second": second,
+                     "c_third": _SCRIPT_OK.format(name="c_third")})
     return reproduce
 
 
 @pytest.mark.parametrize("second", ["interrupt", "swallowed"])
-def test_reproduce_interrupt_is_recorded_and_resumable(second, tmp_path, monkeypatch, capsys):
-    reproduce = _scripts(tmp_path, monkeypatch, _SCRIPT_INTERRUPT if second == "interrupt" else _SCRIPT_SWALLOW)
+def test_reproduce_interrupt_is_recorded_and_resumable(second, tmp_path, monkeypatch, capsys, analyses_folder):
+    reproduce = _scripts(analyses_folder, _SCRIPT_INTERRUPT if second == "interrupt" else _SCRIPT_SWALLOW)
     out = tmp_path / "figs"
     out.mkdir()
     (out / "reproduce.json").write_text(json.dumps({"status": "ok"}))  # an old successful record
@@ -507,8 +503,8 @@ def test_reproduce_interrupt_is_recorded_and_resumable(second, tmp_path, monkeyp
     assert rc == 0 and rec["completed"] == ["a_first"] and not rec["analyses"]["a_first"].get("resumed")
 
 
-def test_reproduce_failure_recorded(tmp_path, monkeypatch, capsys):
-    reproduce = _scripts(tmp_path, monkeypatch, "def main(argv=None):\n    raise OSError(28, 'No space left')\n")
+def test_reproduce_failure_recorded(tmp_path, capsys, analyses_folder):
+    reproduce = _scripts(analyses_folder, "def main(argv=None):\n    raise OSError(28, 'No space left')\n")
     out = tmp_path / "figs"
     rc = reproduce.main(["--quick", "--no-claims", "--jobs", "1", "--out", str(out)])
     rec = json.loads((out / "reproduce.json").read_text())

@@ -52,14 +52,9 @@ _INTERRUPT = "def main(argv=None):\n    raise KeyboardInterrupt\n"
 
 
 @pytest.fixture
-def scripts(tmp_path, monkeypatch):
-    folder = tmp_path / "analyses"
-    folder.mkdir()
-    (folder / "a_plain.py").write_text(_PLAIN.format(name="a_plain"))
-    (folder / "b_split.py").write_text(_SPLIT)
-    (folder / "c_plain.py").write_text(_PLAIN.format(name="c_plain"))
-    monkeypatch.setattr(reproduce, "find_analyses", lambda folder_=None: sorted(folder.glob("*.py")))
-    return folder
+def scripts(analyses_folder):
+    return analyses_folder({"a_plain": _PLAIN.format(name="a_plain"), "b_split": _SPLIT,
+                            "c_plain": _PLAIN.format(name="c_plain")})
 
 
 def _run(out, jobs: int) -> tuple[int, dict]:
@@ -90,14 +85,15 @@ def test_parts_run_in_worker_processes(scripts, tmp_path, monkeypatch):
     real = reproduce.run_analysis
 
     def spy(script, **kw):
-        seen.append(kw.get("data"))
+        seen.append(kw.get("parts"))
         return real(script, **kw)
 
     monkeypatch.setattr(reproduce, "run_analysis", spy)
     rc, _ = _run(tmp_path / "pool", 2)
     assert rc == 0
-    data = [d for d in seen if d is not None]
-    assert len(data) == 1 and os.getpid() not in data[0]["pids"]  # computed elsewhere, drawn here
+    parts = [p for p in seen if p is not None]
+    pids = {r["pid"] for r in parts[0].values()} if parts else set()
+    assert len(parts) == 1 and os.getpid() not in pids  # computed elsewhere, drawn here
 
 
 def test_a_failing_part_fails_its_figure_only(scripts, tmp_path, monkeypatch, capsys):
@@ -123,11 +119,13 @@ def test_jobs_out_of_range(jobs, tmp_path, capsys):
     assert "--jobs must be an integer in [1, 1024]" in capsys.readouterr().err
 
 
-def test_default_jobs_is_the_usable_cores():
+def test_default_jobs_is_the_usable_cores(scripts, tmp_path):
     import os
 
     expected = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    assert reproduce.default_jobs() == expected >= 1
+    rc = reproduce.main(["--quick", "--no-claims", "--only", "a_plain", "--out", str(tmp_path / "out")])
+    record = json.loads((tmp_path / "out" / "reproduce.json").read_text())
+    assert rc == 0 and record["jobs"] == expected >= 1
 
 
 def test_the_longest_units_go_first(scripts, tmp_path):
