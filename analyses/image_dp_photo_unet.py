@@ -4,8 +4,10 @@ Claims (image-scale, network backbone): MRPS-2 (MAP-RPS's t0 moves the output fr
 towards posterior sampling, sharp in perception), MRPS-1 (the MAP stage beats the ``A^+ y`` baseline), WANG-3
 (VSRD's lam traverses the plane between its lam = 0 and lam = 1 ends).
 
-Setting. Backbone: the project's UNet (:func:`~dptheory.images.backbones.load_photo_unet`, eps-prediction, VP
-linear T = 1000, trained on 32 x 32 crops of the bundled photos WITHOUT astronaut and coffee). Test images: ``n``
+Setting. Backbone: the project's UNet (:func:`~dptheory.images.backbones.load_photo_unet`: eps-prediction with a
+v-prediction expert for the high-noise steps, VP linear T = 1000, trained on 32 x 32 crops of the bundled photos
+WITHOUT astronaut and coffee). MAP-RPS's stage 1 (t1 = 50) and its t0 sweep stay below the expert's switch step, so
+only DPS, VSRD and the peers meet the expert. Test images: ``n``
 32 x 32 crops of the two held-out photos (resized so the short side is 64-192 px, as in training; seeded).
 Tasks (:func:`~dptheory.images.operators.make_task`, one operator shared by the crops): ``sr4`` (4 x 4 average
 pooling), ``inpaint-random`` (70 % of the pixels missing), ``blur-gauss`` (61 x 61 Gaussian, sigma 3 px, circular)

@@ -1,6 +1,7 @@
 """Compare two sets of photo-UNet weights on the SAME draws: held-out denoising MSE and restoration PSNR.
 
-    python benchmarks/bench_photo_unet_weights.py --weights committed --out /tmp/old.json
+    python benchmarks/bench_photo_unet_weights.py --weights committed-eps --out /tmp/old.json   # eps net alone
+    python benchmarks/bench_photo_unet_weights.py --weights committed --out /tmp/pair.json      # + v expert
     python benchmarks/bench_photo_unet_weights.py --weights new/photo_unet32.pt --out /tmp/new.json
     python benchmarks/bench_photo_unet_weights.py --compare /tmp/old.json /tmp/new.json \\
         --out benchmarks/results/photo_unet_weights.json
@@ -9,8 +10,9 @@
 its crops and its noise (the same ``x_t`` for every weight file). (2) Restoration on the crops, operators and
 noise of ``analyses/image_dp_photo_unet.py`` (its four tasks, sigma_y = 0.05): MAP-RPS's MAP (t0 = 0, stage 1 of
 ``iters`` steps at t1 = ``PHOTO_UNET_MAP_T1``), MAP-RPS at t0 = 100 from that MAP, and DPS (``lam = 1``, 100
-steps), each method from a generator seeded by (task, method), so two weight files see the same draws. Per-crop
-PSNRs are stored, so ``--compare`` gives PAIRED differences (new - old) with their standard errors.
+steps) and VSRD (DPS with ``lam`` = 0.5 and 0), each method from a generator seeded by (task, method), so two
+weight files see the same draws. Per-crop PSNRs are stored, so ``--compare`` gives PAIRED differences (new - old)
+with their standard errors.
 """
 
 from __future__ import annotations
@@ -36,12 +38,20 @@ def _analysis(name: str):
     return module
 
 
-def denoising(weights) -> dict:
+def _load(weights):
+    """``committed`` (the default: the eps network and its high-noise expert), ``committed-eps`` (the eps network
+    alone) or a ``photo_unet32.pt`` (with the expert beside it, if any)."""
     from dptheory.images.backbones import load_photo_unet
+
+    return load_photo_unet(None if weights in (None, "committed", "committed-eps") else weights,
+                           experts=weights != "committed-eps")
+
+
+def denoising(weights) -> dict:
     from dptheory.images.train import HELD_OUT, SCALES, PhotoCrops, denoising_mse
 
     tr = _analysis("photo_unet_training")
-    den, schedule = load_photo_unet(weights)
+    den, schedule = _load(weights)
     n = tr.CONFIG[False]["n"]
     x0 = PhotoCrops(HELD_OUT, 32, SCALES).sample(n, torch.Generator().manual_seed(tr.SEED + 1))
     mse = denoising_mse({"network": den}, x0, schedule, tr.STEPS, torch.Generator().manual_seed(tr.SEED + 2),
@@ -52,7 +62,6 @@ def denoising(weights) -> dict:
 def restoration(weights, iters: int, n: int, t1=None, map_only: bool = False) -> dict:
     from tqdm.auto import tqdm
 
-    from dptheory.images.backbones import load_photo_unet
     from dptheory.images.backbones.photo_unet import PHOTO_UNET_MAP_T1
     from dptheory.images.metrics import psnr
     from dptheory.images.operators import make_task
@@ -61,7 +70,7 @@ def restoration(weights, iters: int, n: int, t1=None, map_only: bool = False) ->
     pu = _analysis("image_dp_photo_unet")
     if t1 is not None:  # the stage-1 noise index the figure's MAP-RPS reads (its module global)
         pu.PHOTO_UNET_MAP_T1 = t1
-    den, schedule = load_photo_unet(weights)
+    den, schedule = _load(weights)
     x = pu.held_out_crops(n, pu.SEED)
     out = {}
     for k, task in enumerate(tqdm(pu.ALL_TASKS, desc="tasks")):
@@ -75,9 +84,10 @@ def restoration(weights, iters: int, n: int, t1=None, map_only: bool = False) ->
         row["map (t0=0)"] = psnr(sweep[0].x, x).tolist()
         if not map_only:
             row["map-rps t0=100"] = psnr(sweep[100].x, x).tolist()
-            sol = solve_image(problem, y, "dps", den, schedule=schedule,
-                              generator=torch.Generator().manual_seed(2000 + k), lam=1.0, steps=100)
-            row["dps"] = psnr(sol.x, x).tolist()
+            for lam, name, seed in ((1.0, "dps", 2000), (0.5, "vsrd lam=0.5", 3000), (0.0, "vsrd lam=0", 4000)):
+                sol = solve_image(problem, y, "dps", den, schedule=schedule,
+                                  generator=torch.Generator().manual_seed(seed + k), lam=lam, steps=100)
+                row[name] = psnr(sol.x, x).tolist()
         out[task] = row
     return {"tasks": out, "n": n, "iters": iters, "t1": pu.PHOTO_UNET_MAP_T1 if t1 is None else t1,
             "default_t1": PHOTO_UNET_MAP_T1}
@@ -106,7 +116,8 @@ def compare(old: dict, new: dict) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", help="a photo_unet32.pt (its .json log beside it), or 'committed'")
+    p.add_argument("--weights", help="a photo_unet32.pt (its .json log beside it, and its high-noise expert if "
+                   "any), 'committed' (the default pair) or 'committed-eps' (the eps network alone)")
     p.add_argument("--compare", nargs=2, metavar=("OLD", "NEW"), help="two JSONs of this script")
     p.add_argument("--iters", type=int, default=150, help="MAP stage-1 steps (default 150, as the figure)")
     p.add_argument("--n", type=int, default=16, help="held-out crops for the restoration (default 16, as the figure)")
@@ -125,9 +136,9 @@ def main(argv=None) -> int:
         for r in res["denoising_mse"]:
             print(f"step {r['step']:>4}: old {r['old'][0]:.4g}  new {r['new'][0]:.4g}  ratio {r['ratio']:.3f}")
     else:
-        weights = None if args.weights in (None, "committed") else args.weights
+        weights = args.weights or "committed"
         t0 = time.perf_counter()
-        res = {"weights": str(weights or "committed"),
+        res = {"weights": weights,
                "denoising": None if args.no_denoising else denoising(weights),
                "restoration": restoration(weights, args.iters, args.n, args.t1, args.map_only),
                "threads": args.threads}

@@ -60,6 +60,7 @@ _EXPORTS = {
     "ExactDenoiser": "denoisers",
     "ConditionalExactDenoiser": "denoisers",
     "NetworkDenoiser": "denoisers",
+    "NoiseLevelExperts": "denoisers",
     "DPSGuidedDenoiser": "samplers",
     "solve": "solver",
     "METHOD_NAMES": "solver",

@@ -10,8 +10,8 @@ from the denoiser in ONE place (docs/theory §0):
 Implementations: :class:`ExactDenoiser` of a Gaussian or GMM prior (exact Tweedie, ``Cov[x0|x_t]`` and draws from
 ``p(x0 | x_t)``: the exact reverse kernels of docs/theory §3.3); :class:`ConditionalExactDenoiser`,
 ``E[x0 | x_t, y]`` from the exact posterior of a :class:`~dptheory.LinearInverseProblem` (one ``y`` or one per
-particle); :class:`NetworkDenoiser`, an adapter for a network predicting ``eps``, ``x0`` or ``v`` on its own
-discrete schedule. Every denoiser is differentiable in ``x_t`` with torch autograd (DPS back-propagates through it).
+particle); :class:`NetworkDenoiser`, a network predicting ``eps``, ``x0`` or ``v`` on its own discrete schedule;
+:class:`NoiseLevelExperts`, two networks that share the noise levels. All are differentiable in ``x_t`` (DPS).
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ __all__ = [
     "ExactDenoiser",
     "ConditionalExactDenoiser",
     "NetworkDenoiser",
+    "NoiseLevelExperts",
     "CountingDenoiser",
     "score_from_x0",
     "eps_from_x0",
@@ -249,6 +250,89 @@ class NetworkDenoiser(Denoiser):
         return out
 
 
+class NoiseLevelExperts(Denoiser):
+    """Two networks that share the noise levels of one schedule (the expert denoisers of eDiff-I, Balaji et al.
+    2022, Sec. 4.1), mixed where neither is clearly the better one:
+
+        ``D(x_t, ab) = (1 - w_i) low(x_t, ab) + w_i high(x_t, ab)``,   ``i`` = the network step of ``ab``,
+
+    with ``w_i = 0`` below the first knot, ``w`` linear in ``i`` between knots ``(step, weight)`` and the last knot's
+    weight, 1, from the last knot on. Where ``w_i`` is 0 or 1 ONE network runs; in between both run (two network
+    passes, :meth:`network_passes`). A convex combination of two estimators of ``E[x0 | x_t]`` has the MSE
+    ``(1 - w)^2 m_low + w^2 m_high + 2 w (1 - w) c``, below both MSEs near ``w* = E[e_low . (e_low - e_high)] /
+    E|e_low - e_high|^2`` when the errors ``e`` are not fully correlated (:func:`dptheory.images.experts.mixing_knots`).
+
+    Args:
+        low, high: :class:`NetworkDenoiser` s trained on the same schedule (equal ``alpha_bar`` grids) with the
+            same declared ``data_range``; each may have its own parametrisation (e.g. eps below, v above).
+        knots: ``[(step, weight), ...]`` with 0-based steps increasing in ``1..T-1``, weights in [0, 1] and the
+            last weight 1; ``[(s, 1.0)]`` is a hard switch to ``high`` at step ``s``.
+    """
+
+    def __init__(self, low: NetworkDenoiser, high: NetworkDenoiser, knots):
+        for name, d in (("low", low), ("high", high)):
+            if not isinstance(d, NetworkDenoiser):
+                raise TypeError(f"{name} must be a NetworkDenoiser, got {type(d).__name__}")
+        a, b = low.schedule.alpha_bars, high.schedule.alpha_bars
+        if a.shape != b.shape or not torch.allclose(a, b.to(a.dtype), rtol=1e-12, atol=0.0):
+            raise ValueError(f"low and high must share one schedule, got T = {low.schedule.T} and "
+                             f"{high.schedule.T} with different alpha_bar grids")
+        if low.data_range != high.data_range:
+            raise ValueError(f"low and high must declare the same data_range, got {low.data_range} and "
+                             f"{high.data_range}")
+        T = low.schedule.T
+        try:
+            knots = [(k[0], float(k[1])) for k in knots]
+        except (TypeError, ValueError, IndexError):
+            raise ValueError(f"knots must be a list of (step, weight) pairs, got {knots!r}") from None
+        steps = [k[0] for k in knots]
+        if (not knots or any(not isinstance(s, int) or isinstance(s, bool) or not 1 <= s <= T - 1 for s in steps)
+                or any(b <= a for a, b in zip(steps, steps[1:], strict=False))):
+            raise ValueError(f"knots need int steps increasing in [1, T - 1] = [1, {T - 1}], got steps {steps}")
+        if any(not 0.0 <= w <= 1.0 for _, w in knots) or knots[-1][1] != 1.0:
+            raise ValueError(f"knot weights must lie in [0, 1] and the last must be 1, got {[w for _, w in knots]}")
+        self.low, self.high, self.knots = low, high, knots
+        self.schedule, self.data_range = low.schedule, low.data_range
+
+    @property
+    def switch_step(self) -> int:
+        """The first network step that ``high`` handles alone (the last knot)."""
+        return self.knots[-1][0]
+
+    def timestep(self, alpha_bar: float) -> int:
+        """The 0-based network timestep for ``alpha_bar`` (the two experts share it)."""
+        return self.low.timestep(alpha_bar)
+
+    def weight(self, alpha_bar: float) -> float:
+        """``w_i``, the weight of ``high`` at the network step of ``alpha_bar``."""
+        i = self.timestep(_level(alpha_bar))
+        if i < self.knots[0][0]:
+            return 0.0
+        for (s0, w0), (s1, w1) in zip(self.knots, self.knots[1:], strict=False):
+            if s0 <= i < s1:
+                return w0 + (w1 - w0) * (i - s0) / (s1 - s0)
+        return 1.0
+
+    def network_passes(self, alpha_bar: float) -> int:
+        """Networks run by one evaluation at ``alpha_bar``: 1, or 2 where the two are mixed."""
+        return 1 if self.weight(alpha_bar) in (0.0, 1.0) else 2
+
+    def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
+        return self.x0_and_variance_values(x_t, alpha_bar)[0]
+
+    def x0_and_variance_values(self, x_t: torch.Tensor, alpha_bar: float):
+        """``(x0_hat, v)``: the mixture of the two networks' :meth:`NetworkDenoiser.x0_and_variance_values`
+        (``v`` mixed too when both predict one, else ``None``)."""
+        w = self.weight(alpha_bar)
+        if w == 0.0:
+            return self.low.x0_and_variance_values(x_t, alpha_bar)
+        if w == 1.0:
+            return self.high.x0_and_variance_values(x_t, alpha_bar)
+        (xl, vl), (xh, vh) = (d.x0_and_variance_values(x_t, alpha_bar) for d in (self.low, self.high))
+        v = None if vl is None or vh is None else torch.lerp(vl, vh, w)
+        return torch.lerp(xl, xh, w), v
+
+
 class _Counter:
     """The count shared by the :class:`CountingDenoiser` wrappers of one solve."""
 
@@ -257,7 +341,8 @@ class _Counter:
 
 
 class CountingDenoiser(Denoiser):
-    """Wrap a denoiser and count its evaluations (``__call__``, ``eps``, ``score`` and ``sample_x0``).
+    """Wrap a denoiser and count its evaluations (``__call__``, ``eps``, ``score`` and ``sample_x0``): one each, or
+    the wrapped denoiser's ``network_passes(alpha_bar)`` when it has one (:class:`NoiseLevelExperts`).
 
     ``sample_x0`` exists on the wrapper only if the wrapped denoiser has it, so the samplers' capability checks
     (``callable(getattr(d, "sample_x0", None))``) see through the wrapper. Several wrappers may share one
@@ -272,17 +357,21 @@ class CountingDenoiser(Denoiser):
     def nfe(self) -> int:
         return self.counter.n
 
+    def _count(self, alpha_bar) -> None:
+        passes = getattr(self.denoiser, "network_passes", None)
+        self.counter.n += passes(alpha_bar) if callable(passes) else 1
+
     def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-        self.counter.n += 1
+        self._count(alpha_bar)
         return self.denoiser(x_t, alpha_bar)
 
     def eps(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-        self.counter.n += 1
+        self._count(alpha_bar)
         inner = getattr(self.denoiser, "eps", None)
         return inner(x_t, alpha_bar) if callable(inner) else Denoiser.eps(_Uncounted(self.denoiser), x_t, alpha_bar)
 
     def score(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
-        self.counter.n += 1
+        self._count(alpha_bar)
         inner = getattr(self.denoiser, "score", None)
         if callable(inner):
             return inner(x_t, alpha_bar)
@@ -301,7 +390,7 @@ class CountingDenoiser(Denoiser):
             raise AttributeError(f"{type(self.denoiser).__name__} has no x0_and_variance_values")
 
         def counted(x_t, alpha_bar):
-            self.counter.n += 1
+            self._count(alpha_bar)
             return inner(x_t, alpha_bar)
 
         return counted
@@ -313,7 +402,7 @@ class CountingDenoiser(Denoiser):
             raise AttributeError(f"{type(self.denoiser).__name__} has no sample_x0")
 
         def counted(x_t, alpha_bar, generator=None):
-            self.counter.n += 1
+            self._count(alpha_bar)
             return inner(x_t, alpha_bar, generator)
 
         return counted

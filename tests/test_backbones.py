@@ -445,13 +445,17 @@ def test_latent_backbone_end_to_end(tmp_path, gen, with_text):
 
 
 def test_photo_unet_spec_loads_the_committed_weights(tmp_path):
-    """``photo-unet`` is the committed trained UNet: a 32 px eps-prediction network on the linear T = 1000 grid
-    whose x0 estimate at low noise is close to the clean image (MSE far below the noise variance)."""
+    """``photo-unet`` is the committed trained UNet: an eps-prediction network on the linear T = 1000 grid with a
+    v-prediction expert for the high-noise steps, whose x0 estimate at low noise is close to the clean image (MSE
+    far below the noise variance)."""
+    from dptheory import NoiseLevelExperts
     from dptheory.images.backbones import load_backbone
     from dptheory.images.data import load_image
 
     bb = load_backbone("photo-unet")
-    assert not bb.latent and bb.schedule.T == 1000 and bb.denoiser.prediction == "eps"
+    den = bb.denoiser
+    assert not bb.latent and bb.schedule.T == 1000 and isinstance(den, NoiseLevelExperts)
+    assert den.low.prediction == "eps" and den.high.prediction == "v" and 1 <= den.switch_step <= 999
     x = load_image("skimage:astronaut", 32)
     ab = float(bb.schedule.alpha_bar(51))
     z = torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)

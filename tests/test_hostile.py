@@ -9,6 +9,7 @@ hypothesis fuzz of the command line.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import pickle
@@ -275,6 +276,33 @@ def test_restore_corrupt_checkpoint_one_line(fault, tmp_path, capsys):
         assert str(tmp_path / "w.json") in err  # the malformed file is named
     else:
         assert str(w) in err or fault == "folder"
+
+
+@pytest.mark.parametrize("fault", ["truncated", "garbage", "bad-json", "no-switch", "other-low"])
+def test_restore_corrupt_high_noise_expert_one_line(fault, tmp_path, capsys):
+    """The high-noise expert beside the weights (``<stem>_high.pt`` / ``.json``) is checked like the weights: a
+    broken file, a log without the mixing knots, or an expert paired with other weights is one line, exit 2."""
+    w = tmp_path / "w.pt"
+    w.write_bytes(WEIGHTS.read_bytes())
+    w.with_suffix(".json").write_text(WEIGHTS.with_suffix(".json").read_text())
+    high = WEIGHTS.with_name("photo_unet32_high.pt")
+    data, log = high.read_bytes(), json.loads(high.with_suffix(".json").read_text())
+    if fault == "no-switch":
+        del log["expert"]["knots"]
+    if fault == "other-low":
+        log["expert"]["low_sha256"] = hashlib.sha256(WEIGHTS.read_bytes()).hexdigest()
+    (tmp_path / "w_high.pt").write_bytes({"truncated": data[: len(data) // 3], "garbage": b"\x80\x04garbage" * 100}
+                                         .get(fault, data))
+    (tmp_path / "w_high.json").write_text("{bad" if fault == "bad-json" else json.dumps(log))
+    if fault == "other-low":  # a weights file that differs from the one the expert was paired with
+        torch.save(torch.load(WEIGHTS, weights_only=True), w)
+    rc, err = _run_cli(["restore", "--backbone", f"photo-unet:{w}", "--out", str(tmp_path / "o"), "--no-progress"],
+                       capsys)
+    assert rc == 2, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err and "weights_only" not in err
+    assert "w_high" in err, err
+    assert {"truncated": "photo UNet weights", "garbage": "photo UNet weights", "bad-json": "not valid JSON",
+            "no-switch": "lacks expert.knots", "other-low": "paired with other low-noise weights"}[fault] in err
 
 
 # ---------------------------------------------------------------------------------------------- images

@@ -259,6 +259,31 @@ def test_training_is_deterministic_given_the_seed():
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)
 
 
+def test_min_step_trains_and_validates_on_the_high_noise_steps_only(monkeypatch):
+    """``min_step``: every training draw and every validation step lies in ``min_step..T-1``; 0 keeps the draws of
+    ``randint(T)`` (the same stream, so earlier runs stay bit-for-bit repeatable)."""
+    import dptheory.images.train as tr
+
+    seen = []
+    real = tr.diffusion_loss
+
+    def spy(model, x0, schedule, generator, steps=None, *a, **kw):
+        seen.append(steps.clone())
+        return real(model, x0, schedule, generator, steps, *a, **kw)
+
+    monkeypatch.setattr(tr, "diffusion_loss", spy)
+    cfg = _tiny(steps=20, min_step=900)
+    train(cfg, photos=TRAIN_PHOTOS, progress=False)
+    drawn = torch.cat(seen[:-1])  # the last call is the validation batch
+    assert int(drawn.min()) >= 900 and int(drawn.max()) <= 999 and len(drawn.unique()) > 50
+    assert int(seen[-1].min()) == 900 and int(seen[-1].max()) == 999 == int(_eval_batch(cfg)[1].max())
+    g0, g1 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    assert torch.equal(torch.randint(0, 1000, (64,), generator=g0), torch.randint(1000, (64,), generator=g1))
+    for bad in (-1, 1000, 2.5, True):
+        with pytest.raises(ValueError, match=r"min_step must be an int in \[0, T - 1\]"):
+            TrainConfig(min_step=bad)
+
+
 def test_the_real_config_learns_in_a_few_steps():
     """The committed architecture and learning rate, 8 steps of 8 crops: the held-out loss falls from ~1."""
     cfg = TrainConfig(steps=8, batch=8, warmup=2, ema_decay=0.0, eval_every=8, n_eval=32)
@@ -276,7 +301,7 @@ def test_committed_weights_match_their_log():
     log = photo_unet_log()
     assert log["config"]["model"] == {k: list(v) if isinstance(v, tuple) else v for k, v in PHOTO_UNET_CONFIG.items()}
     assert not set(log["photos"]) & set(HELD_OUT)
-    den, sched = load_photo_unet()
+    den, sched = load_photo_unet(experts=False)
     model = den.net.model
     assert sum(p.numel() for p in model.parameters()) == log["n_params"]
     # the logged final validation loss is reproduced by the loaded weights on the same fixed batch
@@ -296,3 +321,40 @@ def test_committed_weights_match_their_log():
     zero = float(diffusion_loss(lambda x, t: torch.zeros_like(x), x_val, sched, g, steps_val, pred, weight))
     assert val < 0.5 * zero and log["val_loss"][-1][1] < log["val_loss"][0][1]
     assert math.isfinite(log["seconds"]) and json.dumps(log)
+
+
+def test_committed_high_noise_expert_matches_its_log():
+    """The committed v expert: both files under 20 MB together, paired with the committed eps weights (sha256), its
+    knots follow from the table they were chosen from, and its logged final validation loss (float32 weights, on
+    the fixed batch of steps 400..999) is reproduced by the float16-stored weights to 0.5 % (the rounding moves the
+    loss by about 1e-3 relative; a wrong file or parametrisation moves it by far more)."""
+    import hashlib
+
+    from dptheory import NoiseLevelExperts
+    from dptheory.images.backbones import PHOTO_UNET_WEIGHTS, load_photo_unet
+    from dptheory.images.backbones.photo_unet import photo_unet_log
+    from dptheory.images.experts import MIX_SNAP, high_expert_path
+
+    high = high_expert_path(PHOTO_UNET_WEIGHTS)
+    assert PHOTO_UNET_WEIGHTS.stat().st_size + high.stat().st_size < 20e6
+    log = photo_unet_log(high)
+    info = log["expert"]
+    assert info["low_sha256"] == hashlib.sha256(PHOTO_UNET_WEIGHTS.read_bytes()).hexdigest()
+    assert not set(log["photos"]) & set(HELD_OUT) and log["config"]["prediction"] == "v"
+    table = info["selection"]["table"]
+    w = {row[0]: row[3] for row in table}
+    first_alone = min(s for s in w if all(w[t] >= MIX_SNAP for t in w if t >= s))
+    assert info["knots"][-1] == [first_alone, 1.0] == [info["switch_step"], 1.0]
+    assert all(row[4] <= min(row[1], row[2]) + 1e-9 for row in table)  # the optimal mixture beats both networks
+    den, sched = load_photo_unet()
+    assert isinstance(den, NoiseLevelExperts) and den.knots == [tuple(k) for k in info["knots"]]
+    assert den.knots[0][0] >= log["config"]["min_step"]  # the expert never answers below its training range
+    cfg = TrainConfig(**{**log["config"], "held_out": tuple(log["config"]["held_out"]),
+                         "scales": tuple(log["config"]["scales"])})
+    x_val, steps_val, state = _eval_batch(cfg)
+    assert int(steps_val.min()) == log["config"]["min_step"]
+    g = torch.Generator()
+    g.set_state(state)
+    with torch.no_grad():
+        val = float(diffusion_loss(den.high.net.model, x_val, sched, g, steps_val, "v", log["config"]["loss_weight"]))
+    assert val == pytest.approx(log["val_loss"][-1][1], rel=5e-3)

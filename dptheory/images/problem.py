@@ -78,7 +78,8 @@ class ImageSolution:
 
     Attributes:
         x: the restorations ``(n, c, h, w)``, detached.
-        nfe: denoiser evaluations (a batched call counts once).
+        nfe: network evaluations (a batched call counts once; a call that mixes two networks,
+            :class:`~dptheory.NoiseLevelExperts`, counts two).
         seconds: wall time of the solve (conditioning and sampling).
         method: the method name.
         exact_conditional: whether an exact conditional denoiser was used (else DPS guidance, or none needed).

@@ -29,9 +29,10 @@ WHOLE_MAX_PIXELS = 128 * 128
 DEFAULT_TILE = 32
 """Default tile size (px) above :data:`WHOLE_MAX_PIXELS`, with a quarter of it as overlap: the photo UNet's
 training crop size. Measured on the 128 px held-out box ``--crop 128,192,128,128`` of the astronaut (sr4, the
-default MAP-RPS, seed 0, eps weights; PSNR dB / SSIM): whole image 25.19 / 0.773, 32 px tiles (overlap 8) 25.16 /
-0.767, 64 px tiles (overlap 16) 24.76 / 0.772 (``A^+ y`` 22.87 / 0.607, bicubic 24.54 / 0.713). On a 256 px image
-one call costs about the same CPU time with 32 or 64 px tiles (0.93 / 0.85 s) and 2.9 s whole (the attention)."""
+default MAP-RPS, which never leaves the eps network of the pair, seed 0; PSNR dB / SSIM): whole image 25.19 /
+0.773, 32 px tiles (overlap 8) 25.16 / 0.767, 64 px tiles (overlap 16) 24.76 / 0.772 (``A^+ y`` 22.87 / 0.607,
+bicubic 24.54 / 0.713). On a 256 px image one call costs about the same CPU time with 32 or 64 px tiles (0.93 /
+0.85 s) and 2.9 s whole (the attention)."""
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -87,6 +88,11 @@ class TiledDenoiser(Denoiser):
         if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
             raise ValueError(f"batch must be None or a positive int, got {batch!r}")
         self.denoiser, self.tile, self.overlap, self.batch = denoiser, tile, overlap, batch
+
+    def network_passes(self, alpha_bar: float) -> int:
+        """Networks run per window batch: the wrapped denoiser's (``NoiseLevelExperts`` mixes two), else 1."""
+        passes = getattr(self.denoiser, "network_passes", None)
+        return passes(alpha_bar) if callable(passes) else 1
 
     def windows(self, h: int, w: int) -> list[tuple[int, int, int, int]]:
         """``(top, left, height, width)`` of every window of an ``h x w`` image."""

@@ -107,6 +107,7 @@ class TrainConfig:
     T: int = 1000
     prediction: str = "v"
     loss_weight: str = "simple"
+    min_step: int = 0
     init: str | None = None
     held_out: tuple = HELD_OUT
     scales: tuple = SCALES
@@ -128,6 +129,8 @@ class TrainConfig:
             raise ValueError(f"prediction must be 'v' or 'eps', got {self.prediction!r}")
         if self.loss_weight not in LOSS_WEIGHTS:
             raise ValueError(f"loss_weight must be one of {LOSS_WEIGHTS}, got {self.loss_weight!r}")
+        if not isinstance(self.min_step, int) or isinstance(self.min_step, bool) or not 0 <= self.min_step < self.T:
+            raise ValueError(f"min_step must be an int in [0, T - 1] = [0, {self.T - 1}], got {self.min_step!r}")
         if self.warmup < 0 or self.grad_clip <= 0:
             raise ValueError(f"need warmup >= 0 and grad_clip > 0, got {self.warmup}, {self.grad_clip}")
 
@@ -231,7 +234,7 @@ def _eval_batch(cfg: TrainConfig):
     the validation loss, drawn from its own generator so it does not perturb the training stream."""
     g = torch.Generator().manual_seed(cfg.seed + 10_000)
     x0 = PhotoCrops(cfg.held_out, cfg.size, cfg.scales).sample(cfg.n_eval, g)
-    steps = torch.linspace(0, cfg.T - 1, cfg.n_eval, dtype=torch.float32).round().long()  # as in the logged run
+    steps = torch.linspace(cfg.min_step, cfg.T - 1, cfg.n_eval, dtype=torch.float32).round().long()
     return x0, steps, g.get_state()
 
 
@@ -285,8 +288,9 @@ def train(cfg: TrainConfig | None = None, *, progress: bool = True, photos=None)
     for step in bar:
         for group in opt.param_groups:
             group["lr"] = learning_rate(step, cfg)
-        loss = diffusion_loss(model, data.sample(cfg.batch, gen), schedule, gen, prediction=cfg.prediction,
-                              loss_weight=cfg.loss_weight)
+        x0 = data.sample(cfg.batch, gen)
+        steps = torch.randint(cfg.min_step, cfg.T, (cfg.batch,), generator=gen)  # randint(T) when min_step = 0
+        loss = diffusion_loss(model, x0, schedule, gen, steps, prediction=cfg.prediction, loss_weight=cfg.loss_weight)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"training loss is {float(loss)} at step {step}")
         opt.zero_grad(set_to_none=True)
@@ -346,6 +350,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--loss-weight", choices=LOSS_WEIGHTS, default=d.loss_weight,
                    help=f"weight of each timestep's loss (default {d.loss_weight}; truncated-snr: max(SNR, 1) on the "
                    "x0 error, Salimans and Ho 2022)")
+    p.add_argument("--min-step", type=int, default=d.min_step,
+                   help=f"train on the 0-based timesteps min_step..T-1 only (default {d.min_step}: all); a "
+                   "high-noise expert (dptheory.images.experts)")
     p.add_argument("--photos", choices=("all", "bundled"), default="all",
                    help="training photos: all = TRAIN_PHOTOS (every bundled photo of scikit-image, scikit-learn and "
                    "matplotlib; default), bundled = dptheory.images.data.bundled_photos() (the 9 photos of the eps "
@@ -368,8 +375,8 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     torch.set_num_threads(args.threads)
     cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, prediction=args.prediction,
-                      loss_weight=args.loss_weight, size=args.size, warmup=args.warmup, init=args.init,
-                      ema_decay=args.ema_decay)  # any size: the UNet is convolutional
+                      loss_weight=args.loss_weight, min_step=args.min_step, size=args.size, warmup=args.warmup,
+                      init=args.init, ema_decay=args.ema_decay)  # any size: the UNet is convolutional
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     photos = None

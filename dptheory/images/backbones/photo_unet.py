@@ -1,27 +1,30 @@
 """The project's own default backbone: a 2.86 M-parameter ADM UNet trained on 32 x 32 crops of the bundled photos
-by :mod:`dptheory.images.train` (eps-prediction, VP linear schedule, T = 1000; model card:
+by :mod:`dptheory.images.train` (eps-prediction, VP linear schedule, T = 1000), paired with a v-prediction expert of
+the same architecture for the high-noise steps (:mod:`dptheory.images.experts`; model card:
 ``dptheory/images/backbones/weights/README.md``).
 
-The weights (``weights/photo_unet32.pt``, the EMA state dict, 11.5 MB) ship with the package; the training log
-and config sit beside them in ``photo_unet32.json``. Nothing is downloaded.
+The weights ship with the package: ``weights/photo_unet32.pt`` (the eps network's EMA state dict, float32, 11.5 MB)
+and ``weights/photo_unet32_high.pt`` (the expert, float16, 5.8 MB); the training logs, configs and the expert's
+mixing weights sit beside them in ``.json`` files. Nothing is downloaded.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
 import torch
 
 from ..._safeload import CheckpointError, load_state_dict_into
-from ...denoisers import NetworkDenoiser
+from ...denoisers import NetworkDenoiser, NoiseLevelExperts
 from ...schedules import linear_schedule
 from .adm import _ADMNet, build_adm
 
 __all__ = ["PHOTO_UNET_WEIGHTS", "PHOTO_UNET_MAP_T1", "PHOTO_UNET_MAP_ITERS", "load_photo_unet", "photo_unet_log"]
 
 PHOTO_UNET_WEIGHTS = Path(__file__).parent / "weights" / "photo_unet32.pt"
-"""The committed weights (made by ``python -m dptheory.images.train``)."""
+"""The committed eps network (made by ``python -m dptheory.images.train``); its high-noise expert lies beside it."""
 
 PHOTO_UNET_MAP_T1 = 50
 """MAP-RPS stage-1 noise index (0-based, ``alpha_bar(51) = 0.989``) for this network, used by ``dptheory restore``
@@ -37,8 +40,9 @@ PHOTO_UNET_MAP_ITERS = 100
 """MAP-RPS stage-1 iterations of ``dptheory restore`` with this network (the official range is 60-500). At the
 image's own resolution more iterations over-fit the MAP objective: sr4 on the 64 px held-out box
 ``--crop 160,224,64,64`` of the astronaut, t0 = 20, seed 0 (PSNR dB / SSIM; ``A^+ y`` 22.75 / 0.601, bicubic
-25.07 / 0.739): 30 iterations 26.05 / 0.734, 100: 25.87 / 0.768, 300: 21.79 / 0.700 (eps weights); 100 is also
-3x cheaper than 300, which keeps the 256 px box within minutes on a 2-core CPU."""
+25.07 / 0.739): 30 iterations 26.05 / 0.734, 100: 25.87 / 0.768, 300: 21.79 / 0.700 (the eps network, which is
+the pair below step 400: MAP-RPS at t1 = 50 and t0 = 20 never meets the expert); 100 is also 3x cheaper than
+300, which keeps the 256 px box within minutes on a 2-core CPU."""
 
 
 def photo_unet_log(path=None) -> dict:
@@ -55,26 +59,14 @@ def photo_unet_log(path=None) -> dict:
     return log
 
 
-def load_photo_unet(path=None, *, device=None, dtype: torch.dtype = torch.float32):
-    """Load the trained photo UNet as ``(NetworkDenoiser, VPSchedule)``.
-
-    Args:
-        path: a state dict written by :func:`dptheory.images.train.main` (default: the committed
-            :data:`PHOTO_UNET_WEIGHTS`); its model config is read from the ``.json`` log beside it.
-        device, dtype: where the network runs (float32 by default; float64 works for tests).
-
-    The denoiser converts the network's output with the parametrisation stored in the log (``config.prediction``,
-    ``eps`` when absent): ``x0 = sqrt(abar_i) x_t - sqrt(1 - abar_i) v_theta(x_t, i)`` for ``v``,
-    ``x0 = (x_t - sqrt(1 - abar_i) eps_theta(x_t, i)) / sqrt(abar_i)`` for ``eps``, at the network
-    step ``i`` nearest in log-SNR (:class:`~dptheory.denoisers.NetworkDenoiser`); the input size is 32 x 32 RGB
-    in model units [-1, 1] (the UNet is convolutional, so sizes divisible by 4 also run, off its training
-    distribution).
-    """
-    path = Path(path or PHOTO_UNET_WEIGHTS).expanduser()
+def _load_network(path, *, log=None, device=None, dtype: torch.dtype = torch.float32):
+    """ONE network: ``(NetworkDenoiser, VPSchedule)`` from a state dict and its training log (``log``, default the
+    ``.json`` beside ``path``)."""
+    path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"expected photo UNet weights (a state dict .pt) at {path}; make them with "
                                 "python -m dptheory.images.train")
-    log = photo_unet_log(path)
+    log = photo_unet_log(path) if log is None else log
     try:
         model = build_adm(**log["config"]["model"])
         size, T = int(log["config"]["size"]), int(log["config"]["T"])
@@ -90,3 +82,45 @@ def load_photo_unet(path=None, *, device=None, dtype: torch.dtype = torch.float3
     schedule = linear_schedule(T)
     prediction = log["config"].get("prediction", "eps")  # logs written before v-prediction have no field: eps
     return NetworkDenoiser(_ADMNet(model), schedule, prediction=prediction, data_range=(-1.0, 1.0)), schedule
+
+
+def load_photo_unet(path=None, *, device=None, dtype: torch.dtype = torch.float32, experts: bool = True):
+    """Load the trained photo UNet as ``(denoiser, VPSchedule)``.
+
+    Args:
+        path: a state dict written by :func:`dptheory.images.train.main` (default: the committed
+            :data:`PHOTO_UNET_WEIGHTS`); its model config is read from the ``.json`` log beside it.
+        device, dtype: where the network runs (float32 by default; float64 works for tests).
+        experts: when a high-noise expert ``<stem>_high.pt`` lies beside ``path`` (written by
+            :mod:`dptheory.images.experts`; the committed weights have one), return the pair as a
+            :class:`~dptheory.denoisers.NoiseLevelExperts` that mixes in the expert with the weights of its log
+            (``expert.knots``); ``False``: the single network at ``path``.
+
+    Each network converts its output with the parametrisation stored in its log (``config.prediction``,
+    ``eps`` when absent): ``x0 = sqrt(abar_i) x_t - sqrt(1 - abar_i) v_theta(x_t, i)`` for ``v``,
+    ``x0 = (x_t - sqrt(1 - abar_i) eps_theta(x_t, i)) / sqrt(abar_i)`` for ``eps``, at the network
+    step ``i`` nearest in log-SNR (:class:`~dptheory.denoisers.NetworkDenoiser`); the input is RGB in model units
+    [-1, 1], of any size divisible by 4 (the UNet is convolutional; it was trained on 32 x 32 crops).
+    """
+    path = Path(path or PHOTO_UNET_WEIGHTS).expanduser()
+    low, schedule = _load_network(path, device=device, dtype=dtype)
+    high_path = path.with_name(path.stem + "_high.pt")
+    if not experts or not high_path.is_file():
+        return low, schedule
+    log = photo_unet_log(high_path)
+    info = log.get("expert")
+    knots = info.get("knots") if isinstance(info, dict) else None
+    if not isinstance(knots, list) or not knots:
+        raise ValueError(f"the high-noise expert's log {high_path.with_suffix('.json')} lacks expert.knots "
+                         "(write it with python -m dptheory.images.experts)")
+    want = info.get("low_sha256")
+    if want is not None and hashlib.sha256(path.read_bytes()).hexdigest() != want:
+        raise ValueError(f"the high-noise expert {high_path} was paired with other low-noise weights than {path} "
+                         "(sha256 differs); re-pair it with python -m dptheory.images.experts, or pass "
+                         "experts=False")
+    high, _ = _load_network(high_path, log=log, device=device, dtype=dtype)
+    try:
+        return NoiseLevelExperts(low, high, knots), schedule
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"the high-noise expert's log {high_path.with_suffix('.json')} has invalid expert.knots: "
+                         f"{err}") from None
