@@ -25,7 +25,8 @@ inside ``vsrd`` (plug-in or PiGDM likelihood) diverges on this network for every
 network's Jacobian error by ``(1 - ab) / (ab sigma_y^2)`` at high noise. With a network no sampler is an exact
 posterior sampler; DPS is the usual stand-in. The exact-prior figure ``image_dp_traversal`` places the same
 solvers against exact D-P curves. At lam = 0 the path carries no noise, its ``x_t`` leave the network's training
-distribution and the output degrades (measured below ``A^+ y``): VSRD's lam sweep needs lam > 0 on a network.
+distribution and the output degrades (below ``A^+ y`` on sr4 and blur-gauss): VSRD's lam sweep needs lam > 0 on a
+network.
 
 Axes. Distortion: PSNR (dB, data range 2) and MSE per pixel against the ground truth, mean +- 1 SE over crops.
 Perception: SWD (Karras et al.'s sliced Wasserstein on Laplacian-pyramid patches, fixed projections) between
