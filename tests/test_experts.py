@@ -112,6 +112,26 @@ def test_experts_mix_linearly_between_knots_and_count_two_passes_there():
         assert den.network_passes(ab) == (1 if w in (0.0, 1.0) else 2) and counted.nfe == expected_nfe
 
 
+def test_tiles_and_the_finite_guard_pass_the_network_count_through():
+    """``restore`` wraps the denoiser in tiles (and the samplers in a NaN guard): a tiled mixed evaluation still
+    counts the two networks once per batch of windows."""
+    from dptheory._guard import FiniteDenoiser
+    from dptheory.images.tiling import TiledDenoiser
+
+    eps_a, _ = _gauss_nets(0.5)
+    _, v_b = _gauss_nets(2.0)
+    den = NoiseLevelExperts(NetworkDenoiser(eps_a, SCHED), NetworkDenoiser(v_b, SCHED, prediction="v"),
+                            [(400, 0.5), (600, 1.0)])
+    x = torch.randn(1, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    for step, passes in ((100, 1), (450, 2), (700, 1)):
+        ab = float(SCHED.alpha_bar(step + 1))
+        for wrapped in (TiledDenoiser(den, 4, 1), FiniteDenoiser(TiledDenoiser(den, 4, 1), SCHED)):
+            counted = CountingDenoiser(wrapped)
+            torch.testing.assert_close(counted(x, ab), den(x, ab))  # a pixel-wise denoiser: tiles are exact
+            assert counted.nfe == passes
+    assert TiledDenoiser(lambda x_t, ab: x_t, 4, 1).network_passes(0.5) == 1
+
+
 @pytest.mark.parametrize(("knots", "match"), [
     ([(0, 1.0)], r"increasing in \[1, T - 1\] = \[1, 999\]"), ([(1000, 1.0)], "increasing"),
     ([(12.0, 1.0)], "int steps"), ([(True, 1.0)], "int steps"), ([], "int steps"),
