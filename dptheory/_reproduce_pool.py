@@ -5,14 +5,18 @@ A unit is ``("figure", script)`` (the script's ``main``), ``("part", script, par
 ``compute_part(quick, part)``, for an analysis that defines ``parts(quick)``; the parent then calls
 ``combine(quick, results)`` and ``main(argv, data=..., seconds=...)`` to draw it) or ``("claims",)``. Each unit's
 stdout and stderr (its progress bars) go to a log file; the parent shows one bar over units with the last line of
-every running unit's log. Workers ignore SIGINT: the parent catches Ctrl-C and terminates the pool.
+every running unit's log. Workers ignore SIGINT: the parent catches Ctrl-C and terminates the pool. A worker whose
+parent dies without that chance (SIGTERM, SIGKILL) ends itself within a second, so no stray worker keeps computing
+and writing into the logs and figures of a later run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -45,8 +49,17 @@ def init_worker(threads: int) -> None:
     from ._malloc import keep_freed_memory
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=exit_with_parent, args=(os.getppid(),), daemon=True, name="exit-with-parent").start()
     keep_freed_memory()
     torch.set_num_threads(threads)
+
+
+def exit_with_parent(parent: int, every: float = 0.5) -> None:
+    """Poll ``os.getppid()`` every ``every`` seconds and end the process (``os._exit(1)``) once it is no longer
+    ``parent``: a dead parent's children are re-parented, so a killed ``reproduce`` leaves no worker behind."""
+    while os.getppid() == parent:
+        time.sleep(every)
+    os._exit(1)
 
 
 @contextlib.contextmanager

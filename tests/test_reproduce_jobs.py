@@ -151,3 +151,47 @@ def test_the_longest_units_go_first(scripts, tmp_path):
     (out / "reproduce.json").write_text(json.dumps(old))
     units, _ = _reproduce_pool._plan(args, reproduce.find_analyses(), out, record, reproduce._previous_seconds(out))
     assert [u.label for u in units] == ["b_split[x]", "c_plain", "claims", "b_split[y]", "a_plain", "b_split[z]"]
+
+
+def test_a_worker_ends_when_its_parent_is_killed(tmp_path):
+    """A ``reproduce`` killed with SIGKILL (or SIGTERM) cannot terminate its pool; each worker watches its parent
+    (``exit_with_parent``, started by ``init_worker``) and ends once it is re-parented. Here a parent process starts
+    one child running the watch, the parent is SIGKILLed, and the child must be gone (or a zombie) within 10 s; a
+    child without the watch would sleep on for 60 s."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    child = ("import os, sys; from dptheory._reproduce_pool import exit_with_parent; "
+             "open(sys.argv[1], 'w').write(str(os.getpid())); exit_with_parent(os.getppid(), 0.1)")
+    parent = (f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}, {str(pid_file)!r}]); "
+              "time.sleep(60)")
+    proc = subprocess.Popen([sys.executable, "-c", parent])
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        child_pid = int(pid_file.read_text())
+
+        def alive() -> bool:
+            try:
+                state = open(f"/proc/{child_pid}/stat").read().rsplit(")", 1)[1].split()[0]
+            except (FileNotFoundError, ProcessLookupError):
+                return False
+            return state != "Z"
+
+        assert alive()
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while alive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not alive(), "the child outlived its killed parent"
+    finally:
+        proc.kill()
+        if pid_file.exists() and pid_file.read_text():
+            with __import__("contextlib").suppress(ProcessLookupError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
