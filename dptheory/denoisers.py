@@ -32,6 +32,7 @@ __all__ = [
     "NetworkDenoiser",
     "NoiseLevelExperts",
     "CountingDenoiser",
+    "network_passes",
     "score_from_x0",
     "eps_from_x0",
     "x0_from_eps",
@@ -333,6 +334,13 @@ class NoiseLevelExperts(Denoiser):
         return torch.lerp(xl, xh, w), v
 
 
+def network_passes(denoiser, alpha_bar: float) -> int:
+    """Networks one evaluation of ``denoiser`` at ``alpha_bar`` runs: its ``network_passes(alpha_bar)`` when it
+    has one (:class:`NoiseLevelExperts`, and wrappers that pass it through), else 1."""
+    passes = getattr(denoiser, "network_passes", None)
+    return passes(alpha_bar) if callable(passes) else 1
+
+
 class _Counter:
     """The count shared by the :class:`CountingDenoiser` wrappers of one solve."""
 
@@ -358,8 +366,7 @@ class CountingDenoiser(Denoiser):
         return self.counter.n
 
     def _count(self, alpha_bar) -> None:
-        passes = getattr(self.denoiser, "network_passes", None)
-        self.counter.n += passes(alpha_bar) if callable(passes) else 1
+        self.counter.n += network_passes(self.denoiser, alpha_bar)
 
     def __call__(self, x_t: torch.Tensor, alpha_bar: float) -> torch.Tensor:
         self._count(alpha_bar)

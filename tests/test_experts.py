@@ -312,3 +312,21 @@ def test_pack_leaves_no_file_when_the_expert_loses(tmp_path):
     with pytest.raises(ValueError, match="not better than the low one"):
         pack_high_expert(bad, low, n=4, grid=300)
     assert not high_expert_path(low).exists()
+    assert sorted(p.name for p in low.parent.iterdir()) == ["photo_unet32.json", "photo_unet32.pt"]  # no temp file
+
+
+@pytest.mark.parametrize("fault", ["missing", "corrupt", "loses"])
+def test_experts_command_bad_input_is_one_line_and_exit_2(fault, tmp_path, capsys):
+    from dptheory.images.experts import main
+
+    low = _write_net(tmp_path / "low", "v", 0, zero_out=False)
+    high = _write_net(tmp_path / "high", "eps", 1, zero_out=True)  # the identity: it loses at the top
+    if fault == "corrupt":
+        high.write_bytes(b"\x80\x04garbage" * 10)
+    arg = str(tmp_path / "nope.pt") if fault == "missing" else str(high)
+    assert main([arg, "--low", str(low), "--n", "4"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert "Traceback" not in err and err.startswith("python -m dptheory.images.experts: ")
+    assert {"missing": "nope.json beside the weights", "corrupt": "not a readable tensor checkpoint",
+            "loses": "not better than the low one"}[fault] in err
+    assert sorted(p.name for p in low.parent.iterdir()) == ["photo_unet32.json", "photo_unet32.pt"]

@@ -9,6 +9,7 @@ of that batch, about 1) and by bit-for-bit repetition.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -284,6 +285,38 @@ def test_min_step_trains_and_validates_on_the_high_noise_steps_only(monkeypatch)
             TrainConfig(min_step=bad)
 
 
+def test_init_starts_from_the_saved_weights_and_logs_their_sha256(tmp_path):
+    """``init``: a run with a learning rate of 1e-12 ends where it started (the saved weights, to float32
+    round-off), and the log holds the file's sha256."""
+    import hashlib
+
+    first, _ = train(_tiny(steps=3), photos=TRAIN_PHOTOS, progress=False)
+    path = tmp_path / "w.pt"
+    torch.save(first.state_dict(), path)
+    cfg = dataclasses.replace(_tiny(steps=1, init=str(path)), lr=1e-12, min_lr=0.0)
+    again, log = train(cfg, photos=TRAIN_PHOTOS, progress=False)
+    assert log["init_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    for k, v in first.state_dict().items():
+        torch.testing.assert_close(again.state_dict()[k], v, rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("fault", ["missing", "corrupt", "other-model", "min-step"])
+def test_train_command_bad_input_is_one_line_and_exit_2(fault, tmp_path, capsys):
+    bad = tmp_path / "init.pt"
+    if fault == "corrupt":
+        bad.write_bytes(b"\x80\x04garbage" * 10)
+    if fault == "other-model":
+        torch.save({"bogus": torch.ones(3)}, bad)
+    argv = ["--steps", "1", "--batch", "2", "--out", str(tmp_path / "o"), "--no-progress"]
+    argv += ["--min-step", "1000"] if fault == "min-step" else ["--init", str(bad)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert {"missing": "not found", "corrupt": "not a readable tensor checkpoint", "other-model": "does not match",
+            "min-step": "min_step must be an int in [0, T - 1]"}[fault] in err
+    assert not (tmp_path / "o" / "photo_unet32.pt").exists()
+
+
 def test_the_real_config_learns_in_a_few_steps():
     """The committed architecture and learning rate, 8 steps of 8 crops: the held-out loss falls from ~1."""
     cfg = TrainConfig(steps=8, batch=8, warmup=2, ema_decay=0.0, eval_every=8, n_eval=32)
@@ -293,6 +326,19 @@ def test_the_real_config_learns_in_a_few_steps():
 
 
 # ---------------------------------------------------------------------------------------------- committed weights
+def _logged_validation_loss(model, log: dict, sched) -> float:
+    """The validation loss of ``model`` on the fixed batch of the run that wrote ``log`` (its crops, steps
+    ``min_step..T-1`` and noise; its parametrisation and loss weight)."""
+    cfg = TrainConfig(**{**log["config"], "held_out": tuple(log["config"]["held_out"]),
+                         "scales": tuple(log["config"]["scales"])})
+    x_val, steps_val, state = _eval_batch(cfg)
+    g = torch.Generator()
+    g.set_state(state)
+    pred, weight = log["config"].get("prediction", "eps"), log["config"].get("loss_weight", "simple")
+    with torch.no_grad():
+        return float(diffusion_loss(model, x_val, sched, g, steps_val, pred, weight))
+
+
 def test_committed_weights_match_their_log():
     from dptheory.images.backbones import PHOTO_UNET_WEIGHTS, load_photo_unet
     from dptheory.images.backbones.photo_unet import photo_unet_log
@@ -305,20 +351,11 @@ def test_committed_weights_match_their_log():
     model = den.net.model
     assert sum(p.numel() for p in model.parameters()) == log["n_params"]
     # the logged final validation loss is reproduced by the loaded weights on the same fixed batch
-    cfg = TrainConfig(**{**log["config"], "held_out": tuple(log["config"]["held_out"]),
-                         "scales": tuple(log["config"]["scales"])})
-    x_val, steps_val, state = _eval_batch(cfg)
-    g = torch.Generator()
-    g.set_state(state)
-    pred, weight = log["config"].get("prediction", "eps"), log["config"].get("loss_weight", "simple")
-    zero_state = g.get_state()
-    with torch.no_grad():
-        val = float(diffusion_loss(model, x_val, sched, g, steps_val, pred, weight))
+    val = _logged_validation_loss(model, log, sched)
     assert val == pytest.approx(log["val_loss"][-1][1], rel=1e-4)  # float32 sums in another thread layout
     # and it is a real denoiser: far below the loss of the zero network on the same draws (the loss at a zero
     # initialisation), and the loss fell over training
-    g.set_state(zero_state)
-    zero = float(diffusion_loss(lambda x, t: torch.zeros_like(x), x_val, sched, g, steps_val, pred, weight))
+    zero = _logged_validation_loss(lambda x, t: torch.zeros_like(x), log, sched)
     assert val < 0.5 * zero and log["val_loss"][-1][1] < log["val_loss"][0][1]
     assert math.isfinite(log["seconds"]) and json.dumps(log)
 
@@ -349,12 +386,6 @@ def test_committed_high_noise_expert_matches_its_log():
     den, sched = load_photo_unet()
     assert isinstance(den, NoiseLevelExperts) and den.knots == [tuple(k) for k in info["knots"]]
     assert den.knots[0][0] >= log["config"]["min_step"]  # the expert never answers below its training range
-    cfg = TrainConfig(**{**log["config"], "held_out": tuple(log["config"]["held_out"]),
-                         "scales": tuple(log["config"]["scales"])})
-    x_val, steps_val, state = _eval_batch(cfg)
-    assert int(steps_val.min()) == log["config"]["min_step"]
-    g = torch.Generator()
-    g.set_state(state)
-    with torch.no_grad():
-        val = float(diffusion_loss(den.high.net.model, x_val, sched, g, steps_val, "v", log["config"]["loss_weight"]))
+    val = _logged_validation_loss(den.high.net.model, log, sched)
+    assert log["config"]["prediction"] == "v" and log["config"]["min_step"] == 400
     assert val == pytest.approx(log["val_loss"][-1][1], rel=5e-3)

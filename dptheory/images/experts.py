@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -101,18 +102,23 @@ def pack_high_expert(high_weights, low_weights=None, *, n: int = 256, seed: int 
     ``.json`` is the high expert's training log plus ``expert``: the knots, the table they were chosen from,
     the stored dtype and the sha256 of the low weights it pairs with.
     """
+    from .._atomic import discard, reserve_temp, write_text
+    from .._safeload import CheckpointError, load_tensors
     from .backbones.photo_unet import PHOTO_UNET_WEIGHTS, _load_network, photo_unet_log
     from .train import PhotoCrops
 
     low_weights = Path(low_weights or PHOTO_UNET_WEIGHTS).expanduser()
     high_weights = Path(high_weights).expanduser()
     log = photo_unet_log(high_weights)
-    state = torch.load(high_weights, map_location="cpu", weights_only=True)
+    state = load_tensors(high_weights, "high-noise expert weights")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CheckpointError(f"high-noise expert weights {str(high_weights)!r} are not a state dict of tensors")
     out = high_expert_path(low_weights)
-    torch.save({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, out)
+    staged = reserve_temp(out)  # the rounded weights, evaluated from the file that will ship, renamed on success
     try:
+        torch.save({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, staged)
         low, schedule = _load_network(low_weights)
-        high, _ = _load_network(out, log=log)
+        high, _ = _load_network(staged, log=log)
         cfg = log["config"]
         low_photos = set(photo_unet_log(low_weights).get("photos", ()))
         photos = tuple(p for p in log["photos"] if p in low_photos)
@@ -123,18 +129,19 @@ def pack_high_expert(high_weights, low_weights=None, *, n: int = 256, seed: int 
         x0 = crops.sample(n, torch.Generator().manual_seed(seed))
         knots, table = mixing_knots(low, high, schedule, x0, torch.Generator().manual_seed(seed + 1),
                                     min_step=int(cfg.get("min_step", 0)), grid=grid, mix=mix)
+        log["expert"] = dict(knots=[list(k) for k in knots], switch_step=knots[-1][0],
+                             stored_dtype=str(dtype).removeprefix("torch."),
+                             low_sha256=hashlib.sha256(low_weights.read_bytes()).hexdigest(), low=low_weights.name,
+                             source_sha256=hashlib.sha256(high_weights.read_bytes()).hexdigest(),
+                             selection=dict(n=n, seed=seed, grid=grid, snap=MIX_SNAP, mix=mix, photos=list(photos),
+                                            table=table,
+                                            columns=["step", "mse_low", "mse_high", "w_star", "mse_mix",
+                                                     "se_mix_minus_low"]))
+        os.replace(staged, out)
     except BaseException:
-        out.unlink(missing_ok=True)  # no half-made expert beside the weights
+        discard(staged)  # no half-made expert beside the weights
         raise
-    log["expert"] = dict(knots=[list(k) for k in knots], switch_step=knots[-1][0],
-                         stored_dtype=str(dtype).removeprefix("torch."),
-                         low_sha256=hashlib.sha256(low_weights.read_bytes()).hexdigest(), low=low_weights.name,
-                         source_sha256=hashlib.sha256(high_weights.read_bytes()).hexdigest(),
-                         selection=dict(n=n, seed=seed, grid=grid, snap=MIX_SNAP, mix=mix, photos=list(photos),
-                                        table=table,
-                                        columns=["step", "mse_low", "mse_high", "w_star", "mse_mix",
-                                                 "se_mix_minus_low"]))
-    out.with_suffix(".json").write_text(json.dumps(log, indent=1) + "\n")
+    write_text(out.with_suffix(".json"), json.dumps(log, indent=1) + "\n")
     return out
 
 
@@ -151,7 +158,11 @@ def main(argv=None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    out = pack_high_expert(args.high, args.low, n=args.n, mix=not args.no_mix)
+    try:
+        out = pack_high_expert(args.high, args.low, n=args.n, mix=not args.no_mix)
+    except (OSError, ValueError) as err:  # a missing or broken file, a log without a config, a losing expert
+        print(f"{p.prog}: {err}", file=sys.stderr)
+        return 2
     info = json.loads(out.with_suffix(".json").read_text())["expert"]
     print(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB); knots (step, weight of the expert): "
           + ", ".join(f"({k}, {w:.3f})" for k, w in info["knots"]), file=sys.stderr)

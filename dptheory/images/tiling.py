@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import torch
 
-from ..denoisers import Denoiser
+from ..denoisers import Denoiser, network_passes
 
 __all__ = ["WHOLE_MAX_PIXELS", "DEFAULT_TILE", "tile_starts", "tile_weights", "TiledDenoiser", "auto_tile",
            "trim_to_multiple"]
@@ -91,8 +91,7 @@ class TiledDenoiser(Denoiser):
 
     def network_passes(self, alpha_bar: float) -> int:
         """Networks run per window batch: the wrapped denoiser's (``NoiseLevelExperts`` mixes two), else 1."""
-        passes = getattr(self.denoiser, "network_passes", None)
-        return passes(alpha_bar) if callable(passes) else 1
+        return network_passes(self.denoiser, alpha_bar)
 
     def windows(self, h: int, w: int) -> list[tuple[int, int, int, int]]:
         """``(top, left, height, width)`` of every window of an ``h x w`` image."""

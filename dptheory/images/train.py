@@ -27,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .._safeload import load_state_dict_into
 from ..schedules import VPSchedule, linear_schedule
 from .backbones.adm import build_adm
 
@@ -267,7 +268,7 @@ def train(cfg: TrainConfig | None = None, *, progress: bool = True, photos=None)
         if not init.is_file():
             raise FileNotFoundError(f"init weights {init} not found (a state dict .pt of the same architecture)")
         init_sha256 = hashlib.sha256(init.read_bytes()).hexdigest()
-        model.load_state_dict(torch.load(init, map_location="cpu", weights_only=True), strict=True)
+        load_state_dict_into(model, init, "init weights")
     ema = copy.deepcopy(model).requires_grad_(False)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -372,11 +373,16 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """Train and write ``photo_unet32.pt`` (EMA state dict) and ``photo_unet32.json`` (config and log)."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, prediction=args.prediction,
-                      loss_weight=args.loss_weight, min_step=args.min_step, size=args.size, warmup=args.warmup,
-                      init=args.init, ema_decay=args.ema_decay)  # any size: the UNet is convolutional
+    try:
+        cfg = TrainConfig(steps=args.steps, batch=args.batch, lr=args.lr, seed=args.seed, prediction=args.prediction,
+                          loss_weight=args.loss_weight, min_step=args.min_step, size=args.size, warmup=args.warmup,
+                          init=args.init, ema_decay=args.ema_decay)  # any size: the UNet is convolutional
+    except ValueError as err:
+        print(f"{parser.prog}: {err}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     photos = None
@@ -384,9 +390,16 @@ def main(argv=None) -> int:
         from .data import bundled_photos
 
         photos = tuple(p for p in bundled_photos() if p not in cfg.held_out)
-    model, log = train(cfg, progress=not args.no_progress, photos=photos)
-    torch.save(model.state_dict(), out / "photo_unet32.pt")
-    (out / "photo_unet32.json").write_text(json.dumps(log, indent=1) + "\n")
+    try:
+        model, log = train(cfg, progress=not args.no_progress, photos=photos)
+    except (FileNotFoundError, ValueError) as err:  # a missing --init, a held-out training photo, a bad checkpoint
+        print(f"{parser.prog}: {err}", file=sys.stderr)
+        return 2
+    from .._atomic import atomic_path, write_text
+
+    with atomic_path(out / "photo_unet32.pt") as tmp:
+        torch.save(model.state_dict(), tmp)
+    write_text(out / "photo_unet32.json", json.dumps(log, indent=1) + "\n")
     print(f"wrote {out / 'photo_unet32.pt'} ({log['n_params'] / 1e6:.2f} M parameters) after {cfg.steps} steps in "
           f"{log['seconds'] / 60:.1f} min; final validation loss {log['val_loss'][-1][1]:.4f}", file=sys.stderr)
     return 0

@@ -19,6 +19,7 @@ import torch
 from ..._safeload import CheckpointError, load_state_dict_into
 from ...denoisers import NetworkDenoiser, NoiseLevelExperts
 from ...schedules import linear_schedule
+from ..experts import high_expert_path
 from .adm import _ADMNet, build_adm
 
 __all__ = ["PHOTO_UNET_WEIGHTS", "PHOTO_UNET_MAP_T1", "PHOTO_UNET_MAP_ITERS", "load_photo_unet", "photo_unet_log"]
@@ -104,7 +105,7 @@ def load_photo_unet(path=None, *, device=None, dtype: torch.dtype = torch.float3
     """
     path = Path(path or PHOTO_UNET_WEIGHTS).expanduser()
     low, schedule = _load_network(path, device=device, dtype=dtype)
-    high_path = path.with_name(path.stem + "_high.pt")
+    high_path = high_expert_path(path)
     if not experts or not high_path.is_file():
         return low, schedule
     log = photo_unet_log(high_path)
