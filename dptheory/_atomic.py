@@ -7,6 +7,8 @@ give ``0o600``).
 
 - :func:`atomic_path`: a context manager yielding a temporary path to write to (for writers that take a path,
   e.g. ``Figure.savefig(tmp, format="pdf")`` or ``PIL.Image.save(tmp, format="PNG")``); renamed on success.
+- :func:`atomic_named_path`: the same, with a temporary file that keeps the target's name (in a hidden folder beside
+  it), for writers that store the file name in the file (``torch.save`` names its zip archive after it).
 - :func:`reserve_temp`: the temporary path alone, for callers that stage several files and rename them together.
 - :func:`write_text` / :func:`write_bytes`: the common one-shot cases.
 """
@@ -19,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "reserve_temp", "write_text", "write_bytes", "discard"]
+__all__ = ["atomic_path", "atomic_named_path", "reserve_temp", "write_text", "write_bytes", "discard"]
 
 
 def reserve_temp(path) -> Path:
@@ -60,6 +62,23 @@ def atomic_path(path) -> Iterator[Path]:
     except BaseException:
         discard(tmp)
         raise
+
+
+@contextmanager
+def atomic_named_path(path) -> Iterator[Path]:
+    """As :func:`atomic_path`, but the yielded path has ``path``'s own file name, inside a hidden temporary folder
+    next to ``path`` (removed on exit): the bytes a writer produces do not depend on a random temporary name."""
+    import shutil
+    import tempfile
+
+    path = Path(path)
+    folder = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        tmp = folder / path.name
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_bytes(path, data: bytes) -> Path:

@@ -574,6 +574,33 @@ def test_atomic_write_interrupted(tmp_path):
     assert target.read_text() == "old" and sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
 
 
+def test_atomic_named_write_keeps_torch_save_bytes_and_cleans_up(tmp_path):
+    """``torch.save`` names its zip archive after the file: through ``atomic_named_path`` the bytes equal those of a
+    direct save (through a randomly named temporary file they would not), and an interrupt leaves the old file and
+    no temporary folder."""
+    from dptheory import _atomic
+
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    direct, target = tmp_path / "a" / "w.pt", tmp_path / "b" / "w.pt"
+    direct.parent.mkdir()
+    target.parent.mkdir()
+    torch.save(state, direct)
+    with _atomic.atomic_named_path(target) as tmp:
+        assert tmp.name == "w.pt" and tmp.parent != target.parent
+        torch.save(state, tmp)
+    assert target.read_bytes() == direct.read_bytes()
+    torch.save(state, tmp_path / "a" / "x.pt")
+    with _atomic.atomic_path(tmp_path / "b" / "x.pt") as tmp:
+        torch.save(state, tmp)
+    # through a randomly named temporary file the archive carries the temporary name
+    assert (tmp_path / "b" / "x.pt").read_bytes() != (tmp_path / "a" / "x.pt").read_bytes()
+    with pytest.raises(KeyboardInterrupt), _atomic.atomic_named_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt
+    assert target.read_bytes() == direct.read_bytes()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["w.pt", "x.pt"]
+
+
 # ---------------------------------------------------------------------------------------------- fuzz
 _HOSTILE = ["-1", "0", "1", "2", "1.7", "nan", "inf", "-inf", "1e308", "abc", "", "3,4", "-1,0,10,10", "0.5,nan",
             str(2**70), "/proc/x.png", "0,0,8,8"]

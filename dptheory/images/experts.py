@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import sys
 from pathlib import Path
 
@@ -102,7 +101,7 @@ def pack_high_expert(high_weights, low_weights=None, *, n: int = 256, seed: int 
     ``.json`` is the high expert's training log plus ``expert``: the knots, the table they were chosen from,
     the stored dtype and the sha256 of the low weights it pairs with.
     """
-    from .._atomic import discard, reserve_temp, write_text
+    from .._atomic import atomic_named_path, write_text
     from .._safeload import CheckpointError, load_tensors
     from .backbones.photo_unet import PHOTO_UNET_WEIGHTS, _load_network, photo_unet_log
     from .train import PhotoCrops
@@ -114,8 +113,9 @@ def pack_high_expert(high_weights, low_weights=None, *, n: int = 256, seed: int 
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f"high-noise expert weights {str(high_weights)!r} are not a state dict of tensors")
     out = high_expert_path(low_weights)
-    staged = reserve_temp(out)  # the rounded weights, evaluated from the file that will ship, renamed on success
-    try:
+    # the rounded weights are evaluated from the file that will ship; it keeps its name (torch.save names its
+    # archive after the file, so the bytes stay repeatable) and is renamed into place only on success
+    with atomic_named_path(out) as staged:
         torch.save({k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}, staged)
         low, schedule = _load_network(low_weights)
         high, _ = _load_network(staged, log=log)
@@ -137,10 +137,6 @@ def pack_high_expert(high_weights, low_weights=None, *, n: int = 256, seed: int 
                                             table=table,
                                             columns=["step", "mse_low", "mse_high", "w_star", "mse_mix",
                                                      "se_mix_minus_low"]))
-        os.replace(staged, out)
-    except BaseException:
-        discard(staged)  # no half-made expert beside the weights
-        raise
     write_text(out.with_suffix(".json"), json.dumps(log, indent=1) + "\n")
     return out
 

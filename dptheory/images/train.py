@@ -395,9 +395,9 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError) as err:  # a missing --init, a held-out training photo, a bad checkpoint
         print(f"{parser.prog}: {err}", file=sys.stderr)
         return 2
-    from .._atomic import atomic_path, write_text
+    from .._atomic import atomic_named_path, write_text
 
-    with atomic_path(out / "photo_unet32.pt") as tmp:
+    with atomic_named_path(out / "photo_unet32.pt") as tmp:  # torch.save names its archive after the file
         torch.save(model.state_dict(), tmp)
     write_text(out / "photo_unet32.json", json.dumps(log, indent=1) + "\n")
     print(f"wrote {out / 'photo_unet32.pt'} ({log['n_params'] / 1e6:.2f} M parameters) after {cfg.steps} steps in "
