@@ -13,20 +13,24 @@ Tasks (:func:`~dptheory.images.operators.make_task`, one operator shared by the 
 pooling), ``inpaint-random`` (70 % of the pixels missing), ``blur-gauss`` (61 x 61 Gaussian, sigma 3 px, circular)
 and ``cs`` (25 % of the orthonormal DCT coefficients), all with sigma_y = 0.05 in model units [-1, 1].
 
-Methods (:func:`~dptheory.images.problem.solve_image`, one particle per crop): MAP-RPS over t0 (stage 1: AdamW
-with the Bayes prior weight at ``t1 = 50`` (:data:`~dptheory.images.backbones.photo_unet.PHOTO_UNET_MAP_T1`),
-``iters`` steps; stage 2: DPS with zeta = 1 from t0 down to 0, every step). Stage 1 does not depend on t0, so it
-runs ONCE per task and every t0 re-noises the same MAP (:func:`map_rps_sweep`, a transcription of
+Methods (:func:`~dptheory.images.problem.solve_image`, one particle per crop): MAP-RPS over t0 (stage 1: AdamW with
+the Bayes prior weight at ``t1 = 50`` (:data:`~dptheory.images.backbones.photo_unet.PHOTO_UNET_MAP_T1`), ``iters``
+steps; stage 2: DPS with zeta = 1, the official stage-2 step for sr4 and inpainting, from t0 down to 0 at every
+step, which is already 3.3 times DPS's guidance per unit of t below). Stage 1 does not depend on t0, so it runs ONCE
+per task and every t0 re-noises the same MAP (:func:`map_rps_sweep`, a transcription of
 :func:`~dptheory.samplers.map_rps`'s stage 2); each point still reports the NFE and time of a full MAP-RPS run
-(stage 1 + its stage 2), and the t0 points differ only by their stage 2 (a paired comparison). VSRD over
-lam (VSRD's small kernel with the DPS conditional score, unsquared norm, zeta = 1: ``dps(..., lam=lam)``, the
-ancestral noise variance scaled by lam; respaced). lam = 1 IS DPS. The squared-norm guided conditional denoiser
-inside ``vsrd`` (plug-in or PiGDM likelihood) diverges on this network for every zeta >= 0.1: it multiplies the
-network's Jacobian error by ``(1 - ab) / (ab sigma_y^2)`` at high noise. With a network no sampler is an exact
-posterior sampler; DPS is the usual stand-in. The exact-prior figure ``image_dp_traversal`` places the same
-solvers against exact D-P curves. At lam = 0 the path carries no noise, its ``x_t`` leave the network's training
-distribution and the output degrades (below ``A^+ y`` on sr4 and blur-gauss): VSRD's lam sweep needs lam > 0 on a
-network.
+(stage 1 + its stage 2), and the t0 points differ only by their stage 2 (a paired comparison). VSRD over lam (VSRD's
+small kernel with the DPS conditional score, unsquared norm: ``dps(..., lam=lam)``, the ancestral noise variance
+scaled by lam; respaced), with the network's DPS step
+(:func:`~dptheory.images.backbones.photo_unet.photo_unet_dps_zeta`: zeta = 3 at 32 px and 100 steps, chosen on crops
+of the training photos; zeta = 1 under-guides this network). lam = 1 IS DPS. The squared-norm guided conditional
+denoiser inside ``vsrd`` (plug-in or PiGDM likelihood) multiplies the network's Jacobian error by ``(1 - ab) / (ab
+sigma_y^2)`` at high noise: NaN or under 5 dB with the eps network alone for every zeta >= 0.1, finite with the pair
+but far more sensitive to zeta than DPS (model card, "Guidance"). With a network no sampler is an exact posterior
+sampler; DPS is the usual stand-in. The exact-prior figure ``image_dp_traversal`` places the same solvers against
+exact D-P curves. At lam = 0 the path carries no noise, its ``x_t`` leave the network's training distribution and
+the output degrades (higher SWD and lower PSNR than lam = 0.5; below ``A^+ y`` on sr4): VSRD's lam sweep needs lam >
+0 on a network.
 
 Axes. Distortion: PSNR (dB, data range 2) and MSE per pixel against the ground truth, mean +- 1 SE over crops.
 Perception: SWD (Karras et al.'s sliced Wasserstein on Laplacian-pyramid patches, fixed projections) between
@@ -59,7 +63,7 @@ import torch
 from dptheory import plotting
 from dptheory.estimate import Estimate
 from dptheory.images.backbones import load_photo_unet
-from dptheory.images.backbones.photo_unet import PHOTO_UNET_MAP_T1
+from dptheory.images.backbones.photo_unet import PHOTO_UNET_MAP_T1, photo_unet_dps_zeta
 from dptheory.images.metrics import psnr, swd
 from dptheory.images.operators import make_task
 from dptheory.images.problem import ImageInverseProblem, solve_image
@@ -135,7 +139,12 @@ def held_out_crops(n: int, seed: int) -> torch.Tensor:
 def _knobs(method: str, value, cfg: dict) -> dict:
     if method == "map-rps":
         return {"t0": int(value), "iters": cfg["iters"], "t1": PHOTO_UNET_MAP_T1}
-    return {"lam": float(value), "steps": cfg["steps"]}  # VSRD with DPS guidance
+    return {"lam": float(value), "steps": cfg["steps"], "zeta": dps_zeta(cfg)}  # VSRD with DPS guidance
+
+
+def dps_zeta(cfg: dict) -> float:
+    """DPS's guidance step for this network, crop size and step count (3 at 32 px and 100 steps; 6 at 50)."""
+    return photo_unet_dps_zeta(SIZE, SIZE, cfg["steps"])
 
 
 def _point(sol, x, cfg, gen) -> dict:
@@ -343,7 +352,8 @@ def _params(data: dict, quick: bool) -> dict:
             "test_scales": list(TEST_SCALES), "swd": SWD_KW, "backbone": "photo-unet (committed weights)",
             "map-rps": f"stage 1 AdamW, Bayes weight, t1 = {PHOTO_UNET_MAP_T1}, lr 0.5; stage 2 DPS zeta 1, every "
                        "step from t0",
-            "vsrd": "dps(lam=...): small kernel, noise variance x lam, DPS guidance norm l2 zeta 1, respaced",
+            "vsrd": f"dps(lam=...): small kernel, noise variance x lam, DPS guidance norm l2 zeta "
+                    f"{dps_zeta(CONFIG[quick]):g} (photo_unet_dps_zeta), respaced",
             "threads": torch.get_num_threads()}
 
 

@@ -18,7 +18,9 @@ Methods: every name in :data:`dptheory.METHOD_NAMES` (new samplers are picked up
 - ``vml-map``: ``inner_steps = 1`` (2 calls per level), ``final_steps = 0``, ``N // 2`` levels;
 - ``ddpm``, ``ddim``, ``vsrd``: the conditional denoiser is DPS guidance with the PiGDM likelihood variance
   (``posterior_denoiser="pigdm"``; the plug-in one diverges on this network), ``vsrd`` at ``lam = 0.5``;
-- every other method: ``steps = N`` (DPS, RED-Diff, and any sampler with a ``steps`` knob). The NFE column is
+- ``dps``: ``steps = N`` with the network's step ``zeta = photo_unet_dps_zeta(32, 32, N)`` (3 at 100 steps, 12
+  at 20, 0.3 at 1000);
+- every other method: ``steps = N`` (RED-Diff, and any sampler with a ``steps`` knob). The NFE column is
   the COUNTED number, so a sampler that spends more calls per step shows it.
 
 Metrics: PSNR and SSIM per crop (data range 2), mean +- SE over crops; SWD (Laplacian-pyramid patches, 32
@@ -52,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from dptheory.images.backbones import load_photo_unet  # noqa: E402
-from dptheory.images.backbones.photo_unet import PHOTO_UNET_MAP_T1  # noqa: E402
+from dptheory.images.backbones.photo_unet import PHOTO_UNET_MAP_T1, photo_unet_dps_zeta  # noqa: E402
 from dptheory.images.metrics import psnr, ssim, swd  # noqa: E402
 from dptheory.images.operators import make_task  # noqa: E402
 from dptheory.images.problem import ImageInverseProblem, solve_image  # noqa: E402
@@ -107,6 +109,8 @@ def knobs_for(method: str, budget: int, task: str, paper: bool) -> dict:
         knobs["posterior_denoiser"] = "pigdm"
     if method == "vsrd":
         knobs["lam"] = 0.5
+    if method == "dps":
+        knobs["zeta"] = photo_unet_dps_zeta(32, 32, budget)
     return knobs
 
 

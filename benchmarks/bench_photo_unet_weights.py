@@ -59,7 +59,10 @@ def denoising(weights) -> dict:
     return {"steps": tr.STEPS, "mse": mse["network"], "n": n}
 
 
-def restoration(weights, iters: int, n: int, t1=None, map_only: bool = False) -> dict:
+def restoration(weights, iters: int, n: int, t1=None, map_only: bool = False, zeta: float | None = None,
+                dps_seeds=None, tasks=None) -> dict:
+    """Per-crop PSNRs of every method on every task (``tasks``: a subset of the figure's). ``dps_seeds``: DPS only,
+    once per generator seed (``seed + task index``), for paired comparisons over more draws."""
     from tqdm.auto import tqdm
 
     from dptheory.images.backbones.photo_unet import PHOTO_UNET_MAP_T1
@@ -68,17 +71,27 @@ def restoration(weights, iters: int, n: int, t1=None, map_only: bool = False) ->
     from dptheory.images.problem import ImageInverseProblem, solve_image
 
     pu = _analysis("image_dp_photo_unet")
+    zeta = pu.dps_zeta({"steps": 100}) if zeta is None else zeta
     if t1 is not None:  # the stage-1 noise index the figure's MAP-RPS reads (its module global)
         pu.PHOTO_UNET_MAP_T1 = t1
     den, schedule = _load(weights)
     x = pu.held_out_crops(n, pu.SEED)
     out = {}
     for k, task in enumerate(tqdm(pu.ALL_TASKS, desc="tasks")):
+        if tasks and task not in tasks:
+            continue
         gen = torch.Generator().manual_seed(pu.SEED + 101 * k)
         op, _ = make_task(task, tuple(x.shape[1:]), gen)
         problem = ImageInverseProblem(op, pu.SIGMA_Y)
         y = problem.measure(x, gen)
         row = {"A^+ y": psnr(problem.pinv(y), x).tolist()}
+        if dps_seeds:
+            for seed in dps_seeds:
+                sol = solve_image(problem, y, "dps", den, schedule=schedule, steps=100, zeta=zeta,
+                                  generator=torch.Generator().manual_seed(seed + k))
+                row[f"dps seed={seed}"] = psnr(sol.x, x).tolist()
+            out[task] = row
+            continue
         cfg = {"t0s": [0] if map_only else [0, 100], "iters": iters}
         sweep = pu.map_rps_sweep(problem, y, den, schedule, cfg, torch.Generator().manual_seed(1000 + k))
         row["map (t0=0)"] = psnr(sweep[0].x, x).tolist()
@@ -86,11 +99,12 @@ def restoration(weights, iters: int, n: int, t1=None, map_only: bool = False) ->
             row["map-rps t0=100"] = psnr(sweep[100].x, x).tolist()
             for lam, name, seed in ((1.0, "dps", 2000), (0.5, "vsrd lam=0.5", 3000), (0.0, "vsrd lam=0", 4000)):
                 sol = solve_image(problem, y, "dps", den, schedule=schedule,
-                                  generator=torch.Generator().manual_seed(seed + k), lam=lam, steps=100)
+                                  generator=torch.Generator().manual_seed(seed + k), lam=lam, steps=100,
+                                  zeta=zeta)
                 row[name] = psnr(sol.x, x).tolist()
         out[task] = row
     return {"tasks": out, "n": n, "iters": iters, "t1": pu.PHOTO_UNET_MAP_T1 if t1 is None else t1,
-            "default_t1": PHOTO_UNET_MAP_T1}
+            "default_t1": PHOTO_UNET_MAP_T1, "dps_zeta": zeta}
 
 
 def _mean_se(v) -> tuple[float, float]:
@@ -122,6 +136,10 @@ def main(argv=None) -> int:
     p.add_argument("--iters", type=int, default=150, help="MAP stage-1 steps (default 150, as the figure)")
     p.add_argument("--n", type=int, default=16, help="held-out crops for the restoration (default 16, as the figure)")
     p.add_argument("--t1", type=int, default=None, help="MAP stage-1 noise index (default PHOTO_UNET_MAP_T1)")
+    p.add_argument("--zeta", type=float, default=None,
+                   help="DPS and VSRD guidance step (default: the figure's, 3 at 32 px and 100 steps)")
+    p.add_argument("--dps-seeds", nargs="+", type=int, help="DPS only, once per generator seed")
+    p.add_argument("--tasks", nargs="+", help="a subset of the figure's tasks (default all four)")
     p.add_argument("--map-only", action="store_true", help="restoration: the MAP (t0 = 0) only")
     p.add_argument("--no-denoising", action="store_true", help="skip the denoising MSE")
     p.add_argument("--threads", type=int, default=1)
@@ -140,7 +158,8 @@ def main(argv=None) -> int:
         t0 = time.perf_counter()
         res = {"weights": weights,
                "denoising": None if args.no_denoising else denoising(weights),
-               "restoration": restoration(weights, args.iters, args.n, args.t1, args.map_only),
+               "restoration": restoration(weights, args.iters, args.n, args.t1, args.map_only, args.zeta,
+                                      args.dps_seeds, args.tasks),
                "threads": args.threads}
         res["seconds"] = time.perf_counter() - t0
     args.out.parent.mkdir(parents=True, exist_ok=True)

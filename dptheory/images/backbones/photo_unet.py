@@ -22,7 +22,8 @@ from ...schedules import linear_schedule
 from ..experts import high_expert_path
 from .adm import _ADMNet, build_adm
 
-__all__ = ["PHOTO_UNET_WEIGHTS", "PHOTO_UNET_MAP_T1", "PHOTO_UNET_MAP_ITERS", "load_photo_unet", "photo_unet_log"]
+__all__ = ["PHOTO_UNET_WEIGHTS", "PHOTO_UNET_MAP_T1", "PHOTO_UNET_MAP_ITERS", "PHOTO_UNET_DPS_ZETA",
+           "photo_unet_dps_zeta", "load_photo_unet", "photo_unet_log"]
 
 PHOTO_UNET_WEIGHTS = Path(__file__).parent / "weights" / "photo_unet32.pt"
 """The committed eps network (made by ``python -m dptheory.images.train``); its high-noise expert lies beside it."""
@@ -44,6 +45,36 @@ image's own resolution more iterations over-fit the MAP objective: sr4 on the 64
 25.07 / 0.739): 30 iterations 26.05 / 0.734, 100: 25.87 / 0.768, 300: 21.79 / 0.700 (the eps network, which is
 the pair below step 400: MAP-RPS at t1 = 50 and t0 = 20 never meets the expert); 100 is also 3x cheaper than
 300, which keeps the 256 px box within minutes on a 2-core CPU."""
+
+
+PHOTO_UNET_DPS_ZETA = 3.0
+"""DPS guidance step (unsquared norm) of this network for 100 respaced steps on a 32 x 32 image; other sizes and
+step counts scale it by :func:`photo_unet_dps_zeta`. Chosen on 16 crops of the TRAINING photos (never the held-out
+ones; ``benchmarks/bench_photo_unet_dps_zeta.py``, ``benchmarks/results/photo_unet_dps_zeta.json``), mean PSNR (dB)
+over the grid 0.5, 1, 2, 3, 4, 6, 8: zeta = 3 is best on sr4 (25.71; 23.85 at zeta = 1), denoise and blur-gauss and
+within 0.04 dB of the best on inpaint-random (28.64; 26.47 at 1); 4 is best on inpaint-box and cs by less than 1.2
+paired SE, and 6 falls off a cliff on blur-gauss (-5 dB). The patch SWD falls from zeta = 1 to 3 as well (sr4 0.119
+to 0.085), so zeta = 1 was under-guided, not a different point of the D-P tradeoff. blur-motion is the exception:
+DPS stays below ``A^+ y`` there at every zeta (best 0.5, within 1 SE of 1-2)."""
+
+
+def photo_unet_dps_zeta(height: int, width: int, steps: int) -> float:
+    """The DPS step for an ``height x width`` image and ``steps`` reverse steps:
+
+        zeta = PHOTO_UNET_DPS_ZETA * sqrt(height width) / 32 * 100 / max(steps, 25).
+
+    The unsquared-norm step ``zeta grad ||y - A x0_hat||`` moves every pixel by about ``zeta / sqrt(m)`` (``m`` =
+    the number of measurements, proportional to ``height width``), and the guidance of a run adds up over its
+    steps, so this keeps the per-pixel guidance of the whole run that was tuned at 32 px and 100 steps. Measured
+    with ``dptheory restore --method dps --steps 50`` (sr4, PSNR on 64 x 64 boxes of three training photos) the best
+    of zeta = 1, 3, 6, 12, 24, 48 is 12, the value this gives. Below 25 steps the step stays at its 25-step value:
+    DPS restores badly there at any step (3 steps at 32 px: 9-13 dB for zeta from 1 to 100), and the law's
+    100 / steps would push a 3-step run to zeta = 100, the worst of those.
+    """
+    for name, v in (("height", height), ("width", width), ("steps", steps)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    return PHOTO_UNET_DPS_ZETA * (height * width) ** 0.5 / 32.0 * 100.0 / max(steps, 25)
 
 
 def photo_unet_log(path=None) -> dict:
