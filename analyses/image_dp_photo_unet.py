@@ -139,12 +139,12 @@ def held_out_crops(n: int, seed: int) -> torch.Tensor:
 def _knobs(method: str, value, cfg: dict) -> dict:
     if method == "map-rps":
         return {"t0": int(value), "iters": cfg["iters"], "t1": PHOTO_UNET_MAP_T1}
-    return {"lam": float(value), "steps": cfg["steps"], "zeta": dps_zeta(cfg)}  # VSRD with DPS guidance
+    return {"lam": float(value), "steps": cfg["steps"], "zeta": dps_zeta(cfg["steps"])}  # VSRD, DPS guidance
 
 
-def dps_zeta(cfg: dict) -> float:
+def dps_zeta(steps: int) -> float:
     """DPS's guidance step for this network, crop size and step count (3 at 32 px and 100 steps; 6 at 50)."""
-    return photo_unet_dps_zeta(SIZE, SIZE, cfg["steps"])
+    return photo_unet_dps_zeta(SIZE, SIZE, steps)
 
 
 def _point(sol, x, cfg, gen) -> dict:
@@ -353,7 +353,7 @@ def _params(data: dict, quick: bool) -> dict:
             "map-rps": f"stage 1 AdamW, Bayes weight, t1 = {PHOTO_UNET_MAP_T1}, lr 0.5; stage 2 DPS zeta 1, every "
                        "step from t0",
             "vsrd": f"dps(lam=...): small kernel, noise variance x lam, DPS guidance norm l2 zeta "
-                    f"{dps_zeta(CONFIG[quick]):g} (photo_unet_dps_zeta), respaced",
+                    f"{dps_zeta(CONFIG[quick]['steps']):g} (photo_unet_dps_zeta), respaced",
             "threads": torch.get_num_threads()}
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -40,8 +39,10 @@ STEPS = 100
 
 
 def _mean_se(v) -> tuple[float, float]:
-    t = torch.tensor(v, dtype=torch.float64)
-    return float(t.mean()), float(t.std() / math.sqrt(len(t))) if len(t) > 1 else 0.0
+    """Mean and SE over crops of a list of per-crop values (:meth:`dptheory.estimate.Estimate.from_samples`)."""
+    from dptheory.estimate import Estimate
+
+    return Estimate.from_samples(torch.tensor(v, dtype=torch.float64)).as_pair()
 
 
 def sweep(tasks, zetas, n: int, experts: bool = True) -> dict:
@@ -90,6 +91,7 @@ def native(size: int, steps: int, zetas) -> dict:
     import tempfile
 
     from dptheory.cli import restore_main
+    from dptheory.images.backbones.photo_unet import photo_unet_dps_zeta
 
     out = {}
     for photo, top, left in NATIVE_BOXES:
@@ -103,8 +105,6 @@ def native(size: int, steps: int, zetas) -> dict:
             out.setdefault(photo, {})[f"{zeta:g}"] = None if r is None else {
                 k: r[k] for k in ("psnr", "ssim", "psnr_baseline", "psnr_bicubic", "seconds")}
             print(photo, zeta, out[photo][f"{zeta:g}"], flush=True)
-    from dptheory.images.backbones.photo_unet import photo_unet_dps_zeta
-
     return {"size": size, "steps": steps, "zetas": list(zetas), "boxes": NATIVE_BOXES, "results": out,
             "photo_unet_dps_zeta": photo_unet_dps_zeta(size, size, steps)}
 
@@ -160,8 +160,10 @@ def main(argv=None) -> int:
         for task, r in res["tasks"].items():
             curve = "  ".join(f"{z}: {m:.2f}" for z, (m, _) in r["psnr_db"].items())
             print(f"{task:<15} A^+y {r['A^+ y'][0]:.2f} | {curve} | zeta* {r['chosen_zeta']:g}")
+    from dptheory._atomic import write_text
+
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(res, indent=1) + "\n")
+    write_text(args.out, json.dumps(res, indent=1) + "\n")  # a temporary file renamed into place
     print(f"wrote {args.out}")
     return 0
 

@@ -71,7 +71,7 @@ def restoration(weights, iters: int, n: int, t1=None, map_only: bool = False, ze
     from dptheory.images.problem import ImageInverseProblem, solve_image
 
     pu = _analysis("image_dp_photo_unet")
-    zeta = pu.dps_zeta({"steps": 100}) if zeta is None else zeta
+    zeta = pu.dps_zeta(100) if zeta is None else zeta
     if t1 is not None:  # the stage-1 noise index the figure's MAP-RPS reads (its module global)
         pu.PHOTO_UNET_MAP_T1 = t1
     den, schedule = _load(weights)

@@ -98,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
                              "vsrd 0, red-diff 0.25)")
     parser.add_argument("--zeta", type=float, default=None,
                         help="DPS step size (default 1; with photo-unet, dps and vsrd take the network's measured "
-                        "step 3 sqrt(H W) / 32 x 100 / steps: photo_unet_dps_zeta)")
+                        "step 3 sqrt(H W) / 32 x 100 / max(steps, 25): photo_unet_dps_zeta)")
     parser.add_argument("--weighting", choices=("bayes", "official"), default="bayes",
                         help="MAP-RPS stage-1 prior weight: bayes (2 sigma_y^2 / tau, AdamW decay 0; default) or "
                              "official (the official scripts' per-task w_prior, AdamW decay 0.01)")
